@@ -1,0 +1,1 @@
+"""coffea processors for the NA64 analysis (installed as na64ana.processors)."""

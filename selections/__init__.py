@@ -1,0 +1,1 @@
+"""Selection definitions as data (TOML); installed as na64ana.selections."""

@@ -1,0 +1,63 @@
+"""Options shared by the subcommands, so that they mean the same everywhere, and logging setup."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def add_campaign(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--datasets", default="datasets.json", help="datasets file (default: %(default)s)")
+    p.add_argument("--campaign", default=None, help="campaign in the datasets file (default: its default)")
+    p.add_argument("--runs", nargs="+", default=None, metavar="RUN", help="runs to use (default: all)")
+
+
+def add_out(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    p.add_argument("--out", default=default, required=default is None, help="output folder")
+
+
+def add_seed(p: argparse.ArgumentParser, default: int = 2019) -> None:
+    p.add_argument("--seed", type=int, default=default, help="random seed (default: %(default)s)")
+
+
+def add_executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative",
+                   help="coffea executor (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="processes for futures/dask (default: %(default)s)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="address of an existing dask scheduler (implies --executor dask)")
+    p.add_argument("--chunksize", type=int, default=500_000, help="events per chunk (default: %(default)s)")
+
+
+def add_unblind(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unblind", action="store_true",
+                   help="reveal the signal box (recorded in provenance); default: blinded")
+
+
+def show_progress() -> bool:
+    """Rich progress bars only on an interactive terminal and never in CI."""
+    return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("NA64ANA_NO_PROGRESS")
+
+
+def setup_logging(outdir: str | Path | None, name: str) -> logging.Logger:
+    """Log INFO to stderr and DEBUG to ``outdir/logs/<name>.log``."""
+    logger = logging.getLogger("na64ana")
+    logger.setLevel(logging.DEBUG)
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+        h.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    if outdir is not None:
+        logdir = Path(outdir) / "logs"
+        logdir.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(logdir / f"{name}.log", mode="w")
+        fh.setLevel(logging.DEBUG)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(fh)
+    return logger

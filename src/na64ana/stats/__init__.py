@@ -1,0 +1,1 @@
+"""Statistical model and limits."""
