@@ -1,1 +1,11 @@
 """coffea processors for the NA64 analysis (installed as na64ana.processors)."""
+
+from __future__ import annotations
+
+from .base import SelectionProcessor
+from .dimuon import DimuonProcessor
+from .invisible import InvisibleProcessor
+
+PROCESSORS: dict[str, type[SelectionProcessor]] = {"invisible": InvisibleProcessor, "dimuon": DimuonProcessor}
+
+__all__ = ["PROCESSORS", "DimuonProcessor", "InvisibleProcessor", "SelectionProcessor"]

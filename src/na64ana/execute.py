@@ -1,0 +1,258 @@
+"""From datasets.json to processor outputs: fileset, input checks, coffea Runner with a chosen executor.
+
+Executors (identical outputs, tested): ``iterative`` (tests, notebooks), ``futures`` (local processes)
+and ``dask`` (a ``dask.distributed.LocalCluster`` of N worker processes, or an existing scheduler with
+``scheduler="tcp://host:port"``). The processor and the selection modules are installed packages
+(na64ana.processors, na64ana.selection), so dask workers import them like any other module.
+
+Every input file is checked before processing (exists, is ROOT, not truncated, has the tree, every
+needed branch, at least one event) so that a bad file is a :class:`DataError` naming it instead of a
+failure deep inside a worker after minutes of processing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uproot
+
+from . import contract
+from . import datasets as ds
+from . import selection as selmod
+from .errors import DataError, InputError
+
+log = logging.getLogger("na64ana.execute")
+
+EXECUTORS = ("iterative", "futures", "dask")
+PROCESSOR_NAMES = ("invisible", "dimuon")  # = na64ana.processors.PROCESSORS (imported lazily: coffea)
+DEFAULT_CHUNKSIZE = 500_000
+
+
+@dataclass
+class Job:
+    """One coffea dataset: the files of one sample of one run, with the selection resolved for it."""
+
+    key: str
+    campaign: str
+    run: str
+    kind: str
+    sample: str
+    eot: float
+    hcal0: bool
+    tree: str
+    files: list[Path]
+    selection: selmod.Resolved
+    branch_map: dict[str, str] = field(default_factory=dict)
+    nevents: int = 0
+    signal_mass_GeV: float | None = None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"key": self.key, "campaign": self.campaign, "run": self.run, "kind": self.kind,
+                "sample": self.sample, "eot": self.eot, "hcal0": self.hcal0,
+                "selection_hash": self.selection.hash, "branch_map": self.branch_map}
+
+
+def dataset_key(run: str, entry: ds.FileEntry) -> str:
+    """Output key of a file: the run name for the campaign sample, else ``<run>-<sample>[-m<mass>]``."""
+    if entry.sample == "campaign":
+        return run
+    key = f"{run}-{entry.sample}"
+    return f"{key}-m{entry.signal_mass_GeV:g}" if entry.signal_mass_GeV is not None else key
+
+
+def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequence[str] | None = None,
+         samples: Iterable[str] = ("campaign",), selection: str | Path | None = None,
+         processor: str = "invisible") -> list[Job]:
+    """The jobs for a campaign: one per (run, sample[, mass]) with files, metadata and resolved selection.
+
+    ``selection`` defaults to the processor's selection (the campaign's for ``invisible``).
+    """
+    datasets_file = Path(datasets_file)
+    dsets = ds.load(datasets_file)
+    cname = campaign or dsets.default_campaign
+    camp = dsets.campaign(cname, file=str(datasets_file))
+    chosen = dsets.runs(cname, list(runs) if runs else None, file=str(datasets_file))
+    sel_name = selection or (camp.selection if processor == "invisible" else processor)
+    sel_file = selmod.load(sel_name)
+    try:
+        bmap = contract.load_branch_map(camp.branch_map, base=datasets_file.resolve().parent)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc), file=str(datasets_file), field=f"campaigns.{cname}.branch_map") from None
+    samples = set(samples)
+    jobs: dict[str, Job] = {}
+    for rname, run in chosen.items():
+        resolved = selmod.resolve(sel_file, campaign=cname, run=rname, hcal0=run.hcal0,
+                                  file=str(selmod.selection_path(sel_name)))
+        for i, entry in enumerate(run.files):
+            if entry.sample not in samples:
+                continue
+            key = dataset_key(rname, entry)
+            job = jobs.get(key)
+            if job is None:
+                job = jobs[key] = Job(key, cname, rname, entry.kind, entry.sample, 0.0, run.hcal0,
+                                      entry.tree or camp.tree, [], resolved, bmap,
+                                      signal_mass_GeV=entry.signal_mass_GeV)
+            if entry.kind != job.kind or (entry.tree or camp.tree) != job.tree:
+                raise InputError(f"files of '{key}' mix kinds or trees", file=str(datasets_file),
+                                 field=f"campaigns.{cname}.runs.{rname}.files.{i}")
+            job.files.append(ds.resolve_path(entry, datasets_file))
+            job.eot += entry.eot
+            job.nevents += entry.nevents
+    if not jobs:
+        raise InputError(f"no files of sample(s) {sorted(samples)} in the chosen runs {list(chosen)}",
+                         file=str(datasets_file), field=f"campaigns.{cname}.runs")
+    return list(jobs.values())
+
+
+def fileset(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
+    """coffea fileset ``{"<campaign>/<key>": {"files": {path: tree}, "metadata": {...}}}``."""
+    return {f"{j.campaign}/{j.key}": {"files": {str(p): j.tree for p in j.files}, "metadata": j.metadata}
+            for j in jobs}
+
+
+def check_file(path: str | Path, tree: str, branches: Iterable[str],
+               branch_map: dict[str, str] | None = None) -> int:
+    """Number of entries of ``tree`` in ``path``; DataError naming the file (and branch) if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    try:
+        f = uproot.open(path)
+    except Exception as exc:  # uproot raises many types for non-ROOT input
+        raise DataError(f"not a readable ROOT file ({type(exc).__name__}: {exc})", file=str(path)) from None
+    with f:
+        size = os.path.getsize(path)
+        if f.file.fEND > size:
+            raise DataError(f"truncated ROOT file ({size} of {f.file.fEND} bytes)", file=str(path))
+        try:
+            t = f[tree]
+        except Exception:
+            raise DataError(f"no tree '{tree}' (keys: {f.keys(cycle=False)})", file=str(path),
+                            field=tree) from None
+        if not isinstance(t, uproot.TTree):
+            raise DataError(f"'{tree}' is not a TTree", file=str(path), field=tree)
+        have = set(t.keys())
+        for b in branches:
+            name = contract.resolve(b, branch_map)
+            if name not in have:
+                raise DataError(f"missing branch '{name}'" + (f" (canonical '{b}')" if name != b else ""),
+                                file=str(path), field=name)
+        if t.num_entries == 0:
+            raise DataError(f"empty tree '{tree}'", file=str(path), field=tree)
+        return int(t.num_entries)
+
+
+def check_inputs(jobs: Iterable[Job], extra_variables: Iterable[str] = ()) -> int:
+    """Check every file of every job; total number of entries."""
+    total = 0
+    extra = tuple(extra_variables)
+    for j in jobs:
+        needed = selmod.branches_for((*j.selection.variables, *extra))
+        needed += ["weight"] if j.kind == "mc" else []
+        for p in j.files:
+            total += check_file(p, j.tree, needed, j.branch_map)
+    return total
+
+
+# ------------------------------------------------------------------------------------------------------
+# Executors
+
+
+def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, retries: int = 2,
+                  status: bool = False) -> tuple[Any, Any]:
+    """``(coffea executor, closer)``; call ``closer()`` when done (shuts a LocalCluster down)."""
+    from coffea import processor
+
+    if scheduler is not None:
+        name = "dask"
+    if name == "iterative":
+        return processor.IterativeExecutor(status=status, retries=retries), lambda: None
+    if name == "futures":
+        return processor.FuturesExecutor(status=status, workers=workers, retries=retries), lambda: None
+    if name == "dask":
+        from distributed import Client, LocalCluster
+
+        if scheduler is not None:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+        return processor.DaskExecutor(client=client, status=status, retries=retries), close
+    raise InputError(f"unknown executor '{name}' (choose from {', '.join(EXECUTORS)})", field="--executor")
+
+
+@dataclass
+class RunResult:
+    output: dict[str, Any]
+    metrics: dict[str, Any]
+    jobs: list[Job]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its (finished) children, in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "iterative", workers: int = 2,
+        scheduler: str | None = None, chunksize: int = DEFAULT_CHUNKSIZE, unblind: bool = False,
+        retries: int = 2, status: bool = False, align_clusters: bool = False) -> RunResult:
+    """Check the inputs, then run the processor over all jobs with the chosen executor."""
+    from coffea import processor
+    from coffea.nanoevents import BaseSchema
+
+    from na64ana.processors import PROCESSORS
+
+    if processor_name not in PROCESSORS:
+        raise InputError(f"unknown processor '{processor_name}' (choose from {', '.join(PROCESSORS)})",
+                         field="--processor")
+    if chunksize <= 0:
+        raise InputError("must be positive", field="--chunksize")
+    proc_cls = PROCESSORS[processor_name]
+    n_checked = check_inputs(jobs, proc_cls.extra_variables)
+    proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
+    ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
+    runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
+                              metadata_cache={}, align_clusters=align_clusters)
+    t0 = time.perf_counter()
+    try:
+        output, cmetrics = runner(fileset(jobs), processor_instance=proc)
+    except Exception as exc:
+        raise DataError(f"processing failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        close()
+    wall = time.perf_counter() - t0
+    nread = int(sum(output["nevents"].values()))
+    if nread != n_checked:
+        raise DataError(f"read {nread} events but the input files hold {n_checked}: events were lost")
+    metrics = {
+        "events": nread,
+        "chunks": int(sum(output["chunks"].values())),
+        "wall_time_s": wall,
+        "events_per_s": nread / wall if wall > 0 else None,
+        "process_time_s": float(cmetrics.get("processtime", 0.0)) if isinstance(cmetrics, dict) else None,
+        "executor": "dask" if scheduler else executor,
+        "workers": 1 if executor == "iterative" and not scheduler else workers,
+        "scheduler": scheduler,
+        "chunksize": chunksize,
+        "peak_rss_MB": peak_rss_mb(),
+    }
+    log.debug("coffea metrics: %s", cmetrics)
+    return RunResult(output, metrics, jobs)

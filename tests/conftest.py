@@ -1,0 +1,193 @@
+"""Shared fixtures: small synthetic ntuples with the contract branches and *controlled* contents.
+
+Every event belongs to a named category built to fail exactly one cut (or to land in one region of the
+(E_ECAL, E_HCAL) plane), so tests derive the expected cut flow from the category sizes, independently of
+the selection code. Categories (per file; sizes in CATEGORIES):
+
+- ``golden_c``: passes every cut, E_ECAL = 65 GeV, E_HCAL = 0.4 GeV (side band C)
+- ``fail_<cut>``: fails only ``<cut>`` (at E_ECAL = 70, E_HCAL = 0.4, i.e. side band C, outside the box)
+- ``nan_track_p`` / ``nan_chi2`` / ``inf_hcal``: non-finite cut variable (must count as failing)
+- ``sideband_a``: passes everything except the HCAL veto, E_ECAL = 30, E_HCAL = 8
+- ``validation``: E_ECAL = 40, E_HCAL = 15 (also in side band A)
+- ``box``: signal-like, passes everything, E_ECAL = 30, E_HCAL = 0.4 (inside the box)
+- ``box_fail_track``: inside the box but fails the track cut
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import uproot
+
+from na64ana import contract
+
+CATEGORIES: dict[str, int] = {
+    "golden_c": 40,
+    "fail_track": 50,
+    "fail_srd": 40,
+    "fail_shower": 30,
+    "fail_straw": 20,
+    "fail_veto": 10,
+    "fail_pileup": 8,
+    "fail_hcal0": 6,
+    "nan_track_p": 2,
+    "nan_chi2": 4,
+    "inf_hcal": 3,
+    "sideband_a": 25,
+    "validation": 15,
+    "box": 12,
+    "box_fail_track": 7,
+}
+
+
+def golden(n: int) -> dict[str, np.ndarray]:
+    """``n`` events passing every invisible-mode cut, E_ECAL = 65 GeV, E_HCAL = 0.4 GeV."""
+    types = contract.branch_types(mc=True)
+    a = {name: np.zeros(n, dtype=dt) for name, dt in types.items()}
+    a["run"][:] = 1
+    a["event"][:] = np.arange(n)
+    a["trigger"][:] = 1
+    a["track_n"][:] = 1
+    a["track_p"][:] = 100.0
+    a["track_theta"][:] = 0.3
+    a["straw_nhits"][:] = 4
+    for i in range(3):
+        a[f"srd_e{i}"][:] = 10.0
+        a[f"srd_t{i}"][:] = 0.1
+        a[f"veto_e{i}"][:] = 1.0
+    a["ecal_e"][:] = 65.0
+    a["ecal_ps_e"][:] = 1.0
+    a["ecal_chi2"][:] = 1.0
+    for i in range(4):
+        a[f"hcal_e{i}"][:] = 0.1
+    a["hcal0_e"][:] = 0.1
+    a["weight"][:] = 1.0
+    return a
+
+
+def _apply(a: dict[str, np.ndarray], sl: slice, cat: str) -> None:
+    def hcal(total: float) -> None:
+        for i in range(4):
+            a[f"hcal_e{i}"][sl] = total / 4
+
+    if cat.startswith("fail_"):
+        a["ecal_e"][sl] = 70.0
+    match cat:
+        case "fail_track":
+            a["track_p"][sl] = 90.0
+        case "fail_srd":
+            a["srd_e1"][sl] = 0.5
+        case "fail_shower":
+            a["ecal_chi2"][sl] = 20.0
+        case "fail_straw":
+            a["straw_nhits"][sl] = 12
+        case "fail_veto":
+            a["veto_e2"][sl] = 50.0
+        case "fail_pileup":
+            a["ecal_pileup"][sl] = 1
+        case "fail_hcal0":
+            a["hcal0_e"][sl] = 5.0
+        case "nan_track_p":
+            a["track_p"][sl] = np.nan
+        case "nan_chi2":
+            a["ecal_chi2"][sl] = np.nan
+        case "inf_hcal":
+            a["hcal_e0"][sl] = np.inf
+        case "sideband_a":
+            a["ecal_e"][sl] = 30.0
+            hcal(8.0)
+        case "validation":
+            a["ecal_e"][sl] = 40.0
+            hcal(15.0)
+        case "box":
+            a["ecal_e"][sl] = 30.0
+        case "box_fail_track":
+            a["ecal_e"][sl] = 30.0
+            a["track_p"][sl] = 90.0
+
+
+def make_arrays(counts: dict[str, int] | None = None, *, seed: int = 1, shuffle: bool = True,
+                weight: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Arrays with the given category sizes; also the per-event category names."""
+    counts = dict(CATEGORIES if counts is None else counts)
+    n = sum(counts.values())
+    a = golden(n)
+    cats = np.empty(n, dtype=object)
+    start = 0
+    for cat, k in counts.items():
+        _apply(a, slice(start, start + k), cat)
+        cats[start:start + k] = cat
+        start += k
+    if weight is not None:
+        a["weight"][:] = weight
+    if shuffle:
+        perm = np.random.default_rng(seed).permutation(n)
+        a = {k: v[perm] for k, v in a.items()}
+        cats = cats[perm]
+    a["event"][:] = np.arange(n)
+    return a, cats
+
+
+def write_tree(path: Path, arrays: dict[str, np.ndarray], *, mc: bool = False, tree: str = "events",
+               basket: int = 100, drop: tuple[str, ...] = ()) -> Path:
+    """Write a TTree (mktree + extend, several baskets so that chunking is exercised)."""
+    types = {k: v for k, v in contract.branch_types(mc=mc).items() if k not in drop}
+    n = len(arrays["ecal_e"])
+    with uproot.recreate(path) as f:
+        t = f.mktree(tree, types)
+        for s in range(0, max(n, 1), basket):
+            if n:
+                t.extend({k: arrays[k][s:s + basket] for k in types})
+    return path
+
+
+def _run(hcal0: bool, files: list[dict]) -> dict:
+    return {"year": 2018 if hcal0 else 2016, "eot": 1.0e9, "intensity_e_per_spill": [1e6, 2e6],
+            "hcal0": hcal0, "efficiency": 0.5, "efficiency_unc": 0.1, "files": files,
+            "sources": {"eot": "test", "intensity_e_per_spill": "test", "efficiency": "test"}}
+
+
+def write_datasets(path: Path, runs: dict[str, tuple[bool, list[dict]]], campaign: str = "test") -> Path:
+    raw = {"schema_version": 1, "default_campaign": campaign, "sources": {"T": "synthetic test data"},
+           "campaigns": {campaign: {"description": "synthetic", "source": "T", "selection": "invisible",
+                                    "runs": {r: _run(h, f) for r, (h, f) in runs.items()}}}}
+    path.write_text(json.dumps(raw, indent=1))
+    return path
+
+
+def file_entry(path: Path, n: int, *, kind: str = "data", sample: str = "campaign", eot: float = 1e9) -> dict:
+    return {"path": path.name, "nevents": n, "eot": eot, "kind": kind, "sample": sample}
+
+
+@pytest.fixture
+def synth():
+    """Helpers to build synthetic inputs (see the module docstring)."""
+    return SimpleNamespace(CATEGORIES=CATEGORIES, golden=golden, make_arrays=make_arrays,
+                           write_tree=write_tree, write_datasets=write_datasets, file_entry=file_entry)
+
+
+@pytest.fixture
+def synth_campaign(tmp_path):
+    """A campaign 'test' with run A (no HCAL0, two data files) and run B (HCAL0, one data file)
+    and a signal-MC file in run B. Returns (datasets path, {file: category array})."""
+    a1, c1 = make_arrays(seed=1)
+    a2, c2 = make_arrays(seed=2)
+    b1, cb = make_arrays(seed=3)
+    mc, cm = make_arrays({"box": 30, "golden_c": 10, "fail_veto": 5}, seed=4, weight=0.25)
+    mc["weight"][:5] = 2.0  # non-uniform weights
+    p = {name: tmp_path / f"{name}.root" for name in ("a1", "a2", "b1", "sig")}
+    write_tree(p["a1"], a1)
+    write_tree(p["a2"], a2)
+    write_tree(p["b1"], b1)
+    write_tree(p["sig"], mc, mc=True)
+    dsets = write_datasets(tmp_path / "datasets.json", {
+        "A": (False, [file_entry(p["a1"], len(c1)), file_entry(p["a2"], len(c2))]),
+        "B": (True, [file_entry(p["b1"], len(cb)), file_entry(p["sig"], len(cm), kind="mc", sample="signal",
+                                                               eot=0.0)]),
+    })
+    return SimpleNamespace(datasets=dsets, cats={"A": np.concatenate([c1, c2]), "B": cb, "B-signal": cm},
+                           arrays={"a1": a1, "a2": a2, "b1": b1, "sig": mc}, paths=p)
