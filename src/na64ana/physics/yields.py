@@ -153,7 +153,7 @@ def aprime_energy_spectrum(mass_GeV: float, *, e0: float = 100.0, xsec: str = "e
 def _sampling_cdf(mass: float, e0: float, ea_min: float, xsec: str, beam_spread: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     top = e0 * (1 + 4 * beam_spread)
-    edges = np.linspace(ea_min, top, 801)
+    edges = np.linspace(ea_min, top, 201)
     n_above = _yield_above(np.array([mass]), edges, e0, xsec, "pb", beam_spread)[0]
     cdf = (n_above[0] - n_above) / n_above[0]
     return edges, cdf
@@ -163,7 +163,8 @@ def sample_aprime_energy(mass_GeV: float, n: int, rng: np.random.Generator, *, e
                          ea_min: float = 50.0, xsec: str = "etl", beam_spread: float = 0.0) -> np.ndarray:
     """Draw ``n`` E_A' values (GeV) > ``ea_min`` from integral dE T(E) d sigma/dx (brief 9.3).
 
-    Inverse CDF on 800 bins between ``ea_min`` and E0 (linear inside a bin); the CDF is cached per inputs.
+    Inverse CDF on 200 bins between ``ea_min`` and E0 (0.25 GeV at the defaults, the track-length table
+    resolution; linear inside a bin); the CDF is cached per inputs.
     """
     _check_common(e0, xsec, "pb", beam_spread)
     _check_threshold(ea_min, e0, "ea_min")
