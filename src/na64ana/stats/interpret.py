@@ -1,0 +1,61 @@
+"""Light thermal dark matter reading of the eps limits (brief Sec. 10).
+
+y = eps^2 alpha_D (m_chi/m_A')^4 at m_A' = 3 m_chi, and the relic relation turned into a lower limit on
+alpha_D (pseudo-Dirac f = 0.25, Majorana f = 3). The formulas live in :mod:`na64ana.physics.darkmatter`;
+this module only maps the limits.json points onto them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import published
+from ..physics import darkmatter as dm
+
+_BAND_KEYS = ("eps_obs", "eps_exp", "eps_exp_m1", "eps_exp_p1", "eps_exp_m2", "eps_exp_p2")
+
+
+def _ok(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in points if "error" not in p and p.get("eps_obs")]
+
+
+def y_limits(points: list[dict[str, Any]], alpha_ds: list[float] | None = None) -> dict[str, Any]:
+    """Upper limits on y(m_chi) for each alpha_D (default: the published benchmarks 0.5 and 0.1)."""
+    ratio = dm.default_ratio()
+    alpha_ds = list(alpha_ds or published.get("darkmatter.alpha_d_benchmarks"))
+    good = _ok(points)
+    out: dict[str, Any] = {"ratio_mA_over_mchi": ratio, "m_chi_GeV": [p["mass_GeV"] / ratio for p in good]}
+    for a in alpha_ds:
+        entry = {}
+        for key in _BAND_KEYS:
+            entry[key.replace("eps", "y")] = [
+                float(dm.y_from_eps(p[key], p["mass_GeV"] / ratio, a, ratio)) if p.get(key) else None
+                for p in good]
+        out[f"alpha_d={a:g}"] = entry
+    return out
+
+
+def alpha_d_limits(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lower limits on alpha_D(m_chi) from eps_obs for pseudo-Dirac and Majorana DM."""
+    ratio = dm.default_ratio()
+    good = _ok(points)
+    out: dict[str, Any] = {"ratio_mA_over_mchi": ratio, "m_chi_GeV": [p["mass_GeV"] / ratio for p in good]}
+    for kind in ("pseudodirac", "majorana"):
+        out[kind] = {
+            "f": dm.relic_f(kind),
+            "alpha_d_min_obs": [_amin(p["eps_obs"], p["mass_GeV"] / ratio, kind, ratio) for p in good],
+            "alpha_d_min_exp": [_amin(p["eps_exp"], p["mass_GeV"] / ratio, kind, ratio) if p.get("eps_exp")
+                                else None for p in good],
+        }
+    return out
+
+
+def _amin(eps: float, m_chi: float, kind: str, ratio: float) -> float:
+    return float(dm.alpha_d_lower_limit(eps, m_chi, kind, ratio))
+
+
+def add_interpretation(result: dict[str, Any]) -> dict[str, Any]:
+    """Add ``y_limits`` and ``alpha_d_limits`` to a limits.json dict (in place; also returned)."""
+    result["y_limits"] = y_limits(result["points"])
+    result["alpha_d_limits"] = alpha_d_limits(result["points"])
+    return result

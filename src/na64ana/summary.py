@@ -1,0 +1,216 @@
+"""The yields summary (issue 5 contract): everything the limit setting needs, writable by hand.
+
+```
+{"analysis": str, "beam_energy_GeV": 100, "emiss_min_GeV": 50, "cross_section": "etl"|"ww", "cl": 0.9,
+ "correlated": {"xsec": 0.10},
+ "runs": [{"name": "I", "eot": 2.3e10, "eot_unc": 0.02,
+           "efficiency": 0.7 | {"mass_GeV": [...], "value": [...]}, "efficiency_unc": 0.09,
+           "background": 0.043, "background_unc": 0.017, "observed": 0,
+           "shape": {...optional...}}, ...],
+ "masses_GeV": [...]}
+```
+Relative uncertainties except ``background_unc`` (absolute). ``correlated``: relative signal uncertainties
+shared by all runs. Extensions (optional): ``notes`` (free text / per-field provenance), per-run ``notes``
+and ``shape`` = several E_ECAL bins per run: ``{"edges_GeV": [...], "signal_fraction": [...] or
+{"mass_GeV": [...], "value": [[...], ...]}, "background": [...], "observed": [...]}`` (the per-run
+background and observed are then the bin sums).
+
+Decisions on bad input (every failure is an :class:`InputError` naming the field):
+* ``background_unc >= background`` (for background > 0) is an error: the background enters as a
+  log-normal with relative width unc/value, and a >= 100% width means the entry is really an upper limit
+  -- give a central value with a smaller uncertainty instead. ``background = 0`` needs ``background_unc
+  = 0`` (no background sample).
+* efficiency must be in (0, 1]; EOT > 0; observed a non-negative integer (2.0 is refused: counts are ints).
+* Mass-dependent efficiencies are interpolated linearly in log10(mass) and held constant outside the
+  tabulated range (NA64 quotes light -> heavy values only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MassCurve(_Strict):
+    """A quantity tabulated in A' mass (GeV)."""
+
+    mass_GeV: list[float] = Field(min_length=1)
+    value: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MassCurve:
+        if len(self.mass_GeV) != len(self.value):
+            raise ValueError("mass_GeV and value must have the same length")
+        if any(m <= 0 for m in self.mass_GeV) or list(self.mass_GeV) != sorted(self.mass_GeV):
+            raise ValueError("mass_GeV must be positive and increasing")
+        return self
+
+    def at(self, mass: float | np.ndarray) -> np.ndarray:
+        lm = np.log10(np.asarray(self.mass_GeV))
+        return np.interp(np.log10(mass), lm, np.asarray(self.value))
+
+
+class Shape(_Strict):
+    """Optional per-run E_ECAL binning: the run is then several bins in the likelihood."""
+
+    edges_GeV: list[float] = Field(min_length=2)
+    signal_fraction: list[float] | MassCurveShape = Field(description="signal share per bin (sums to 1)")
+    background: list[float]
+    observed: list[StrictInt]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Shape:
+        nb = len(self.edges_GeV) - 1
+        fr = self.signal_fraction
+        lens = {len(self.background), len(self.observed)}
+        lens |= {len(fr)} if isinstance(fr, list) else {len(v) for v in fr.value}
+        if lens != {nb}:
+            raise ValueError(f"every per-bin list must have {nb} entries (len(edges_GeV) - 1)")
+        if any(x < 0 for x in self.background) or any(x < 0 for x in self.observed):
+            raise ValueError("background and observed per bin must be >= 0")
+        return self
+
+    def fractions(self, mass: float) -> np.ndarray:
+        fr = self.signal_fraction
+        if isinstance(fr, list):
+            f = np.asarray(fr, dtype=float)
+        else:
+            vals = np.asarray(fr.value, dtype=float)
+            lm = np.log10(fr.mass_GeV)
+            f = np.array([np.interp(math.log10(mass), lm, vals[:, j]) for j in range(vals.shape[1])])
+        return f / f.sum()
+
+
+class MassCurveShape(_Strict):
+    mass_GeV: list[float] = Field(min_length=1)
+    value: list[list[float]] = Field(min_length=1)
+
+
+Shape.model_rebuild()
+
+
+class Run(_Strict):
+    name: str = Field(min_length=1)
+    eot: float = Field(gt=0, description="electrons on target")
+    eot_unc: float = Field(ge=0, lt=1, description="relative EOT uncertainty")
+    efficiency: float | MassCurve
+    efficiency_unc: float = Field(ge=0, lt=1, description="relative signal-efficiency uncertainty")
+    background: float = Field(ge=0, description="expected background events in the signal box")
+    background_unc: float = Field(ge=0, description="ABSOLUTE background uncertainty")
+    observed: StrictInt = Field(ge=0, description="events observed in the box (an integer)")
+    shape: Shape | None = None
+    notes: str | dict[str, str] | None = None
+
+    @field_validator("efficiency")
+    @classmethod
+    def _eff_range(cls, v: float | MassCurve) -> float | MassCurve:
+        vals = [v] if isinstance(v, float | int) else v.value
+        if any(not (0 < x <= 1) for x in vals):
+            raise ValueError("efficiency must be in (0, 1]")
+        return v
+
+    @model_validator(mode="after")
+    def _bkg(self) -> Run:
+        if self.background == 0 and self.background_unc > 0:
+            raise ValueError("background_unc: a zero background must have zero uncertainty")
+        if self.background > 0 and self.background_unc >= self.background:
+            raise ValueError(
+                "background_unc: must be < background (log-normal relative width < 100%); an uncertainty "
+                ">= the value means an upper limit -- give a central value with a smaller uncertainty")
+        if self.shape is not None:
+            if sum(self.shape.observed) != self.observed:
+                raise ValueError("observed: must equal the sum of shape.observed")
+            if not math.isclose(sum(self.shape.background), self.background, rel_tol=1e-6, abs_tol=1e-12):
+                raise ValueError("background: must equal the sum of shape.background")
+        return self
+
+    def efficiency_at(self, mass: float | np.ndarray) -> np.ndarray:
+        if isinstance(self.efficiency, MassCurve):
+            return self.efficiency.at(mass)
+        return np.full(np.shape(mass), float(self.efficiency))
+
+
+class Summary(_Strict):
+    analysis: str = Field(min_length=1)
+    beam_energy_GeV: float = Field(gt=0)
+    emiss_min_GeV: float = Field(gt=0)
+    cross_section: Literal["etl", "ww"]
+    cl: float = Field(gt=0, lt=1)
+    correlated: dict[str, float] = Field(description="relative signal uncertainties shared by all runs")
+    runs: list[Run] = Field(min_length=1)
+    masses_GeV: list[float] = Field(min_length=1, description="A' masses to scan (GeV)")
+    notes: str | dict[str, Any] | None = None
+
+    @field_validator("correlated")
+    @classmethod
+    def _rel(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not 0 <= x < 1:
+                raise ValueError(f"correlated.{k}: relative uncertainty must be in [0, 1)")
+        return v
+
+    @field_validator("masses_GeV")
+    @classmethod
+    def _masses(cls, v: list[float]) -> list[float]:
+        if any(m <= 0 for m in v):
+            raise ValueError("masses must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _names(self) -> Summary:
+        names = [r.name for r in self.runs]
+        if len(set(names)) != len(names):
+            raise ValueError("runs: run names must be unique")
+        if self.emiss_min_GeV >= self.beam_energy_GeV:
+            raise ValueError("emiss_min_GeV: must be below beam_energy_GeV")
+        return self
+
+
+def validate(data: Any, *, file: str | None = None) -> Summary:
+    """Validate a summary dict; any failure is one InputError naming the field path."""
+    try:
+        return Summary.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("float", "MassCurve", "list")))
+        raise InputError(err["msg"], file=file, field=loc or None) from None
+
+
+def load(path: str | Path) -> Summary:
+    """Read and validate a summary JSON file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from None
+    return validate(data, file=str(path))
+
+
+def signal_shares(summary: Summary, mass: float) -> list[np.ndarray]:
+    """Per run: EOT x efficiency(mass) x bin fractions, i.e. signal events per unit (yield per EOT)."""
+    out = []
+    for r in summary.runs:
+        base = r.eot * float(r.efficiency_at(mass))
+        out.append(base * (r.shape.fractions(mass) if r.shape else np.ones(1)))
+    return out
