@@ -29,8 +29,9 @@ PLANE_ECAL = (240, 0.0, 120.0)
 PLANE_HCAL = (240, 0.0, 120.0)
 
 
-def run_axis() -> hist.axis.StrCategory:
-    return hist.axis.StrCategory([], growth=True, name="run", label="run")
+def run_axis(key: str) -> hist.axis.StrCategory:
+    # Created with its key so that a chunk with no entries still yields the run's category.
+    return hist.axis.StrCategory([key], growth=True, name="run", label="run")
 
 
 def ecal_axis() -> hist.axis.Regular:
@@ -47,9 +48,9 @@ def variable_axis(name: str) -> hist.axis.Regular:
     return hist.axis.Regular(*v.bins, name=name, label=f"{name}{unit}")
 
 
-def new_hist(*axes: hist.axis.AxesMixin) -> hist.Hist:
+def new_hist(key: str, *axes: hist.axis.AxesMixin) -> hist.Hist:
     # Weight storage everywhere: data have weight 1 (exact integer sums), MC carries its weight.
-    return hist.Hist(run_axis(), *axes, storage=hist.storage.Weight())
+    return hist.Hist(run_axis(key), *axes, storage=hist.storage.Weight())
 
 
 def read_columns(events: Any, branches: list[str],
@@ -109,7 +110,7 @@ class SelectionProcessor(processor.ProcessorABC):
         ecal, hcal = values["ecal_e"], values["hcal_e"]
 
         def fill_plane(name: str, mask: np.ndarray) -> None:
-            h = hists[name] = new_hist(ecal_axis(), hcal_axis())
+            h = hists[name] = new_hist(key, ecal_axis(), hcal_axis())
             h.fill(run=key, ecal=ecal[mask], hcal=hcal[mask], weight=w[mask])
 
         fill_plane("plane_loose", keep)
@@ -120,7 +121,7 @@ class SelectionProcessor(processor.ProcessorABC):
         nm1 = ps.nminusone(*names, commonmask=keep).result()
         for cut, mask in zip(sel.cuts, nm1.masks[:-1], strict=True):
             for var in cut.variables:
-                h = hists[f"nminus1_{cut.name}_{var}"] = new_hist(variable_axis(var))
+                h = hists[f"nminus1_{cut.name}_{var}"] = new_hist(key, variable_axis(var))
                 h.fill(run=key, **{var: values[var][mask]}, weight=w[mask])
 
         regions = {}

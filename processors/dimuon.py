@@ -28,12 +28,12 @@ class DimuonProcessor(SelectionProcessor):
               keep: np.ndarray, w: np.ndarray, kind: str) -> dict:
         selected = ps.all(*[c.name for c in sel.cuts]) & keep
         out = {}
-        h = out["dimuon_hcal"] = new_hist(hcal_axis())
+        h = out["dimuon_hcal"] = new_hist(key, hcal_axis())
         h.fill(run=key, hcal=values["hcal_e"][selected], weight=w[selected])
-        h = out["dimuon_ecal"] = new_hist(ecal_axis())
+        h = out["dimuon_ecal"] = new_hist(key, ecal_axis())
         h.fill(run=key, ecal=values["ecal_e"][selected], weight=w[selected])
         loose = ps.all(*sel.plane_final) & keep
-        h = out["dimuon_hcal_module"] = new_hist(
+        h = out["dimuon_hcal_module"] = new_hist(key,
             hist.axis.StrCategory(["HCAL1", "HCAL2", "HCAL3", "HCAL4"], name="module"),
             hist.axis.Regular(120, 0.0, 30.0, name="energy", label="E_HCALi [GeV]"),
         )

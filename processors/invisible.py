@@ -24,17 +24,17 @@ class InvisibleProcessor(SelectionProcessor):
         ecal = values["ecal_e"]
         final = ps.all(*sel.plane_final) & keep
         out = {}
-        h = out["ecal_sideband_c"] = new_hist(ecal_axis())
+        h = out["ecal_sideband_c"] = new_hist(key, ecal_axis())
         m = final & (values["hcal_e"] < sel.box_hcal_max)
         h.fill(run=key, ecal=ecal[m], weight=w[m])
         regions = region_masks(sel, values)
         if "validation" in regions:
-            h = out["ecal_validation"] = new_hist(ecal_axis())
+            h = out["ecal_validation"] = new_hist(key, ecal_axis())
             m = final & regions["validation"]
             h.fill(run=key, ecal=ecal[m], weight=w[m])
         if kind == "mc":
             before_box = [c.name for c in sel.cuts if c.name != "signal_box"]
-            h = out["signal_ecal"] = new_hist(ecal_axis())
+            h = out["signal_ecal"] = new_hist(key, ecal_axis())
             m = ps.all(*before_box) & keep
             h.fill(run=key, ecal=ecal[m], weight=w[m])
         return out

@@ -12,6 +12,8 @@ failure deep inside a worker after minutes of processing.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import resource
@@ -233,7 +235,10 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
                               metadata_cache={}, align_clusters=align_clusters)
     t0 = time.perf_counter()
     try:
-        output, cmetrics = runner(fileset(jobs), processor_instance=proc)
+        # coffea's rich progress bars ignore status=False (cosmetic bug): swallow them explicitly.
+        quiet = contextlib.nullcontext() if status else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            output, cmetrics = runner(fileset(jobs), processor_instance=proc)
     except Exception as exc:
         raise DataError(f"processing failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -254,5 +259,6 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         "chunksize": chunksize,
         "peak_rss_MB": peak_rss_mb(),
     }
-    log.debug("coffea metrics: %s", cmetrics)
+    # Only content-independent numbers: bytesread depends on compressed contents (and is unreliable, #717).
+    log.debug("coffea: %s entries in %s chunks", cmetrics.get("entries"), cmetrics.get("chunks"))
     return RunResult(output, metrics, jobs)
