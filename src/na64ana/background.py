@@ -1,0 +1,280 @@
+"""Background in the signal box from the side bands (brief Secs. 4.4, 6).
+
+The dominant NA64 background (e- interactions upstream of the ECAL) has no MC that can be trusted, so it is
+measured: the E_ECAL spectrum of side band C (E_HCAL < 1 GeV, E_ECAL above the box) is fitted with
+f(E) = exp(p1 + p2 E) by a binned Poisson likelihood and integrated over the box [E_lo, E_box).
+Uncertainty: statistical from the fit covariance (sampled), systematic from alternative shapes (exp of a
+quadratic, power law), a shifted fit range and, when given, the HCAL zero-threshold variation (largest
+deviation of each, added in quadrature). The exponential shape is validated where statistics are large
+(E_HCAL > 10 GeV, 1 < E_ECAL < 80 GeV). Other components (dimuons, decays in flight, punch-through, ...)
+come from an MC estimate when given, else from the published table scaled by the run's EOT fraction
+(marked as such in ``source``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from iminuit import Minuit
+
+from . import published
+
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
+E_REF = 50.0  # GeV, reference energy of the parametrisations (decorrelates p1 and p2 in the fit)
+
+
+def _f_exp(e, p):
+    return np.exp(p[0] + p[1] * e)
+
+
+def _f_exp2(e, p):
+    return np.exp(p[0] + p[1] * e + p[2] * (e - E_REF) ** 2)
+
+
+def _f_power(e, p):
+    return np.exp(p[0]) * (np.maximum(e, 1e-9) / E_REF) ** p[1]
+
+
+MODELS: dict[str, tuple[Callable, int]] = {"exp": (_f_exp, 2), "exp2": (_f_exp2, 3), "power": (_f_power, 2)}
+
+
+@dataclass
+class FitResult:
+    """A side-band fit: everything needed to draw the curve and its band and to extrapolate.
+
+    ``params`` follow :data:`MODELS` (for "exp": p1, p2 with dN/dE = exp(p1 + p2 E), events per GeV)."""
+
+    model: str
+    params: np.ndarray
+    cov: np.ndarray
+    fit_range: tuple[float, float]
+    edges: np.ndarray
+    counts: np.ndarray
+    nll: float
+    chi2: float
+    ndf: int
+    converged: bool
+    pulls: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def density(self, e: np.ndarray | float, params: np.ndarray | None = None) -> np.ndarray:
+        """dN/dE (events per GeV)."""
+        return MODELS[self.model][0](np.asarray(e, dtype=float), self.params if params is None else params)
+
+    def integral(self, lo: float, hi: float, params: np.ndarray | None = None) -> float:
+        return float(_integrate(MODELS[self.model][0], np.array([lo, hi]),
+                                self.params if params is None else params)[0])
+
+    def sample_params(self, n: int = 2000, seed: int = 7) -> np.ndarray:
+        return np.random.default_rng(seed).multivariate_normal(self.params, self.cov, size=n)
+
+    def band(self, e: np.ndarray, n: int = 2000, seed: int = 7, q: tuple[float, float] = (0.1587, 0.8413)):
+        """(low, high) of dN/dE at ``e`` from the fit covariance (68% by default)."""
+        f = MODELS[self.model][0]
+        vals = np.array([f(np.asarray(e, float), p) for p in self.sample_params(n, seed)])
+        return np.quantile(vals, q[0], axis=0), np.quantile(vals, q[1], axis=0)
+
+    def extrapolate(self, lo: float, hi: float, n: int = 4000, seed: int = 7) -> tuple[float, float]:
+        """Events in [lo, hi) and their statistical uncertainty (std over covariance samples)."""
+        central = self.integral(lo, hi)
+        samples = np.array([self.integral(lo, hi, p) for p in self.sample_params(n, seed)])
+        return central, float(np.std(samples))
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"model": self.model, "params": self.params.tolist(), "cov": self.cov.tolist(),
+             "fit_range": list(self.fit_range), "edges": self.edges.tolist(), "counts": self.counts.tolist(),
+             "nll": self.nll, "chi2": self.chi2, "ndf": self.ndf, "converged": self.converged,
+             "pulls": self.pulls.tolist(), "reference_energy_GeV": E_REF}
+        if self.model == "exp":
+            d.update({"p1": float(self.params[0]), "p2": float(self.params[1]),
+                      "p2_unc": float(math.sqrt(self.cov[1, 1]))})
+        return d
+
+
+def _integrate(f: Callable, edges: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Integral of f over each bin by 6-point Gauss-Legendre (exact enough for smooth shapes)."""
+    lo, hi = edges[:-1], edges[1:]
+    half, mid = 0.5 * (hi - lo), 0.5 * (hi + lo)
+    e = mid[:, None] + half[:, None] * _GL_X[None]
+    return np.sum(f(e, p) * _GL_W[None], axis=1) * half
+
+
+def _as_counts(counts: Any, edges: Any | None) -> tuple[np.ndarray, np.ndarray]:
+    if edges is None:  # a 1D hist.Hist
+        return np.asarray(counts.values(), dtype=float), np.asarray(counts.axes[0].edges, dtype=float)
+    c, e = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
+    if e.size != c.size + 1:
+        raise ValueError("edges must have len(counts) + 1 entries")
+    return c, e
+
+
+def fit_sideband(counts: Any, edges: Any | None = None, *, model: str = "exp",
+                 fit_range: tuple[float, float] | None = None) -> FitResult:
+    """Binned Poisson likelihood fit of dN/dE_ECAL in ``fit_range`` (default: side band C, 50-80 GeV).
+
+    ``counts`` is a 1D ``hist.Hist`` (then ``edges`` is None) or bin contents with ``edges``."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} (choose {', '.join(MODELS)})")
+    c, e = _as_counts(counts, edges)
+    lo, hi = fit_range or (published.get("selection.signal_box_ecal_max_GeV"),
+                           published.get("selection.sideband_c_fit_max_GeV"))
+    sel = (e[:-1] >= lo - 1e-9) & (e[1:] <= hi + 1e-9)
+    if not sel.any():
+        raise ValueError(f"no bins inside the fit range {lo}-{hi} GeV")
+    cb, eb = c[sel], np.append(e[:-1][sel], e[1:][sel][-1])
+    if cb.sum() <= 0:
+        raise ValueError(f"no events in the fit range {lo}-{hi} GeV")
+    f, npar = MODELS[model]
+    width = eb[-1] - eb[0]
+    start = np.zeros(npar)
+    start[0] = math.log(max(cb.sum(), 0.5) / width)
+    if model != "power":
+        start[1] = 0.3
+        start[0] -= start[1] * E_REF  # exp(p1 + p2 E) around E_REF ~ mean density
+    else:
+        start[1] = 10.0
+
+    def nll(*p):
+        mu = _integrate(f, eb, np.asarray(p))
+        if not np.all(np.isfinite(mu)) or np.any(mu <= 0):
+            return 1e300
+        return float(np.sum(mu - cb * np.log(mu)))
+
+    m = Minuit(nll, *start)
+    m.errordef = Minuit.LIKELIHOOD
+    m.strategy = 1
+    m.migrad()
+    m.hesse()
+    p = np.asarray(m.values)
+    mu = _integrate(f, eb, p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dev = 2 * (mu - cb + np.where(cb > 0, cb * np.log(cb / mu), 0.0))
+    pulls = (cb - mu) / np.sqrt(np.maximum(mu, 1e-12))
+    return FitResult(model, p, np.asarray(m.covariance), (float(lo), float(hi)), eb, cb, float(m.fval),
+                     float(np.sum(dev)), int(cb.size - npar), bool(m.valid), pulls)
+
+
+@dataclass
+class UpstreamEstimate:
+    value: float
+    stat: float
+    syst: float
+    syst_parts: dict[str, float]
+    fit: FitResult
+    alternatives: dict[str, dict[str, Any]]
+
+    @property
+    def unc(self) -> float:
+        return math.hypot(self.stat, self.syst)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "stat": self.stat, "syst": self.syst, "unc": self.unc,
+                "syst_parts": self.syst_parts, "alternatives": self.alternatives}
+
+
+def estimate_upstream(counts: Any, edges: Any | None = None, *, box: tuple[float, float] | None = None,
+                      fit_range: tuple[float, float] | None = None,
+                      alt_models: tuple[str, ...] = ("exp2", "power"), range_shift: float = 5.0,
+                      threshold_variations: Mapping[str, Any] | None = None) -> UpstreamEstimate:
+    """Upstream-interaction background in the box from side band C, with stat and syst uncertainties.
+
+    ``threshold_variations``: {label: side-band histogram (hist or (counts, edges))} made with other HCAL
+    zero thresholds; the largest change of the extrapolation is a systematic."""
+    box = box or (0.0, published.get("selection.signal_box_ecal_max_GeV"))
+    nominal = fit_sideband(counts, edges, model="exp", fit_range=fit_range)
+    value, stat = nominal.extrapolate(*box)
+    alts: dict[str, dict[str, Any]] = {}
+    parts: dict[str, float] = {}
+
+    def _try(label: str, fn: Callable[[], FitResult]) -> float | None:
+        try:
+            r = fn()
+            v = r.integral(*box)
+            alts[label] = {"value": v, "model": r.model, "fit_range": list(r.fit_range),
+                           "chi2": r.chi2, "ndf": r.ndf}
+            return v
+        except (ValueError, RuntimeError) as exc:
+            alts[label] = {"error": str(exc)}
+            return None
+
+    shape = [_try(f"shape_{m}", lambda m=m: fit_sideband(counts, edges, model=m, fit_range=fit_range))
+             for m in alt_models]
+    parts["shape"] = max((abs(v - value) for v in shape if v is not None), default=0.0)
+    lo, hi = nominal.fit_range
+    ranges = [_try(f"range_{lo + range_shift:g}-{hi:g}",
+                   lambda: fit_sideband(counts, edges, model="exp", fit_range=(lo + range_shift, hi))),
+              _try(f"range_{lo:g}-{hi - range_shift:g}",
+                   lambda: fit_sideband(counts, edges, model="exp", fit_range=(lo, hi - range_shift)))]
+    parts["fit_range"] = max((abs(v - value) for v in ranges if v is not None), default=0.0)
+    if threshold_variations:
+        vals = []
+        for label, h in threshold_variations.items():
+            hc, he = (h, None) if not isinstance(h, tuple) else h
+            vals.append(_try(f"hcal_threshold_{label}",
+                             lambda hc=hc, he=he: fit_sideband(hc, he, model="exp", fit_range=fit_range)))
+        parts["hcal_threshold"] = max((abs(v - value) for v in vals if v is not None), default=0.0)
+    syst = math.sqrt(sum(v * v for v in parts.values()))
+    return UpstreamEstimate(value, stat, syst, parts, nominal, alts)
+
+
+def validate_shape(counts: Any, edges: Any | None = None, *, sideband_fit: FitResult | None = None,
+                   fit_range: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Exponential fit in the validation region (E_HCAL > 10 GeV, 1 < E_ECAL < 80 GeV) and its quality.
+
+    Reports chi2/ndf, the largest pull and, given the side-band-C fit, the slope difference in sigma."""
+    rng = fit_range or tuple(published.get("selection.validation_ecal_range_GeV"))
+    r = fit_sideband(counts, edges, model="exp", fit_range=rng)
+    out: dict[str, Any] = {"fit": r.as_dict(), "chi2_ndf": r.chi2 / r.ndf if r.ndf > 0 else None,
+                           "max_abs_pull": float(np.max(np.abs(r.pulls))) if r.pulls.size else None,
+                           "p_value": _chi2_sf(r.chi2, r.ndf)}
+    if sideband_fit is not None and sideband_fit.model == "exp":
+        d = r.params[1] - sideband_fit.params[1]
+        s = math.sqrt(r.cov[1, 1] + sideband_fit.cov[1, 1])
+        out["slope_diff_sigma"] = float(d / s) if s > 0 else None
+    return out
+
+
+def _chi2_sf(x: float, ndf: int) -> float | None:
+    from scipy import stats
+
+    return float(stats.chi2.sf(x, ndf)) if ndf > 0 else None
+
+
+_OTHER = ("dimuon", "decay_in_flight", "target_interactions", "hadron_loss", "punch_through",
+          "accidental_sr_tag")
+
+
+def published_components(campaign: str, eot_fraction: float) -> dict[str, dict[str, Any]]:
+    """Non-upstream components from the published table of ``campaign`` scaled by the run's EOT fraction."""
+    section = published.table().get("background", {}).get(campaign, {})
+    out = {}
+    for name in _OTHER:
+        if name not in section:
+            continue
+        ent = section[name]
+        limit = bool(ent.get("limit", False))
+        out[name] = {"value": ent["value"] * eot_fraction,
+                     "unc": (ent.get("unc", 0.0) * eot_fraction) if not limit else None,
+                     "limit": limit,
+                     "source": f"published {ent['source']} x EOT fraction {eot_fraction:.3f} "
+                               "(no MC estimate)"}
+    return out
+
+
+def run_table(run: str, upstream: UpstreamEstimate, *, components: Mapping[str, Mapping[str, Any]],
+              validation: dict[str, Any] | None = None, sideband_a: Mapping[str, Any] | None = None
+              ) -> dict[str, Any]:
+    """One run of background.json: upstream + side band A + other components, total (limits not added)."""
+    comps = {"upstream": {"value": upstream.value, "unc": upstream.unc, "limit": False,
+                          "source": "side-band-C exponential fit extrapolated into the box"}}
+    if sideband_a is not None:
+        comps["sideband_a"] = {"limit": False, "source": "side band A extrapolation", **sideband_a}
+    comps.update({k: dict(v) for k, v in components.items()})
+    counted = [c for c in comps.values() if not c.get("limit")]
+    total = sum(c["value"] for c in counted)
+    unc = math.sqrt(sum((c.get("unc") or 0.0) ** 2 for c in counted))
+    return {"run": run, "fit": upstream.fit.as_dict(), "upstream": upstream.as_dict(), "components": comps,
+            "total": {"value": total, "unc": unc}, "validation": validation or {}}
