@@ -1,0 +1,190 @@
+"""The in-memory generator: one run's triggered events as contract arrays (no I/O).
+
+Skim level draws Poisson counts per sub-process from rates per EOT at the run's full EOT, so 1e11 EOT
+cost only the ~1e6 events that end up in the skim. Trigger level draws a fixed number of triggered
+events with the full trigger-level composition (dominated by the low-energy tail and beam hadrons).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from ..contract import BRANCHES, Process
+from ..datasets import Run
+from ..errors import InputError
+from . import processes as P
+from .config import pub
+from .detector import pileup_probabilities, respond, trigger
+from .rates import Source, skim_sources, trigger_sources
+
+Level = Literal["skim", "trigger"]
+LEVELS = ("skim", "trigger")
+_ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
+
+
+def run_number(run_name: str, fallback: int = 0) -> int:
+    """Integer run number for the ``run`` branch: digits as is, roman numerals (I, II, III) decoded."""
+    if run_name.isdigit():
+        return int(run_name)
+    name = run_name.upper()
+    if name and all(c in _ROMAN for c in name):
+        total = 0
+        for a, b in zip(name, name[1:] + " ", strict=True):
+            v = _ROMAN[a]
+            total += -v if b != " " and _ROMAN[b] > v else v
+        return total
+    return fallback
+
+
+def eot_weighted_intensity(n: int, intensity_range: tuple[float, float], rng: np.random.Generator
+                           ) -> np.ndarray:
+    """Intensity seen by EOT-uniform events when spill intensities are uniform in the range (pdf ~ I)."""
+    lo, hi = intensity_range
+    return np.sqrt(lo * lo + rng.random(n) * (hi * hi - lo * lo))
+
+
+def skim_mask(arrays: dict[str, np.ndarray], e_nominal: float) -> np.ndarray:
+    """The skim: SR-tag energies in the window in all modules and a beam track near E0 (loose plane).
+
+    Deliberately looser than the analysis cuts (no timing, angle, shape, VETO, HCAL requirement).
+    """
+    lo, hi = pub("detector.srd_window_MeV")
+    ok = np.ones(arrays["ecal_e"].size, dtype=bool)
+    for i in range(pub("detector.srd_modules")):
+        e = arrays[f"srd_e{i}"]
+        ok &= (e > lo) & (e < hi)
+    p = arrays["track_p"]
+    return ok & (p > 0.8 * e_nominal) & (p < 1.2 * e_nominal)
+
+
+def _check_eot(eot: float | None, run: Run, run_name: str) -> float:
+    eot = run.eot if eot is None else eot
+    if eot is None or not np.isfinite(eot) or eot <= 0:
+        raise InputError(f"EOT must be a positive number, got {eot!r}", field=f"runs.{run_name}.eot")
+    return float(eot)
+
+
+def _truth_from_sources(sources: list[Source], counts: np.ndarray, rng: np.random.Generator
+                        ) -> dict[str, np.ndarray]:
+    parts = [s.gen(int(k), rng) for s, k in zip(sources, counts, strict=True) if k > 0]
+    return P.concat(parts)
+
+
+def _thin_pileup(truth: dict[str, np.ndarray], intensity: np.ndarray, i_max: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Keep region-III events with P_pileup(I) / P_pileup(I_max): their rate grows with intensity."""
+    p = pileup_probabilities(intensity)["ecal"] / pileup_probabilities(np.array([i_max]))["ecal"][0]
+    return ~truth["pileup_forced"] | (rng.random(intensity.size) < p)
+
+
+def _take(d: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[idx] for k, v in d.items()}
+
+
+def _simulate(truth: dict[str, np.ndarray], run: Run, rng: np.random.Generator
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """Shuffle, give intensities, thin region III, apply the detector -> (truth, response, triggered)."""
+    n = truth["e0"].size
+    truth = _take(truth, rng.permutation(n))
+    intensity = eot_weighted_intensity(n, run.intensity_e_per_spill, rng)
+    keep = _thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng)
+    truth, intensity = _take(truth, keep), intensity[keep]
+    det = respond(truth, intensity, hcal0_installed=run.hcal0, rng=rng)
+    return truth, det, trigger(det["ecal_e"], det["ecal_ps_e"])
+
+
+def assemble(truth: dict[str, np.ndarray], det: dict[str, np.ndarray], *, run_no: int, eot: float,
+             intensity_nominal: float, rng: np.random.Generator,
+             weight: float = 1.0) -> dict[str, np.ndarray]:
+    """Contract arrays in branch order: events spread over the run's spills in EOT order."""
+    n = truth["e0"].size
+    pos = np.sort(rng.uniform(0.0, eot, n))
+    out = {
+        "run": np.full(n, run_no, dtype=np.int32),
+        "spill": (1 + pos // intensity_nominal).astype(np.int32),
+        "event": np.arange(1, n + 1, dtype=np.int64),
+        "trigger": np.ones(n, dtype=np.uint16),
+        **det,
+        "truth_process": truth["process"], "truth_pdg": truth["pdg"], "truth_e0": truth["e0"],
+        "truth_eaprime": truth["eaprime"], "weight": np.full(n, weight, dtype=np.float32),
+    }
+    return {b.name: np.ascontiguousarray(out[b.name], dtype=b.dtype) for b in BRANCHES}
+
+
+def signal_truth(mass_GeV: float, eps: float, n: int, rng: np.random.Generator, *, e_nominal: float,
+                 ea_min: float) -> dict[str, np.ndarray]:
+    """``n`` A' events with E_A' > ea_min from the physics spectrum (na64ana.physics.yields)."""
+    from ..physics.yields import sample_aprime_energy
+
+    ea = sample_aprime_energy(mass_GeV, n, rng, e0=e_nominal, ea_min=ea_min)
+    return P.signal(n, e_nominal, ea, rng)
+
+
+def signal_count_rate(mass_GeV: float, eps: float, *, e_nominal: float, ea_min: float) -> float:
+    """A' per EOT with E_A' > ea_min at (mass, eps)."""
+    from ..physics.yields import signal_yield_per_eot
+
+    return signal_yield_per_eot(mass_GeV, eps, e0=e_nominal, emiss_min=ea_min)
+
+
+def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng: np.random.Generator,
+                    eot: float | None = None, n_events: int | None = None, beam_energy: float = 100.0,
+                    signal: tuple[float, float] | None = None, emiss_min: float = 50.0,
+                    info: dict | None = None) -> dict[str, np.ndarray]:
+    """All contract branches (truth_* and weight = 1 included) for the triggered events of one run.
+
+    ``level="skim"``: the loose-plane skim at ``eot`` (default: the run's EOT). ``level="trigger"``:
+    ``n_events`` triggered events (their EOT equivalent is returned by :func:`trigger_level_eot`).
+    ``signal=(mass_GeV, eps)`` adds A' events (E_A' above 0.8 * emiss_min, so migrations are included).
+    ``info``, if given, receives ``eot`` (the EOT the events represent) and ``generated`` per sub-process.
+    """
+    info = {} if info is None else info
+    if level not in LEVELS:
+        raise InputError(f"unknown level '{level}' (choose skim or trigger)", field="level")
+    if not np.isfinite(beam_energy) or beam_energy <= 0:
+        raise InputError(f"beam energy must be positive, got {beam_energy!r}", field="beam_energy")
+    run_no = run_number(run_name)
+    if level == "skim":
+        eot = _check_eot(eot, run, run_name)
+        sources = skim_sources(campaign, run_name, run, e_nominal=beam_energy)
+        counts = rng.poisson([s.rate_per_eot * eot for s in sources])
+        truth = _truth_from_sources(sources, counts, rng)
+        info.update(eot=eot, generated={s.name: int(k) for s, k in zip(sources, counts, strict=True)})
+        if signal is not None:
+            ea_min = 0.8 * emiss_min
+            k = rng.poisson(signal_count_rate(*signal, e_nominal=beam_energy, ea_min=ea_min) * eot)
+            info["generated"]["signal"] = int(k)
+            truth = P.concat([truth, signal_truth(*signal, k, rng, e_nominal=beam_energy, ea_min=ea_min)])
+        truth, det, trig = _simulate(truth, run, rng)
+        keep = trig & skim_mask(det, beam_energy)
+        truth, det = _take(truth, keep), _take(det, keep)
+        return assemble(truth, det, run_no=run_no, eot=eot, intensity_nominal=run.intensity_nominal, rng=rng)
+
+    if n_events is None or int(n_events) != n_events or n_events < 0:
+        raise InputError(f"trigger level needs a non-negative integer n_events, got {n_events!r}",
+                         field="n_events")
+    n_events = int(n_events)
+    sources = trigger_sources(campaign, run_name, run, e_nominal=beam_energy)
+    rates = np.array([s.rate_per_eot for s in sources])
+    got_t, got_d, n_cand, n_trig = [], [], 0, 0
+    acc = 0.5
+    while n_trig < n_events:
+        n_gen = int((n_events - n_trig) / acc * 1.05) + 1000
+        counts = rng.multinomial(n_gen, rates / rates.sum())
+        truth, det, trig = _simulate(_truth_from_sources(sources, counts, rng), run, rng)
+        n_cand += n_gen
+        n_trig += int(trig.sum())
+        acc = max(n_trig / n_cand, 1e-3)
+        got_t.append(_take(truth, trig))
+        got_d.append(_take(det, trig))
+    truth = {k: np.concatenate([t[k] for t in got_t])[:n_events] for k in got_t[0]}
+    det = {k: np.concatenate([d[k] for d in got_d])[:n_events] for k in got_d[0]}
+    eot_equiv = n_events / acc / rates.sum()
+    info.update(eot=eot_equiv, generated={"candidates": n_cand})
+    return assemble(truth, det, run_no=run_no, eot=eot_equiv, intensity_nominal=run.intensity_nominal,
+                    rng=rng)
+
+
+__all__ = ["generate_events", "run_number", "skim_mask", "assemble", "Process", "LEVELS"]
