@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
@@ -32,8 +33,8 @@ from scipy import optimize, special, stats
 GH_NODES = 10
 QUANTILES = {"m2": stats.norm.cdf(-2), "m1": stats.norm.cdf(-1), "median": 0.5,
              "p1": stats.norm.cdf(1), "p2": stats.norm.cdf(2)}
-_TAIL = 1e-8
-_BAND_COVER = 1e-4  # background-only outcomes beyond this tail probability count as +inf limits
+_TAIL = 1e-6  # s+b probability left out of the enumeration (those outcomes have q = 0 anyway)
+_BAND_COVER = 1e-3  # background-only outcomes beyond this tail probability count as +inf limits
 
 
 def log_width(rel: float | np.ndarray) -> np.ndarray:
@@ -108,6 +109,7 @@ def enumerate_outcomes(nbins: int, kmax: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=8)
 def _gh(n: int = GH_NODES) -> tuple[np.ndarray, np.ndarray]:
     x, w = hermegauss(n)
     return x, w / math.sqrt(2 * math.pi)
@@ -348,8 +350,9 @@ class ExactCLs:
         b_tot = float(model.background.sum())
         n_obs = int(model.observed.sum())
         # limits for the background-only outcomes we need: total count up to the 1-1e-6 quantile
-        n_hi = max(int(stats.poisson.ppf(1 - _BAND_COVER, b_tot * 1.5 + 1e-12)), n_obs)
-        self.t_max = float(n_hi + 3.0 + 3.0 * math.sqrt(n_hi + 1.0) + b_tot)  # signal events
+        n_hi = max(int(stats.poisson.ppf(1 - _BAND_COVER, b_tot + 1e-12)), n_obs)
+        # scan range in signal events: above the limit for n_hi events (~ n + 2.3 + 1.3 sqrt(n))
+        self.t_max = float(n_hi + 2.5 + 2.0 * math.sqrt(n_hi + 1.0) + b_tot)
         kmax = int(stats.poisson.isf(tail, self.t_max + b_tot * 1.5)) + 1
         kmax = max(kmax, n_obs)
         while math.comb(kmax + model.nbins, model.nbins) > max_outcomes and kmax > n_hi + 3:
@@ -403,9 +406,9 @@ class ExactCLs:
         flo, fhi = f(lo), f(hi)
         if flo < 0 or fhi > 0:
             return math.nan
-        return float(optimize.brentq(f, lo, hi, xtol=1e-6 * hi, rtol=1e-6))
+        return float(optimize.brentq(f, lo, hi, xtol=1e-5 * hi, rtol=1e-5))
 
-    def limits(self, cl: float = 0.9, *, expected: bool = True, n_grid: int = 36) -> LimitResult:
+    def limits(self, cl: float = 0.9, *, expected: bool = True, n_grid: int = 28) -> LimitResult:
         """Observed and expected (median, +-1, +-2 sigma) upper limits on mu at confidence level ``cl``."""
         level = 1.0 - cl
         mus = np.linspace(0.0, self.t_max, n_grid + 1)[1:] / self.s_tot
