@@ -1,0 +1,647 @@
+"""Publication-style figures of the NA64 invisible-mode analysis.
+
+Every ``plot_*`` function is pure: it takes data (``hist.Hist`` objects, arrays, parsed JSON pieces) and
+returns a :class:`matplotlib.figure.Figure`; :func:`save` writes it as PNG and PDF. Figures are built with
+``Figure()`` directly (no pyplot state), so they work under any backend, render with Agg and never leak.
+The NA64 label and the mplhep ROOT style are applied to every figure.
+
+Blinding: the plane and N-1 plots mask the signal box themselves when told ``blinded=True``, so a
+histogram that carries box content by mistake still shows nothing there.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.style
+import mplhep
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from . import published
+from .resultsdir import Box, Curve, EpsLimits
+
+# ROOT style with the base font scaled for our ~8x6 inch figures (the style assumes 10x10 at 26 pt).
+STYLE = {**mplhep.style.ROOT, "font.size": 17}
+DPI = 110
+COLORS = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300", "#b9ac70")
+MODEL_LABEL = {"scalar": "scalar", "pseudodirac": "pseudo-Dirac", "majorana": "Majorana"}
+
+
+def styled(func: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Draw inside the mplhep style context: rcParams are read when artists are created."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with matplotlib.style.context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def label(ax: Any, *, llabel: str = "Simulation", rlabel: str | None = None) -> None:
+    """The experiment label: bold "NA64", italic status, exposure on the right.
+
+    Same look as ``mplhep.label.exp_label``, but the status text is anchored to the "NA64" text artist
+    (``xycoords=artist``), so it stays in place when constrained layout moves the axes at save time
+    (exp_label computes the offset once, in axes fractions, and overlapped on our layouts).
+    """
+    exp = ax.text(
+        0.0, 1.01, "NA64", transform=ax.transAxes, ha="left", va="bottom", fontsize="x-large", weight="bold"
+    )
+    if llabel:
+        ax.annotate(
+            " " + llabel,
+            xy=(1.0, 0.0),
+            xycoords=exp,
+            ha="left",
+            va="bottom",
+            fontsize="large",
+            style="italic",
+        )
+    if rlabel:
+        ax.text(1.0, 1.01, rlabel, transform=ax.transAxes, ha="right", va="bottom", fontsize="medium")
+
+
+def new_figure(figsize: tuple[float, float]) -> Figure:
+    """A pyplot-free figure on an Agg canvas at the output dpi (mplhep positions labels in pixels)."""
+    fig = Figure(figsize=figsize, layout="constrained", dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, outdir: str | Path, name: str) -> list[Path]:
+    """Write ``outdir/name.png`` and ``.pdf``; returns both paths."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    return paths
+
+
+# --- histogram helpers --------------------------------------------------------------------------------
+def project(h: Any, *axes: str) -> Any:
+    """Sum a histogram over every axis not named (the ``run`` category, usually)."""
+    names = [a.name for a in h.axes]
+    return h if names == list(axes) else h.project(*axes)
+
+
+def categories(h: Any, name: str) -> list[str]:
+    names = [a.name for a in h.axes]
+    return [str(c) for c in h.axes[name]] if name in names else []
+
+
+def select(h: Any, **cats: Any) -> Any:
+    """Select category bins by value (``select(h, run="I")``)."""
+    return h[dict(cats)]
+
+
+def sum_categories(h: Any, keys: Sequence[str], axis: str = "run") -> Any:
+    """Sum of the ``axis`` bins named in ``keys`` (that axis removed)."""
+    return functools.reduce(operator.add, (h[{axis: k}] for k in keys))
+
+
+def _values_edges(h1: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    vals = np.asarray(h1.values(), dtype=float)
+    var = h1.variances()
+    err = np.sqrt(var) if var is not None else np.sqrt(np.clip(vals, 0, None))
+    return vals, np.asarray(h1.axes[0].edges), np.asarray(err, dtype=float)
+
+
+def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: Box) -> np.ndarray:
+    """NaN in every bin that overlaps the signal box: blinded planes show nothing there."""
+    out = np.array(values, dtype=float)
+    inx = xedges[:-1] < box.ecal_max
+    iny = yedges[:-1] < box.hcal_max
+    out[np.ix_(inx, iny)] = np.nan
+    return out
+
+
+# --- (E_ECAL, E_HCAL) planes ----------------------------------------------------------------------------
+def _draw_regions(ax: Any, box: Box, ymax: float, *, blinded: bool) -> None:
+    xmax = box.beam
+    kw = {"fill": False, "lw": 1.6}
+    ax.add_patch(Rectangle((0, 0), box.ecal_max, box.hcal_max, ec="red", **kw))
+    if blinded:
+        ax.add_patch(
+            Rectangle(
+                (0, 0), box.ecal_max, box.hcal_max, fc="lightgrey", ec="red", hatch="///", lw=1.6, zorder=5
+            )
+        )
+        ax.annotate(
+            "BLINDED",
+            (box.ecal_max / 2, box.hcal_max),
+            xytext=(box.ecal_max / 2, 0.2 * ymax),
+            color="red",
+            ha="center",
+            fontsize=12,
+            weight="bold",
+            zorder=6,
+            bbox={"fc": "white", "ec": "red"},
+            arrowprops={"arrowstyle": "->", "color": "red"},
+        )
+    else:
+        ax.annotate(
+            "signal box",
+            (box.ecal_max / 2, box.hcal_max),
+            xytext=(box.ecal_max / 2, 0.2 * ymax),
+            color="red",
+            ha="center",
+            fontsize=12,
+            bbox={"fc": "white", "ec": "red"},
+            arrowprops={"arrowstyle": "->", "color": "red"},
+        )
+    ax.add_patch(
+        Rectangle((0, box.hcal_max), box.ecal_max, ymax - box.hcal_max, ec="tab:blue", ls="--", **kw)
+    )
+    ax.text(2, 0.55 * ymax, "A", color="tab:blue", fontsize=14, weight="bold")
+    ax.add_patch(
+        Rectangle((box.ecal_max, 0), xmax - box.ecal_max, box.hcal_max, ec="tab:green", ls="--", **kw)
+    )
+    ax.text(box.ecal_max + 2, 0.05 * ymax, "C", color="tab:green", fontsize=14, weight="bold")
+    # Event classes of PRD 97 072002 Fig. 7: I dimuons, II hadrons (E_ECAL + E_HCAL ~ E0), III pile-up.
+    ax.plot([0, xmax], [xmax, 0], color="k", ls=":", lw=1)
+    ax.text(20, 10, "I", fontsize=14, weight="bold", va="center")
+    ax.text(0.62 * xmax, 0.43 * xmax, "II", fontsize=14, weight="bold", rotation=-45)
+    ax.text(0.75 * xmax, 0.6 * min(ymax, xmax), "III", fontsize=14, weight="bold")
+
+
+@styled
+def plot_planes(
+    panels: Sequence[tuple[str, Any]],
+    *,
+    box: Box | None = None,
+    blinded: bool = False,
+    llabel: str = "Simulation",
+    rlabel: str | None = None,
+) -> Figure:
+    """The (E_ECAL, E_HCAL) planes (loose SRD tag, after (i)-(iv), after all cuts) side by side.
+
+    ``panels``: (title, hist with ``ecal`` and ``hcal`` axes; other axes are summed). Side bands A/C, the
+    signal box and event classes I-III are drawn; with ``blinded`` the box is masked and hatched.
+    """
+    box = box or Box()
+    fig = new_figure((7 * len(panels), 6.3))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, h) in zip(axes, panels, strict=True):
+        h2 = project(h, "ecal", "hcal")
+        xe, ye = np.asarray(h2.axes["ecal"].edges), np.asarray(h2.axes["hcal"].edges)
+        vals = np.asarray(h2.values(), dtype=float)
+        if blinded:
+            vals = mask_box(vals, xe, ye, box)
+        vals = np.where(vals > 0, vals, np.nan)
+        if np.isfinite(vals).any():
+            mesh = ax.pcolormesh(
+                xe,
+                ye,
+                vals.T,
+                norm=LogNorm(vmin=np.nanmin(vals), vmax=np.nanmax(vals)),
+                cmap="viridis",
+                rasterized=True,
+            )
+            fig.colorbar(mesh, ax=ax, label="Events / bin")
+        ymax = float(ye[-1])
+        _draw_regions(ax, box, ymax, blinded=blinded)
+        ax.set_xlim(xe[0], xe[-1])
+        ax.set_ylim(ye[0], ymax)
+        ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ [GeV]")
+        ax.set_ylabel(r"$E_{\mathrm{HCAL}}$ [GeV]")
+        ax.text(
+            0.97,
+            0.97,
+            title,
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=13,
+            bbox={"fc": "white", "ec": "none", "alpha": 0.8},
+        )
+        label(ax, llabel=llabel, rlabel=rlabel)
+    return fig
+
+
+# --- cut flow, N-1 --------------------------------------------------------------------------------------
+@styled
+def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Simulation") -> Figure:
+    """Events after each cut per run (log y). Blinded rows are hatched and marked, never plotted."""
+    fig = new_figure((10, 6.5))
+    ax = fig.subplots()
+    labels: list[str] = []
+    for cf in cutflows.values():
+        for row in cf.get("rows", []):
+            name = str(row.get("label") or row.get("cut"))
+            if name not in labels:
+                labels.append(name)
+    x = np.arange(len(labels))
+    blinded_cols: set[int] = set()
+    for i, (run, cf) in enumerate(cutflows.items()):
+        y = np.full(len(labels), np.nan)
+        for row in cf.get("rows", []):
+            j = labels.index(str(row.get("label") or row.get("cut")))
+            if row.get("blinded") or row.get("events") is None:
+                blinded_cols.add(j)
+            else:
+                y[j] = row.get("weighted") if row.get("weighted") is not None else row["events"]
+        ax.plot(
+            x,
+            np.where(y > 0, y, np.nan),
+            marker="os^vD<>p"[i % 8],
+            color=COLORS[i % len(COLORS)],
+            label=f"run {run}",
+        )
+    for j in sorted(blinded_cols):
+        ax.axvspan(j - 0.45, j + 0.45, fc="lightgrey", ec="red", hatch="///", alpha=0.6)
+        ax.text(
+            j,
+            0.5,
+            "BLINDED",
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="center",
+            va="center",
+            color="red",
+            weight="bold",
+            fontsize=11,
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=10)
+    ax.set_xlim(-0.6, len(labels) - 0.4)
+    ax.set_ylabel("Events after cut")
+    ax.legend(fontsize=11)
+    label(ax, llabel=llabel)
+    return fig
+
+
+@styled
+def plot_nminus1(
+    h: Any,
+    variable: str,
+    *,
+    window: tuple[float | None, float | None] | None = None,
+    xlabel: str | None = None,
+    llabel: str = "Simulation",
+) -> Figure:
+    """N-1 distribution of one cut variable per run, the kept window shaded and its edges drawn."""
+    fig = new_figure((8, 6))
+    ax = fig.subplots()
+    runs = categories(h, "run")
+    for i, run in enumerate(runs or [None]):
+        h1 = project(select(h, run=run) if run is not None else h, variable)
+        vals, edges, _ = _values_edges(h1)
+        mplhep.histplot(
+            vals, edges, ax=ax, color=COLORS[i % len(COLORS)], label=f"run {run}" if run is not None else None
+        )
+    if window is not None:
+        lo, hi = window
+        ax.axvspan(
+            lo if lo is not None else edges[0],
+            hi if hi is not None else edges[-1],
+            color="tab:green",
+            alpha=0.12,
+            label="kept",
+        )
+        for edge in (lo, hi):
+            if edge is not None:
+                ax.axvline(edge, color="tab:green", ls="--", lw=1.5)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel or variable)
+    ax.set_ylabel("Events / bin")
+    if runs or window is not None:
+        ax.legend(fontsize=11)
+    label(ax, llabel=llabel)
+    return fig
+
+
+# --- side band C --------------------------------------------------------------------------------------
+def _model(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    if name == "exp":
+        return lambda e, p: np.exp(p[0] + p[1] * e)
+    from .background import MODELS  # the other side-band shapes, defined once by the background stage
+
+    return MODELS[name][0]
+
+
+def fit_curve(fit: Mapping[str, Any], e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fitted density f(E) (events/GeV; default model exp(p1 + p2 E)) and its +-1 sigma band.
+
+    The band propagates the parameter covariance linearly in log f (numerical gradient), or, without a
+    covariance, the slope uncertainty ``p2_unc`` around the fit-range centre.
+    """
+    model = str(fit.get("model", "exp"))
+    params = np.asarray(fit.get("params") or [fit["p1"], fit["p2"]], dtype=float)
+    func = _model(model)
+    f = func(e, params)
+    cov = fit.get("cov")
+    if cov is not None and np.shape(cov) == (params.size, params.size):
+        grads = []
+        for i in range(params.size):
+            dp = np.zeros_like(params)
+            dp[i] = 1e-6 * max(1.0, abs(params[i]))
+            grads.append((np.log(func(e, params + dp)) - np.log(func(e, params - dp))) / (2 * dp[i]))
+        g = np.array(grads)
+        var = np.einsum("ik,ij,jk->k", g, np.asarray(cov, dtype=float), g)
+    else:
+        rng = fit.get("fit_range") or [e.min(), e.max()]
+        var = ((e - 0.5 * (rng[0] + rng[1])) * float(fit.get("p2_unc") or 0.0)) ** 2
+    s = np.sqrt(np.clip(var, 0, None))
+    return f, f * np.exp(-s), f * np.exp(s)
+
+
+@styled
+def plot_sideband_fit(
+    h_ecal: Any,
+    fit: Mapping[str, Any],
+    *,
+    prediction: Mapping[str, Any] | None = None,
+    box: Box | None = None,
+    run: str | None = None,
+    llabel: str = "Simulation",
+) -> Figure:
+    """Side-band-C E_ECAL spectrum (events/GeV), the exp(p1 + p2 E) fit and its extrapolation into the box.
+
+    ``fit``: background.json ``runs[].fit``; ``prediction``: ``{"value", "unc"}`` of the box estimate.
+    The curve is drawn as a density (events per GeV), the data are divided by the bin width to match.
+    """
+    box = box or Box()
+    fig = new_figure((8, 6))
+    ax = fig.subplots()
+    vals, edges, err = _values_edges(project(h_ecal, "ecal"))
+    width = np.diff(edges)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ok = (centres >= box.ecal_max) & (vals > 0)
+    ax.errorbar(
+        centres[ok],
+        vals[ok] / width[ok],
+        yerr=err[ok] / width[ok],
+        xerr=width[ok] / 2,
+        fmt="ko",
+        ms=4,
+        label="side band C",
+    )
+    rng = fit.get("fit_range") or [box.ecal_max, box.ecal_trigger]
+    for lo, hi, style, lab in ((rng[0], rng[1], "-", "fit"), (0.0, box.ecal_max, "--", "extrapolation")):
+        e = np.linspace(lo, hi, 200)
+        f, flo, fhi = fit_curve(fit, e)
+        ax.plot(e, f, color="tab:red", ls=style, label=rf"$e^{{p_1 + p_2 E}}$ {lab}")
+        ax.fill_between(e, flo, fhi, color="tab:red", alpha=0.25 if style == "-" else 0.15, lw=0)
+    ax.axvspan(0, box.ecal_max, color="gold", alpha=0.15, label="signal region (extrapolated)")
+    p2_unc = fit.get("p2_unc")
+    text = f"model: {fit.get('model', 'exp')}"
+    if fit.get("p2") is not None:
+        text = (
+            rf"$p_2 = {float(fit['p2']):.3f}" + (rf" \pm {float(p2_unc):.3f}" if p2_unc else "") + "$ / GeV"
+        )
+    if prediction and prediction.get("value") is not None:
+        unc = prediction.get("unc")
+        text += "\n" + rf"$n_b = {prediction['value']:.3g}" + (rf" \pm {unc:.2g}$" if unc else "$")
+    ax.text(0.04, 0.93, text + (f"\nrun {run}" if run else ""), transform=ax.transAxes, va="top", fontsize=12)
+    ax.set_yscale("log")
+    ax.set_xlim(0, max(edges[-1], box.ecal_trigger))
+    ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ [GeV]")
+    ax.set_ylabel(r"Events / GeV ($E_{\mathrm{HCAL}} < 1$ GeV)")
+    ax.legend(fontsize=10, loc="lower right")
+    label(ax, llabel=llabel)
+    return fig
+
+
+# --- dimuons, signal spectra, efficiency ---------------------------------------------------------------
+@styled
+def plot_data_mc(
+    h_data: Any,
+    h_mc: Any,
+    *,
+    variable: str | None = None,
+    xlabel: str | None = None,
+    llabel: str = "Simulation",
+) -> Figure:
+    """Dimuon benchmark: data points over MC, data/MC ratio below (the f reduction factors of S001)."""
+    fig = new_figure((8, 7.5))
+    ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
+    var = variable or next(a.name for a in h_data.axes if a.name != "run")
+    d, edges, derr = _values_edges(project(h_data, var))
+    m, _, merr = _values_edges(project(h_mc, var))
+    mplhep.histplot(m, edges, ax=ax, histtype="fill", color="#9ecae1", label="MC")
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.errorbar(centres, d, yerr=derr, fmt="ko", ms=4, label="data")
+    ax.set_ylabel("Events / bin")
+    ax.legend(fontsize=11)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio, rerr = d / m, derr / m
+    good = m > 0
+    rax.errorbar(centres[good], ratio[good], yerr=rerr[good], fmt="ko", ms=4)
+    rax.axhline(1, color="grey", ls="--")
+    if d.sum() > 0 and m.sum() > 0:
+        rax.axhline(d.sum() / m.sum(), color="tab:red", lw=1, label=f"data/MC = {d.sum() / m.sum():.2f}")
+        rax.legend(fontsize=9, loc="upper right")
+    rax.set_ylim(0, 2)
+    rax.set_ylabel("Data / MC")
+    rax.set_xlabel(xlabel or var)
+    label(ax, llabel=llabel)
+    return fig
+
+
+@styled
+def plot_signal_spectra(spectra: Mapping[str, Any], *, llabel: str = "Simulation") -> Figure:
+    """Signal E_ECAL spectra (unit area) for a few A' masses: harder E_A' for heavier A' (S001 Fig. 6)."""
+    fig = new_figure((8, 6))
+    ax = fig.subplots()
+    for i, (lab, h) in enumerate(spectra.items()):
+        vals, edges, _ = _values_edges(project(h, "ecal"))
+        tot = vals.sum()
+        mplhep.histplot(
+            vals / tot if tot > 0 else vals, edges, ax=ax, color=COLORS[i % len(COLORS)], label=lab
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ [GeV]")
+    ax.set_ylabel("Fraction of events / bin")
+    ax.legend(fontsize=11, title=r"$m_{A'}$")
+    label(ax, llabel=llabel)
+    return fig
+
+
+@styled
+def plot_efficiency(
+    runs: Mapping[str, Mapping[str, Any]],
+    *,
+    intensities: Mapping[str, float] | None = None,
+    llabel: str = "Simulation",
+) -> Figure:
+    """Signal efficiency vs m_A' per run, with the published range (PRL 123 121801: ~0.5-0.7).
+
+    With ``intensities`` (e-/spill per run) a second panel shows the intensity dependence at the lightest
+    mass, where PRL 2019 quotes 0.69 (low) vs 0.53 (high intensity).
+    """
+    fig = new_figure((14 if intensities else 8, 6))
+    axs = fig.subplots(1, 2 if intensities else 1, squeeze=False)[0]
+    ax = axs[0]
+    low, high = (
+        published.get("efficiency.prl2019_low_intensity"),
+        published.get("efficiency.prl2019_high_intensity"),
+    )
+    ax.axhspan(min(high), max(low), color="grey", alpha=0.15, label="PRL 123 121801 range")
+    for i, (run, r) in enumerate(runs.items()):
+        m, e = np.asarray(r["mass_GeV"], float), np.asarray(r["efficiency"], float)
+        u = np.asarray(r["unc"], float) if r.get("unc") is not None else None
+        ax.errorbar(
+            m, e, yerr=u, marker="os^vD"[i % 5], color=COLORS[i % len(COLORS)], capsize=2, label=f"run {run}"
+        )
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(r"$m_{A'}$ [GeV]")
+    ax.set_ylabel(r"Signal efficiency $\varepsilon_{\mathrm{tot}}$")
+    ax.legend(fontsize=10)
+    label(ax, llabel=llabel)
+    if intensities:
+        bx = axs[1]
+        pts = [
+            (intensities[r], runs[r]["efficiency"][int(np.argmin(runs[r]["mass_GeV"]))])
+            for r in runs
+            if r in intensities
+        ]
+        if pts:
+            x, y = np.array(pts).T
+            bx.plot(x, y, "o", color="k", label=r"this analysis, lightest $m_{A'}$")
+            for r, xi, yi in zip([r for r in runs if r in intensities], x, y, strict=True):
+                bx.annotate(f"run {r}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=10)
+        bx.axhline(low[0], color="tab:blue", ls="--", label="PRL 2019, low intensity")
+        bx.axhline(high[0], color="tab:red", ls="--", label="PRL 2019, high intensity")
+        bx.set_ylim(0, 1)
+        bx.set_xlabel(r"Beam intensity [$e^-$/spill]")
+        bx.set_ylabel(r"$\varepsilon_{\mathrm{tot}}$")
+        bx.legend(fontsize=10)
+        label(bx, llabel=llabel)
+    return fig
+
+
+# --- limits ---------------------------------------------------------------------------------------------
+@styled
+def plot_eps_limits(
+    lim: EpsLimits, *, llabel: str = "Simulation", rlabel: str | None = None, cl: float = 0.9
+) -> Figure:
+    """eps(m_A') exclusion: observed (solid), expected median (dashed), +-1 sigma green, +-2 sigma yellow."""
+    fig = new_figure((8, 6.5))
+    ax = fig.subplots()
+    if lim.band is not None:
+        ax.fill_between(
+            lim.mass, lim.band["m2"], lim.band["p2"], color="#ffdf00", lw=0, label=r"Expected $\pm 2\sigma$"
+        )
+        ax.fill_between(
+            lim.mass, lim.band["m1"], lim.band["p1"], color="#00c000", lw=0, label=r"Expected $\pm 1\sigma$"
+        )
+    ax.plot(lim.mass, lim.exp, "k--", label="Expected")
+    if lim.obs is not None:
+        ax.plot(lim.mass, lim.obs, "k-", lw=2, label="Observed")
+        ax.fill_between(lim.mass, lim.obs, np.nanmax(lim.obs) * 10, color="grey", alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$m_{A'}$ [GeV]")
+    ax.set_ylabel(rf"$\varepsilon$ ({100 * cl:.0f}% CL upper limit)")
+    ax.set_xlim(lim.mass.min(), lim.mass.max())
+    ax.legend(fontsize=11, loc="upper left")
+    label(ax, llabel=llabel, rlabel=rlabel)
+    return fig
+
+
+def _alpha_value(key: str) -> str:
+    return key.split("=")[-1]
+
+
+@styled
+def plot_y_limits(
+    ylims: Mapping[str, Curve],
+    relic: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    llabel: str = "Simulation",
+    cl: float = 0.9,
+) -> Figure:
+    """y = eps^2 alpha_D (m_chi/m_A')^4 limits (m_A' = 3 m_chi), one panel per alpha_D, with relic targets."""
+    fig = new_figure((7.5 * len(ylims), 6.5))
+    axes = fig.subplots(1, len(ylims), squeeze=False)[0]
+    for ax, (key, c) in zip(axes, ylims.items(), strict=True):
+        if c.y_exp is not None:
+            ax.plot(c.x, c.y_exp, "k--", label="Expected")
+        if c.y is not None:
+            ax.plot(c.x, c.y, "k-", lw=2, label=f"NA64 {100 * cl:.0f}% CL")
+            ax.fill_between(c.x, c.y, np.nanmax(c.y) * 100, color="grey", alpha=0.12, lw=0)
+        for i, (model, (m, y)) in enumerate(relic.items()):
+            ax.plot(m, y, color=COLORS[i + 1], lw=1.5, label=f"{MODEL_LABEL.get(model, model)} relic")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(c.x.min(), c.x.max())
+        ax.set_xlabel(r"$m_\chi$ [GeV]")
+        ax.set_ylabel(r"$y = \varepsilon^2 \alpha_D (m_\chi/m_{A'})^4$")
+        ax.text(
+            0.96,
+            0.05,
+            rf"$\alpha_D = {_alpha_value(key)}$, $m_{{A'}} = 3 m_\chi$",
+            transform=ax.transAxes,
+            ha="right",
+            fontsize=12,
+        )
+        ax.legend(fontsize=10, loc="upper left")
+        label(ax, llabel=llabel)
+    return fig
+
+
+@styled
+def plot_alpha_d(alims: Mapping[str, Curve], *, llabel: str = "Simulation", cl: float = 0.9) -> Figure:
+    """Lower limits on alpha_D from the relic relation (pseudo-Dirac, Majorana), m_A' = 3 m_chi."""
+    fig = new_figure((8, 6.5))
+    ax = fig.subplots()
+    for i, (model, c) in enumerate(alims.items()):
+        name = MODEL_LABEL.get(model, model)
+        if c.y is not None:
+            ax.plot(c.x, c.y, color=COLORS[i], lw=2, label=f"{name} ({100 * cl:.0f}% CL)")
+        if c.y_exp is not None:
+            ax.plot(c.x, c.y_exp, color=COLORS[i], ls="--", label=f"{name}, expected")
+    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$m_\chi$ [GeV]")
+    ax.set_ylabel(r"$\alpha_D$ lower limit (excluded below)")
+    ax.legend(fontsize=11)
+    label(ax, llabel=llabel)
+    return fig
+
+
+@styled
+def plot_optimisation(opt: Mapping[str, Mapping[str, Any]], *, llabel: str = "Simulation") -> Figure:
+    """Expected eps limit vs the E_ECAL box edge, per mass, optimum marked (S001 Fig. 14)."""
+    fig = new_figure((8, 6))
+    ax = fig.subplots()
+    for i, (mass, d) in enumerate(opt.items()):
+        cut, eps = np.asarray(d["cut"], float), np.asarray(d["eps"], float)
+        ref = float(np.nanmin(eps))
+        color = COLORS[i % len(COLORS)]
+        ax.plot(cut, eps / ref, marker="o", ms=3, color=color, label=rf"$m_{{A'}} = {_mass_label(mass)}$")
+        if d.get("best") is not None:
+            ax.axvline(d["best"], color=color, ls="--", lw=1)
+            ax.annotate(
+                f"optimum {d['best']:.0f} GeV",
+                (d["best"], 1.0),
+                textcoords="offset points",
+                xytext=(5, 10 + 15 * i),
+                color=color,
+                fontsize=10,
+            )
+    ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ box edge [GeV]")
+    ax.set_ylabel(r"Expected $\varepsilon_{90}$ / minimum")
+    ax.legend(fontsize=11)
+    label(ax, llabel=llabel)
+    return fig
+
+
+def _mass_label(mass: str) -> str:
+    try:
+        m = float(mass)
+    except ValueError:
+        return str(mass)
+    return f"{m * 1e3:g}" + r"\,\mathrm{MeV}" if m < 1 else f"{m:g}" + r"\,\mathrm{GeV}"

@@ -1,0 +1,351 @@
+"""Read a results folder for the plots, the report and the HEPData export.
+
+The producing stages write the formats of ``docs/interfaces.md``. Everything the consumers need from
+them goes through this module, so that a renamed key is fixed here once. Files are looked up in the
+results folder itself and one level below (``DIR/limits/limits.json`` as well as ``DIR/limits.json``),
+because ``na64ana demo`` nests the stage outputs. A missing file is ``None``, never an exception: the
+report says "not available" instead of crashing.
+
+Blinding: :attr:`Results.blinded` is True as soon as *any* input says so. Consumers then drop every
+observed signal-box quantity (box counts, observed limits) even if a file carries one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import published
+
+# --- key names of limits.json (na64ana.stats.limits.scan + stats.interpret): the one place to change them
+LIMIT_KEYS: dict[str, Any] = {
+    "points": "points",  # [{"mass_GeV", "eps_obs", "eps_exp", "eps_exp_m1", ..., "error"?}]
+    "eps_mass": "mass_GeV",
+    "eps_obs": "eps_obs",
+    "eps_exp": "eps_exp",
+    "eps_band": {"m2": "eps_exp_m2", "m1": "eps_exp_m1", "p1": "eps_exp_p1", "p2": "eps_exp_p2"},
+    "y": "y_limits",  # {"m_chi_GeV": [...], "alpha_d=0.5": {"y_obs", "y_exp", ...}}
+    "y_mass": "m_chi_GeV",
+    "y_obs": "y_obs",
+    "y_exp": "y_exp",
+    "alpha": "alpha_d_limits",  # {"m_chi_GeV": [...], "pseudodirac": {"alpha_d_min_obs", "..._exp"}}
+    "alpha_min": "alpha_d_min_obs",
+    "alpha_exp": "alpha_d_min_exp",
+    "opt": "optimisation",  # assumed: {"<mass>": {"cut_GeV", "eps_exp", "optimum_GeV"}}
+    "opt_cut": "cut_GeV",
+    "opt_eps": "eps_exp",
+    "opt_best": "optimum_GeV",
+    "model": (
+        "method",
+        "cl",
+        "poi",
+        "normsys",
+        "analysis",
+        "cross_section",
+        "beam_energy_GeV",
+        "emiss_min_GeV",
+        "n_failed",
+    ),
+}
+# File names written by the stages (interfaces.md); the optimisation scan may also be its own file.
+FILES = {
+    "regions": "regions.json",
+    "background": "background.json",
+    "efficiency": "efficiency.json",
+    "limits": "limits.json",
+    "optimisation": "optimisation.json",
+    "summary": "summary.json",
+    "provenance": "provenance.json",
+    "datasets": "datasets.json",
+    "metrics": "metrics.json",
+}
+BENCHMARK_MASSES_GEV = (0.001, 0.01, 0.1, 1.0)
+
+
+@dataclass(frozen=True)
+class Box:
+    """Signal box and plane range in GeV (published defaults; the run's recorded box overrides)."""
+
+    ecal_max: float = float(published.get("selection.signal_box_ecal_max_GeV"))
+    hcal_max: float = float(published.get("detector.hcal_zero_threshold_GeV"))
+    ecal_trigger: float = float(published.get("trigger.ecal_max_GeV"))
+    beam: float = float(published.get("beam.energy_GeV"))
+
+
+@dataclass(frozen=True)
+class EpsLimits:
+    mass: np.ndarray
+    exp: np.ndarray
+    obs: np.ndarray | None = None
+    band: dict[str, np.ndarray] | None = None  # keys m2, m1, p1, p2 (expected quantiles)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A limit curve: x, observed y (None when blinded/absent), expected y (optional)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    y_exp: np.ndarray | None = None
+
+
+def _arr(v: Any) -> np.ndarray | None:
+    if v is None:
+        return None
+    a = np.asarray([np.nan if x is None else x for x in v], dtype=float)
+    return a if a.size and np.isfinite(a).any() else None
+
+
+class Results:
+    """Lazy view of one results folder; every accessor returns None/empty when the stage did not run."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- files -------------------------------------------------------------------------------------
+    def find(self, name: str) -> Path | None:
+        """``root/name`` or the first ``root/*/name`` (nested stage folders), else None."""
+        direct = self.root / name
+        if direct.exists():
+            return direct
+        nested = sorted(p for p in self.root.glob(f"*/{name}") if p.parent.name != "plots")
+        return nested[0] if nested else None
+
+    def json(self, key: str) -> Any:
+        path = self.find(FILES.get(key, key))
+        if path is None:
+            return None
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _dirs(self, name: str) -> list[Path]:
+        """``root/name`` and every ``root/*/name`` folder (run outputs of several processors)."""
+        return [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
+
+    @cached_property
+    def cutflows(self) -> dict[str, dict]:
+        """``{dataset key: cut-flow record}`` over all run outputs (a repeated key gets its selection)."""
+        out: dict[str, dict] = {}
+        for folder in self._dirs("cutflows"):
+            for p in sorted(folder.glob("*.json")):
+                try:
+                    cf = json.loads(p.read_text())
+                except json.JSONDecodeError:
+                    continue
+                key = str(cf.get("key") or cf.get("run") or p.stem)
+                out[key if key not in out else f"{key} [{cf.get('selection')}]"] = cf
+        return out
+
+    def keys(self, *, kind: str | None = None, campaign_sample: bool | None = None) -> list[str]:
+        """Dataset keys of the cut flows, filtered by kind ("data"/"mc") or being the campaign sample."""
+        out = []
+        for key, cf in self.cutflows.items():
+            if kind is not None and cf.get("kind") != kind:
+                continue
+            if (
+                campaign_sample is not None
+                and (cf.get("sample", "campaign") == "campaign") != campaign_sample
+            ):
+                continue
+            out.append(str(cf.get("key") or cf.get("run") or key))
+        return out
+
+    def hist_names(self) -> list[str]:
+        return sorted({p.stem for d in self._dirs("hists") for p in d.glob("*.pkl")})
+
+    def hist(self, name: str) -> Any:
+        """One pickled ``hist.Hist`` (read alone, as outputs.load_hist does), or None."""
+        for folder in self._dirs("hists"):
+            path = folder / f"{name}.pkl"
+            if path.exists():
+                with path.open("rb") as f:
+                    return pickle.load(f)
+        return None
+
+    def selections(self) -> dict[str, dict]:
+        """Resolved selections per dataset key, as the run stage recorded them in provenance.json."""
+        out: dict[str, dict] = {}
+        for p in [self.root / "provenance.json", *sorted(self.root.glob("*/provenance.json"))]:
+            try:
+                stage = json.loads(p.read_text()).get("stages", {}).get("run", {})
+            except (OSError, json.JSONDecodeError):
+                continue
+            for key, sel in (stage.get("selections") or {}).items():
+                out.setdefault(key, sel)
+        return out
+
+    def workspaces(self) -> list[Path]:
+        """pyhf workspace JSON files of the limits stage (``[*/]workspaces/*.json``)."""
+        found = set(self.root.glob("workspaces/*.json")) | set(self.root.glob("*/workspaces/*.json"))
+        return sorted(found)
+
+    # -- blinding ----------------------------------------------------------------------------------
+    @cached_property
+    def blinded(self) -> bool:
+        """True if any input says blinded (conservative: one blinded stage blinds the whole report)."""
+        if any(cf.get("blinded") for cf in self.cutflows.values()):
+            return True
+        regions = self.json("regions") or {}
+        if any(
+            isinstance(v, dict) and "signal_box" in v and v["signal_box"] is None for v in regions.values()
+        ):
+            return True
+        for key in ("background", "limits", "summary"):
+            doc = self.json(key)
+            if isinstance(doc, dict) and doc.get("blinded"):
+                return True
+        plane = self.hist("plane_final")
+        return bool(plane is not None and hist_blinded(plane))
+
+    # -- adapters ----------------------------------------------------------------------------------
+    def eps_limits(self) -> EpsLimits | None:
+        return eps_limits(self.json("limits"), blinded=self.blinded)
+
+    def y_limits(self) -> dict[str, Curve]:
+        return y_limits(self.json("limits"), blinded=self.blinded)
+
+    def alpha_d_limits(self) -> dict[str, Curve]:
+        return alpha_d_limits(self.json("limits"), blinded=self.blinded)
+
+    def optimisation(self) -> dict[str, dict]:
+        return optimisation(self.json("limits"), self.json("optimisation"))
+
+    def campaign(self) -> str | None:
+        for doc in (*self.cutflows.values(), self.json("background"), self.json("efficiency")):
+            if isinstance(doc, dict) and doc.get("campaign"):
+                return str(doc["campaign"])
+        return None
+
+
+# --- adapters (pure functions on the parsed JSON) ----------------------------------------------------
+def hist_meta(h: Any) -> Any:
+    """A hist's metadata or None (reading an unset ``.metadata`` warns in boost-histogram 1.8)."""
+    return vars(h).get("metadata") if hasattr(h, "__dict__") else None
+
+
+def hist_blinded(h: Any) -> bool:
+    meta = hist_meta(h)
+    return bool(isinstance(meta, dict) and meta.get("blinded"))
+
+
+def eps_limits(limits: dict | None, *, blinded: bool) -> EpsLimits | None:
+    """eps(m_A') curves from the per-mass ``points`` (failed masses skipped); no observed one when blinded."""
+    if not isinstance(limits, dict):
+        return None
+    pts = [p for p in limits.get(LIMIT_KEYS["points"]) or [] if isinstance(p, dict) and "error" not in p]
+    pts = sorted(
+        (p for p in pts if p.get(LIMIT_KEYS["eps_exp"]) is not None), key=lambda p: p[LIMIT_KEYS["eps_mass"]]
+    )
+    if not pts:
+        return None
+
+    def col(k: str) -> np.ndarray | None:
+        return _arr([p.get(k) for p in pts])
+
+    mass, exp = col(LIMIT_KEYS["eps_mass"]), col(LIMIT_KEYS["eps_exp"])
+    obs = None if blinded else col(LIMIT_KEYS["eps_obs"])
+    band = {k: col(v) for k, v in LIMIT_KEYS["eps_band"].items()}
+    return EpsLimits(mass, exp, obs, band if all(v is not None for v in band.values()) else None)
+
+
+def _curves(sec: Any, obs_key: str, exp_key: str, *, blinded: bool) -> dict[str, Curve]:
+    """Entries of a y/alpha_D section sharing the section-level ``m_chi_GeV`` (or their own)."""
+    if not isinstance(sec, dict):
+        return {}
+    shared = sec.get(LIMIT_KEYS["y_mass"])
+    out = {}
+    for label, d in sec.items():
+        if not isinstance(d, dict):
+            continue
+        x = _arr(d.get(LIMIT_KEYS["y_mass"], shared))
+        obs = None if blinded else _arr(d.get(obs_key))
+        exp = _arr(d.get(exp_key))
+        if x is not None and (obs is not None or exp is not None):
+            out[str(label)] = Curve(x, obs, exp)
+    return out
+
+
+def y_limits(limits: dict | None, *, blinded: bool) -> dict[str, Curve]:
+    """``{"alpha_d=0.5": Curve(m_chi, y_obs, y_exp)}``."""
+    sec = limits.get(LIMIT_KEYS["y"]) if isinstance(limits, dict) else None
+    return _curves(sec, LIMIT_KEYS["y_obs"], LIMIT_KEYS["y_exp"], blinded=blinded)
+
+
+def alpha_d_limits(limits: dict | None, *, blinded: bool) -> dict[str, Curve]:
+    """``{"pseudodirac": Curve(m_chi, alpha_d_min_obs, alpha_d_min_exp)}``."""
+    sec = limits.get(LIMIT_KEYS["alpha"]) if isinstance(limits, dict) else None
+    return _curves(sec, LIMIT_KEYS["alpha_min"], LIMIT_KEYS["alpha_exp"], blinded=blinded)
+
+
+def optimisation(limits: dict | None, separate: dict | None) -> dict[str, dict]:
+    """``{"<mass GeV>": {"cut": array, "eps": array, "best": float}}`` (expected only: never blinded)."""
+    sec = separate.get(LIMIT_KEYS["opt"], separate) if isinstance(separate, dict) else None
+    if not sec and isinstance(limits, dict):
+        sec = limits.get(LIMIT_KEYS["opt"])
+    out = {}
+    for mass, d in (sec or {}).items():
+        if not isinstance(d, dict):
+            continue
+        cut, eps = _arr(d.get(LIMIT_KEYS["opt_cut"])), _arr(d.get(LIMIT_KEYS["opt_eps"]))
+        if cut is None or eps is None:
+            continue
+        best = d.get(LIMIT_KEYS["opt_best"])
+        out[str(mass)] = {
+            "cut": cut,
+            "eps": eps,
+            "best": float(best if best is not None else cut[np.nanargmin(eps)]),
+        }
+    return out
+
+
+def model_info(limits: dict | None) -> dict[str, Any]:
+    """The statistical-model description keys present in limits.json."""
+    if not isinstance(limits, dict):
+        return {}
+    return {k: limits[k] for k in LIMIT_KEYS["model"] if k in limits}
+
+
+def workspace_modifiers(path: Path) -> dict[str, str]:
+    """``{modifier name: type}`` of a pyhf workspace: the nuisances as the model actually has them."""
+    try:
+        ws = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    mods: dict[str, str] = {}
+    for ch in ws.get("channels", []):
+        for s in ch.get("samples", []):
+            for m in s.get("modifiers", []):
+                mods.setdefault(m["name"], m["type"])
+    return mods
+
+
+def interp_loglog(x: np.ndarray, y: np.ndarray, at: float) -> float | None:
+    """log-log interpolation; None outside the scanned range (a limit is never extrapolated)."""
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[ok], y[ok]
+    if x.size == 0 or at < x.min() or at > x.max():
+        return None
+    order = np.argsort(x)
+    return float(math.exp(np.interp(math.log(at), np.log(x[order]), np.log(y[order]))))
+
+
+def relic_targets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Thermal relic targets y(m_chi) (ESPP curves by P. Crivelli) from ``data/relic_target_*.csv``."""
+    from importlib import resources
+
+    out = {}
+    for model in ("scalar", "pseudodirac", "majorana"):
+        text = resources.files("na64ana").joinpath(f"data/relic_target_{model}.csv").read_text()
+        rows = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")][1:]
+        data = np.array([[float(v) for v in ln.split(",")[:2]] for ln in rows])
+        out[model] = (data[:, 0], data[:, 1])
+    return out
