@@ -1,0 +1,259 @@
+"""HEPData export of a results folder with hepdata_lib, validated with hepdata-validator.
+
+Tables: cut flow per run, expected background per run (by component), signal efficiency vs m_A' per run,
+eps(m_A') limits (expected with +-1/2 sigma as asymmetric uncertainties, observed when unblinded), y(m_chi)
+limits per alpha_D and alpha_D lower limits. The pyhf workspaces are attached as HistFactory resources.
+
+Blinded inputs are never exported: blinded cut-flow rows are left out, no box counts are written, no
+observed limit is written and the workspaces (which carry the observed box counts) are not attached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hepdata_lib import Submission, Table, Uncertainty, Variable
+
+from .errors import OutputError
+from .resultsdir import Curve, EpsLimits, Results
+
+log = logging.getLogger("na64ana.hepdata")
+ARCHIVE = "submission.tar.gz"
+
+
+def _var(
+    name: str,
+    values: Any,
+    *,
+    units: str = "",
+    independent: bool = False,
+    binned: bool = False,
+    **qualifiers: str,
+) -> Variable:
+    v = Variable(name, is_independent=independent, is_binned=binned, units=units)
+    v.values = [x if isinstance(x, str) else float(x) for x in values]
+    for k, q in qualifiers.items():
+        v.add_qualifier(k.replace("_", " "), q)
+    return v
+
+
+def _sym(var: Variable, label: str, unc: Any) -> None:
+    u = Uncertainty(label, is_symmetric=True)
+    u.values = [float(x) for x in unc]
+    var.add_uncertainty(u)
+
+
+def _asym(var: Variable, label: str, central: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    u = Uncertainty(label, is_symmetric=False)
+    u.values = [(float(a - c), float(b - c)) for c, a, b in zip(central, lo, hi, strict=True)]
+    var.add_uncertainty(u)
+
+
+def _finite(*arrays: np.ndarray | None) -> np.ndarray:
+    ok = np.ones(len(arrays[0]), bool)
+    for a in arrays:
+        if a is not None:
+            ok &= np.isfinite(a)
+    return ok
+
+
+# --- tables (pure: data in, Table out) -----------------------------------------------------------------
+def cutflow_table(run: str, cf: dict[str, Any]) -> Table | None:
+    """Events after each cut for one run; blinded rows are omitted (and said so)."""
+    rows = [r for r in cf.get("rows", []) if not r.get("blinded") and r.get("events") is not None]
+    if not rows:
+        return None
+    t = Table(f"Cut flow run {run}")
+    n_blind = len(cf.get("rows", [])) - len(rows)
+    t.description = (
+        f"Events after each selection cut, run {run} ({cf.get('kind', 'data')}), selection "
+        f"{cf.get('selection')} (hash {cf.get('selection_hash')})."
+        + (f" {n_blind} blinded row(s) not shown." if n_blind else "")
+    )
+    t.keywords["observables"] = ["N"]
+    t.add_variable(_var("Cut", [str(r.get("label") or r.get("cut")) for r in rows], independent=True))
+    t.add_variable(_var("Events", [r["events"] for r in rows], RUN=run))
+    if all(r.get("weighted") is not None for r in rows):
+        t.add_variable(_var("Weighted events", [r["weighted"] for r in rows], RUN=run))
+    return t
+
+
+def background_table(entry: dict[str, Any]) -> Table | None:
+    """Expected background in the signal box for one run, by component (limits marked in the name)."""
+    comps = entry.get("components") or {}
+    names, vals, uncs = [], [], []
+    for name, d in comps.items():
+        if d.get("value") is None:
+            continue
+        names.append(f"{name} (upper limit)" if d.get("limit") else name)
+        vals.append(d["value"])
+        uncs.append(0.0 if d.get("limit") else float(d.get("unc") or 0.0))
+    up, tot = entry.get("upstream") or {}, entry.get("total") or {}
+    if up.get("value") is not None and "upstream" not in comps:
+        names.append("upstream (side band C)")
+        vals.append(up["value"])
+        uncs.append(float(up.get("unc") or 0.0))
+    if tot.get("value") is not None:
+        names.append("total")
+        vals.append(tot["value"])
+        uncs.append(float(tot.get("unc") or 0.0))
+    if not names:
+        return None
+    run = str(entry["run"])
+    t = Table(f"Background run {run}")
+    fit = entry.get("fit") or {}
+    t.description = (
+        f"Expected background events in the signal box, run {run}. Upstream component from the "
+        f"side-band-C fit exp(p1 + p2 E_ECAL), p2 = {fit.get('p2')} +- {fit.get('p2_unc')} /GeV."
+    )
+    t.keywords["observables"] = ["N"]
+    t.add_variable(_var("Component", names, independent=True))
+    v = _var("Expected background", vals, RUN=run)
+    _sym(v, "total", uncs)
+    t.add_variable(v)
+    return t
+
+
+def efficiency_table(run: str, r: dict[str, Any]) -> Table:
+    t = Table(f"Signal efficiency run {run}")
+    t.description = f"Signal efficiency vs A' mass, run {run}."
+    t.keywords["observables"] = ["EFF"]
+    m = np.asarray(r["mass_GeV"], float)
+    e = np.asarray(r["efficiency"], float)
+    u = np.asarray(r["unc"], float) if r.get("unc") is not None else None
+    ok = _finite(m, e, u)
+    t.add_variable(_var("$m_{A'}$", m[ok], units="GeV", independent=True))
+    v = _var("Efficiency", e[ok], RUN=run)
+    if u is not None:
+        _sym(v, "total", u[ok])
+    t.add_variable(v)
+    return t
+
+
+def eps_table(lim: EpsLimits, *, cl: float = 0.9) -> Table:
+    """eps(m_A') upper limits: expected with +-1/2 sigma (asymmetric), observed only if present."""
+    t = Table("Limits on epsilon")
+    t.description = (
+        f"{100 * cl:.0f}% CL upper limits on the kinetic mixing epsilon vs m_A' (A' -> invisible)."
+        + ("" if lim.obs is not None else " Blinded: expected limits only.")
+    )
+    t.keywords["observables"] = ["epsilon"]
+    ok = _finite(lim.mass, lim.exp, lim.obs, *(lim.band or {}).values())
+    t.add_variable(_var("$m_{A'}$", lim.mass[ok], units="GeV", independent=True))
+    exp = _var("Expected epsilon", lim.exp[ok], CL=f"{100 * cl:.0f}%")
+    if lim.band is not None:
+        b = {k: v[ok] for k, v in lim.band.items()}
+        _asym(exp, "1 sigma", lim.exp[ok], b["m1"], b["p1"])
+        _asym(exp, "2 sigma", lim.exp[ok], b["m2"], b["p2"])
+    t.add_variable(exp)
+    if lim.obs is not None:
+        t.add_variable(_var("Observed epsilon", lim.obs[ok], CL=f"{100 * cl:.0f}%"))
+    return t
+
+
+def curve_table(name: str, desc: str, c: Curve, *, xname: str, yname: str) -> Table | None:
+    ok = _finite(c.x, c.y, c.y_exp)
+    if not ok.any():
+        return None
+    t = Table(name)
+    t.description = desc
+    t.add_variable(_var(xname, c.x[ok], units="GeV", independent=True))
+    if c.y_exp is not None:
+        t.add_variable(_var(f"Expected {yname}", c.y_exp[ok]))
+    if c.y is not None:
+        t.add_variable(_var(f"Observed {yname}", c.y[ok]))
+    return t
+
+
+# --- submission -----------------------------------------------------------------------------------------
+def build_submission(res: Results, *, staging: Path) -> Submission:
+    """All tables available in ``res``; workspaces copied to ``staging`` (unique names) and attached."""
+    sub = Submission()
+    blinded = res.blinded
+    sub.comment = f"NA64 invisible-mode search (na64ana), campaign {res.campaign()}." + (
+        " BLINDED: no signal-box content and no observed limits are included." if blinded else ""
+    )
+    tables: list[Table | None] = [cutflow_table(r, cf) for r, cf in res.cutflows.items()]
+    tables += [background_table(e) for e in (res.json("background") or {}).get("runs", [])]
+    tables += [efficiency_table(r, d) for r, d in ((res.json("efficiency") or {}).get("runs") or {}).items()]
+    limits = res.json("limits") or {}
+    cl = float(limits.get("cl") or (1 - float(limits["level"]) if limits.get("level") else 0.9))
+    lim = res.eps_limits()
+    if lim is not None:
+        tables.append(eps_table(lim, cl=cl))
+    for key, c in res.y_limits().items():
+        tables.append(
+            curve_table(
+                f"Limits on y ({key})",
+                f"{100 * cl:.0f}% CL upper limits on y = eps^2 alpha_D "
+                f"(m_chi/m_A')^4 for m_A' = 3 m_chi, {key}.",
+                c,
+                xname="$m_\\chi$",
+                yname="y",
+            )
+        )
+    for model, c in res.alpha_d_limits().items():
+        tables.append(
+            curve_table(
+                f"Lower limits on alpha_D ({model})",
+                f"Lower limits on alpha_D from the {model} relic relation, m_A' = 3 m_chi.",
+                c,
+                xname="$m_\\chi$",
+                yname="alpha_D min",
+            )
+        )
+    for t in tables:
+        if t is not None:
+            sub.add_table(t)
+    if blinded:
+        log.info("blinded: pyhf workspaces (observed box counts) are not attached")
+    else:
+        staging.mkdir(parents=True, exist_ok=True)
+        seen: set[str] = set()
+        for ws in res.workspaces():
+            name = ws.name if ws.name not in seen else f"{ws.parent.parent.name}_{ws.name}"
+            seen.add(name)
+            dst = staging / name
+            shutil.copyfile(ws, dst)
+            sub.add_additional_resource(
+                f"pyhf workspace {ws.stem}", str(dst), copy_file=True, file_type="HistFactory"
+            )
+    return sub
+
+
+def validate_archive(archive: str | Path) -> tuple[bool, list[str]]:
+    """Validate a submission tarball with hepdata-validator; returns (ok, messages)."""
+    from hepdata_validator.full_submission_validator import FullSubmissionValidator
+
+    v = FullSubmissionValidator()
+    ok = v.validate(archive=str(archive))
+    msgs = [f"{f}: {m.message}" for f, ms in v.get_messages().items() for m in ms]
+    return bool(ok), msgs
+
+
+def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
+    """Write ``out/submission/*.yaml`` and ``out/submission.tar.gz``, validated. Returns the archive path."""
+    res = Results(results_dir)
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    sub = build_submission(res, staging=out / "resources")
+    if not sub.tables:
+        raise OutputError(
+            "nothing to export: no cut flows, background, efficiency or limits found", file=str(results_dir)
+        )
+    # hepdata_lib writes the tarball into the current directory: run it inside ``out``.
+    with contextlib.chdir(out):
+        sub.create_files("submission", validate=False, remove_old=True)
+    archive = out / ARCHIVE
+    ok, msgs = validate_archive(archive)
+    if not ok:
+        raise OutputError("HEPData validation failed: " + "; ".join(msgs[:5]), file=str(archive))
+    with tarfile.open(archive) as tar:
+        log.info("HEPData submission %s: %d files, validated", archive, len(tar.getnames()))
+    return archive
