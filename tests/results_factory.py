@@ -1,0 +1,317 @@
+"""Small synthetic results folders in the documented formats (docs/interfaces.md) for the consumer tests."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import hist
+import numpy as np
+
+RUNS = ("I", "II")
+CUTS = (
+    ("all", "all events"),
+    ("track", "(i) track"),
+    ("srd", "(ii) SRD"),
+    ("shower", "(iii) shower"),
+    ("veto", "(iv) veto"),
+    ("box", "signal box"),
+)
+BOX_COUNT = 4242  # a distinctive signal-box count: must never appear in a blinded output
+OBS_FACTOR = 0.7777  # observed eps = expected * this: must never appear in a blinded output
+MASSES = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
+
+
+def _dump_hist(folder: Path, name: str, h: hist.Hist) -> None:
+    with (folder / f"{name}.pkl").open("wb") as f:
+        pickle.dump(h, f)
+
+
+def _plane(
+    rng: np.random.Generator, n: int, *, box_events: int = 0, metadata: dict | None = None
+) -> hist.Hist:
+    h = hist.Hist(
+        hist.axis.StrCategory(list(RUNS), name="run"),
+        hist.axis.Regular(50, 0, 100, name="ecal", label="E_ECAL [GeV]"),
+        hist.axis.Regular(50, 0, 100, name="hcal", label="E_HCAL [GeV]"),
+        storage=hist.storage.Weight(),
+        metadata=metadata,
+    )
+    for run in RUNS:
+        e = rng.uniform(1, 99, n)
+        h.fill(run=run, ecal=e, hcal=np.clip(100 - e + rng.normal(0, 3, n), 0, 99))  # class II
+        h.fill(run=run, ecal=rng.uniform(0, 60, n // 5), hcal=rng.normal(10, 1.5, n // 5))  # class I
+        h.fill(run=run, ecal=60 + rng.exponential(8, n // 5) % 40, hcal=rng.uniform(0, 0.9, n // 5))  # C
+        if box_events:
+            h.fill(run=run, ecal=rng.uniform(5, 45, box_events), hcal=rng.uniform(0, 0.9, box_events))
+    return h
+
+
+def make_results(
+    root: Path, *, blinded: bool, stages: tuple[str, ...] = ("run", "background", "efficiency", "limits")
+) -> Path:
+    """Write a results folder; ``stages`` selects which producing stages 'ran'."""
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".na64ana").write_text('{"tool": "na64ana", "stages": ["run"]}')
+    if "run" in stages:
+        (root / "cutflows").mkdir()
+        for k, run in enumerate(RUNS):
+            n = [100000 // (k + 1), 60000, 40000, 30000, 25000, BOX_COUNT]
+            rows = []
+            for i, (cut, lab) in enumerate(CUTS):
+                hide = blinded and cut == "box"
+                rows.append(
+                    {
+                        "cut": cut,
+                        "label": lab,
+                        "events": None if hide else n[i],
+                        "weighted": None if hide else float(n[i]),
+                        "eff_abs": None if hide else n[i] / n[0],
+                        "eff_rel": None if hide else n[i] / n[max(i - 1, 0)],
+                        "blinded": hide,
+                    }
+                )
+            doc = {
+                "campaign": "prl2019",
+                "run": run,
+                "key": run,
+                "sample": "campaign",
+                "selection": "invisible",
+                "selection_hash": "abc123",
+                "blinded": blinded,
+                "kind": "data",
+                "eot": 4.3e10,
+                "rows": rows,
+            }
+            if blinded:
+                doc["blinded_region"] = {"ecal_max": 50.0, "hcal_max": 1.0}
+            (root / "cutflows" / f"{run}.json").write_text(json.dumps(doc))
+        hd = root / "hists"
+        hd.mkdir()
+        meta = {
+            "name": "plane_final",
+            "processor": "invisible",
+            "blinded": blinded,
+            "blinded_region": {r: {"ecal_max": 50.0, "hcal_max": 1.0} for r in RUNS} if blinded else {},
+        }
+        _dump_hist(hd, "plane_loose", _plane(rng, 3000))
+        _dump_hist(hd, "plane_i_iv", _plane(rng, 1000))
+        _dump_hist(hd, "plane_final", _plane(rng, 300, box_events=0 if blinded else 3, metadata=meta))
+        sb = hist.Hist(
+            hist.axis.StrCategory(list(RUNS), name="run"), hist.axis.Regular(50, 0, 100, name="ecal")
+        )
+        for run in RUNS:
+            e = rng.exponential(1 / 0.35, 20000)
+            sb.fill(run=run, ecal=np.clip(100 - e, 50.5, 99.9))
+        _dump_hist(hd, "ecal_sideband_c", sb)
+        chi2 = hist.Hist(
+            hist.axis.StrCategory(list(RUNS), name="run"),
+            hist.axis.Regular(40, 0, 20, name="ecal_chi2", label="ecal_chi2"),
+        )
+        for run in RUNS:
+            chi2.fill(run=run, ecal_chi2=rng.chisquare(4, 5000))
+        _dump_hist(hd, "nminus1_shower_ecal_chi2", chi2)
+        dimu = hist.Hist(
+            hist.axis.StrCategory(["I-dimuon", "I-dimuon_mc"], name="run"),
+            hist.axis.Regular(30, 0, 30, name="hcal", label="E_HCAL [GeV]"),
+        )
+        dimu.fill(run="I-dimuon", hcal=rng.normal(10, 2, 1100))
+        dimu.fill(run="I-dimuon_mc", hcal=rng.normal(10, 2, 1223))
+        _dump_hist(hd, "dimuon_hcal", dimu)
+        keys = [f"{r}-signal-m{m:g}" for r in RUNS for m in (0.002, 0.02, 0.2)]
+        sig = hist.Hist(hist.axis.StrCategory(keys, name="run"), hist.axis.Regular(50, 0, 100, name="ecal"))
+        for k in keys:
+            sig.fill(run=k, ecal=100 * rng.beta(2 + 20 * float(k.split("-m")[1]), 2, 2000))
+        _dump_hist(hd, "signal_ecal", sig)
+        regions = {
+            r: {
+                "signal_box": None if blinded else BOX_COUNT,
+                "sideband_a": 120,
+                "sideband_c": 800,
+                "validation": 5000,
+            }
+            for r in RUNS
+        }
+        (root / "regions.json").write_text(json.dumps(regions))
+        datasets = {
+            "schema_version": 1,
+            "default_campaign": "prl2019",
+            "sources": {},
+            "campaigns": {
+                "prl2019": {
+                    "description": "2016-2018 like",
+                    "source": "S003",
+                    "runs": {
+                        r: {
+                            "year": 2016 + i,
+                            "eot": 4.3e10 * (i + 1),
+                            "intensity_e_per_spill": [1.4e6 * (i + 1), 2e6 * (i + 1)],
+                            "files": [{"path": f"{r}.root", "nevents": 10, "eot": 1, "seed": 1}],
+                        }
+                        for i, r in enumerate(RUNS)
+                    },
+                }
+            },
+        }
+        (root / "datasets.json").write_text(json.dumps(datasets))
+        prov = {
+            "stages": {
+                "simulate": {
+                    "stage": "simulate",
+                    "time_utc": "2026-11-01T00:00:00Z",
+                    "git_commit": "deadbeef",
+                    "seed": 2019,
+                    "versions": {"na64ana": "0.1.0"},
+                    "command": "na64ana simulate",
+                },
+                "run": {
+                    "stage": "run",
+                    "time_utc": "2026-11-01T00:01:00Z",
+                    "git_commit": "deadbeef",
+                    "unblind": not blinded,
+                    "selections": {
+                        r: {
+                            "name": "invisible",
+                            "box": {"ecal_max": 50.0, "hcal_max": 1.0},
+                            "cuts": [
+                                {
+                                    "name": "shower",
+                                    "label": "(iii) shower",
+                                    "source": "S002",
+                                    "requires": [{"variable": "ecal_chi2", "max": 8.0}],
+                                }
+                            ],
+                        }
+                        for r in RUNS
+                    },
+                    "versions": {"na64ana": "0.1.0", "coffea": "2026.9.0"},
+                    "command": "na64ana run",
+                },
+            }
+        }
+        (root / "provenance.json").write_text(json.dumps(prov))
+    if "background" in stages:
+        runs = []
+        for run in RUNS:
+            runs.append(
+                {
+                    "run": run,
+                    "fit": {
+                        "model": "exp",
+                        "p1": -12.0,
+                        "p2": 0.33,
+                        "p2_unc": 0.01,
+                        "cov": [[0.04, -0.0005], [-0.0005, 1e-4]],
+                        "fit_range": [50, 80],
+                    },
+                    "upstream": {"value": 0.043, "stat": 0.01, "syst": 0.01, "unc": 0.017},
+                    "components": {
+                        "dimuon": {"value": 0.005, "unc": 0.001, "limit": False, "source": "S001"},
+                        "punch_through": {"value": 0.001, "unc": None, "limit": True, "source": "S001"},
+                    },
+                    "total": {"value": 0.06, "unc": 0.02},
+                    "validation": {},
+                }
+            )
+        (root / "background.json").write_text(
+            json.dumps({"campaign": "prl2019", "blinded": blinded, "runs": runs})
+        )
+    if "efficiency" in stages:
+        eff = {
+            "campaign": "prl2019",
+            "runs": {
+                r: {
+                    "mass_GeV": MASSES.tolist(),
+                    "efficiency": (0.69 - 0.1 * i - 0.05 * np.log10(MASSES / 1e-3) / 3).tolist(),
+                    "unc": [0.05] * len(MASSES),
+                    "factors": {},
+                }
+                for i, r in enumerate(RUNS)
+            },
+        }
+        (root / "efficiency.json").write_text(json.dumps(eff))
+    if "limits" in stages:
+        ld = root / "limits"
+        (ld / "workspaces").mkdir(parents=True)
+        exp = 1e-5 * (MASSES / 1e-3) ** 0.9
+        bands = {"eps_exp": 1.0, "eps_exp_m2": 0.7, "eps_exp_m1": 0.85, "eps_exp_p1": 1.2, "eps_exp_p2": 1.45}
+        points = [
+            {
+                "mass_GeV": float(m),
+                "eps_obs": float(e * OBS_FACTOR),
+                "workspace": "workspaces/ws.json",
+                **{k: float(e * f) for k, f in bands.items()},
+            }
+            for m, e in zip(MASSES, exp, strict=True)
+        ]
+        points.append({"mass_GeV": 2.0, "error": "kinematically closed"})
+        lim = {
+            "method": "exact-hybrid-cls",
+            "cl": 0.9,
+            "poi": "mu",
+            "normsys": "log-normal",
+            "points": points,
+            "simplified_check": {"description": "runs merged", "max_abs_rel_diff": 0.01},
+            "n_failed": 1,
+            "y_limits": {
+                "ratio_mA_over_mchi": 3.0,
+                "m_chi_GeV": (MASSES / 3).tolist(),
+                **{
+                    f"alpha_d={a:g}": {
+                        "y_obs": (OBS_FACTOR * exp**2 * a / 81).tolist(),
+                        "y_exp": (exp**2 * a / 81).tolist(),
+                    }
+                    for a in (0.5, 0.1)
+                },
+            },
+            "alpha_d_limits": {
+                "ratio_mA_over_mchi": 3.0,
+                "m_chi_GeV": (MASSES / 3).tolist(),
+                **{
+                    m: {
+                        "f": f,
+                        "alpha_d_min_obs": (f * 1e-3 * MASSES).tolist(),
+                        "alpha_d_min_exp": (f * 1.3e-3 * MASSES).tolist(),
+                    }
+                    for m, f in (("pseudodirac", 0.25), ("majorana", 3.0))
+                },
+            },
+            "optimisation": {
+                str(m): {
+                    "cut_GeV": [30, 40, 50, 60, 70],
+                    "eps_exp": [1.3e-4, 1.1e-4, 1.0e-4, 1.05e-4, 1.2e-4],
+                    "optimum_GeV": 50,
+                }
+                for m in (0.01, 0.1)
+            },
+        }
+        (ld / "limits.json").write_text(json.dumps(lim))
+        spec = {
+            "channels": [
+                {
+                    "name": f"run{r}",
+                    "samples": [
+                        {
+                            "name": "signal",
+                            "data": [5.0],
+                            "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                        },
+                        {
+                            "name": "bkg",
+                            "data": [0.05],
+                            "modifiers": [
+                                {"name": f"bkg_run{r}", "type": "normsys", "data": {"hi": 1.4, "lo": 0.6}}
+                            ],
+                        },
+                    ],
+                }
+                for r in RUNS
+            ],
+            "observations": [{"name": f"run{r}", "data": [0]} for r in RUNS],
+            "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+            "version": "1.0.0",
+        }
+        (ld / "workspaces" / "ws_m0.01.json").write_text(json.dumps(spec))
+    return root

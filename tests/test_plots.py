@@ -1,0 +1,77 @@
+"""Plot functions: pure figures from synthetic hists; blinding masks the box; files are written."""
+
+from __future__ import annotations
+
+import hist
+import numpy as np
+from matplotlib.collections import QuadMesh
+
+from na64ana import plots
+from na64ana.resultsdir import Box
+
+
+def _plane_with_box_events() -> hist.Hist:
+    h = hist.Hist(hist.axis.StrCategory(["I"], name="run"), hist.axis.Regular(50, 0, 100, name="ecal"),
+                  hist.axis.Regular(50, 0, 100, name="hcal"))
+    h.fill(run="I", ecal=np.full(100, 20.0), hcal=np.full(100, 0.5))   # inside the box
+    h.fill(run="I", ecal=np.full(100, 70.0), hcal=np.full(100, 0.5))   # side band C
+    return h
+
+
+def _mesh(fig) -> np.ma.MaskedArray:
+    ax = fig.axes[0]
+    return next(c for c in ax.collections if isinstance(c, QuadMesh)).get_array()
+
+
+def test_blinded_plane_masks_the_box_and_draws_it_hatched():
+    box = Box()
+    h = _plane_with_box_events()
+    fig = plots.plot_planes([("after all cuts", h)], box=box, blinded=True)
+    arr = np.ma.masked_invalid(_mesh(fig)).reshape(50, 50)  # (hcal, ecal): pcolormesh takes values.T
+    assert arr[0, 10] is np.ma.masked                       # E_ECAL = 20, E_HCAL = 0.5: box bin hidden
+    assert arr[0, 35] == 100                                # side band C still shown
+    ax = fig.axes[0]
+    assert any(p.get_hatch() for p in ax.patches)
+    assert any("BLINDED" in t.get_text() for t in ax.texts)
+
+
+def test_unblinded_plane_shows_the_box():
+    fig = plots.plot_planes([("after all cuts", _plane_with_box_events())], blinded=False)
+    arr = np.ma.masked_invalid(_mesh(fig)).reshape(50, 50)
+    assert arr[0, 10] == 100
+    assert not any("BLINDED" in t.get_text() for t in fig.axes[0].texts)
+
+
+def test_fit_curve_matches_model_and_band_brackets_it():
+    fit = {"model": "exp", "p1": -10.0, "p2": 0.3, "cov": [[0.04, -0.0007], [-0.0007, 2e-5]]}
+    e = np.linspace(0, 80, 9)
+    f, lo, hi = plots.fit_curve(fit, e)
+    np.testing.assert_allclose(f, np.exp(-10.0 + 0.3 * e))
+    assert np.all(lo < f) and np.all(f < hi)
+    rel = np.log(hi / f)
+    expected = np.sqrt(0.04 - 2 * 0.0007 * e + 2e-5 * e**2)
+    np.testing.assert_allclose(rel, expected, rtol=1e-4)
+
+
+def test_cutflow_blinded_rows_are_not_plotted_and_files_are_written(tmp_path):
+    rows = [{"cut": "all", "label": "all", "events": 100, "weighted": 100.0, "blinded": False},
+            {"cut": "veto", "label": "veto", "events": 50, "weighted": 50.0, "blinded": False},
+            {"cut": "box", "label": "box", "events": None, "weighted": None, "blinded": True}]
+    fig = plots.plot_cutflow({"I": {"rows": rows}})
+    y = np.asarray(fig.axes[0].lines[0].get_ydata(), float)
+    assert np.isfinite(y).sum() == 2 and np.isnan(y[2])
+    assert any("BLINDED" in t.get_text() for t in fig.axes[0].texts)
+    paths = plots.save(fig, tmp_path, "cutflow")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
+
+
+def test_eps_plot_without_observed_has_no_observed_line():
+    from na64ana.resultsdir import EpsLimits
+
+    m = np.array([0.001, 0.01, 0.1])
+    lim = EpsLimits(m, 1e-5 * m / 1e-3, None, {k: 1e-5 * m / 1e-3 * f for k, f in
+                                              (("m2", 0.7), ("m1", 0.85), ("p1", 1.2), ("p2", 1.4))})
+    fig = plots.plot_eps_limits(lim)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "Expected" in labels and "Observed" not in labels
