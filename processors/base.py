@@ -12,14 +12,14 @@ Output of ``process`` (merged by coffea over chunks; keys are dataset keys, usua
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import awkward as ak
 import hist
 import numpy as np
 from coffea import processor
-from coffea.analysis_tools import PackedSelection, Weights
+from coffea.analysis_tools import PackedSelection
 
 from na64ana import blinding
 from na64ana.contract import resolve as resolve_branch
@@ -75,7 +75,8 @@ class SelectionProcessor(processor.ProcessorABC):
 
     # -- hooks for the concrete processors ----------------------------------------------------------
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: PackedSelection,
-              keep: np.ndarray, w: np.ndarray, kind: str) -> dict[str, hist.Hist]:
+              keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
+        """More histograms; ``fill(h, mask, axis=values)`` fills with this chunk's key and weights."""
         return {}
 
     # -- the chunk loop -----------------------------------------------------------------------------
@@ -91,7 +92,7 @@ class SelectionProcessor(processor.ProcessorABC):
         cols = read_columns(events, branches, md.get("branch_map"))
         n = len(cols[branches[0]])
         values = compute(cols, variables)
-        w = np.asarray(cols["weight"], dtype=np.float64) if mc else np.ones(n)
+        w = np.asarray(cols["weight"], dtype=np.float64) if mc else None  # data: weight 1, nothing to carry
 
         blinded = blinding.is_blinded(kind, self.unblind)
         keep = ~blinding.region_mask(sel, values) if blinded else np.ones(n, dtype=bool)
@@ -100,40 +101,47 @@ class SelectionProcessor(processor.ProcessorABC):
         ps = PackedSelection(dtype="uint64" if len(names) > 32 else "uint32")
         for name, mask in cut_masks(sel, values).items():
             ps.add(name, mask)
-        weights = Weights(n)
-        weights.add("weight", w)
-        flow = ps.cutflow(*names, commonmask=keep, weights=weights).result()
-        events_row = np.array([n, *flow.nevcutflow[1:]], dtype=np.int64)
-        weighted_row = np.array([w.sum(), *flow.wgtevcutflow[1:]], dtype=np.float64)
+
+        # Cut flow and N-1 from PackedSelection.all (bitwise on the packed word). coffea's Cutflow/NminusOne
+        # objects give the same numbers but build 2-D mask stacks and one-cut masks we never use (~3x slower).
+        def total(mask: np.ndarray) -> float:
+            return float(np.count_nonzero(mask)) if w is None else float(w[mask].sum())
+
+        events_row, weighted_row = [n], [float(n) if w is None else float(w.sum())]
+        for i in range(len(names)):
+            m = ps.all(*names[: i + 1]) & keep
+            events_row.append(int(np.count_nonzero(m)))
+            weighted_row.append(total(m))
 
         hists: dict[str, hist.Hist] = {}
+
+        def fill(h: hist.Hist, mask: np.ndarray, **axes: np.ndarray) -> hist.Hist:
+            h.fill(run=key, **{a: v[mask] for a, v in axes.items()}, weight=None if w is None else w[mask])
+            return h
+
         ecal, hcal = values["ecal_e"], values["hcal_e"]
-
-        def fill_plane(name: str, mask: np.ndarray) -> None:
-            h = hists[name] = new_hist(key, ecal_axis(), hcal_axis())
-            h.fill(run=key, ecal=ecal[mask], hcal=hcal[mask], weight=w[mask])
-
-        fill_plane("plane_loose", keep)
-        fill_plane("plane_i_iv", ps.all(*sel.plane_i_iv) & keep)
+        for name, mask in (("plane_loose", keep), ("plane_i_iv", ps.all(*sel.plane_i_iv) & keep)):
+            hists[name] = fill(new_hist(key, ecal_axis(), hcal_axis()), mask, ecal=ecal, hcal=hcal)
         final = ps.all(*sel.plane_final) & keep
-        fill_plane("plane_final", final)
+        hists["plane_final"] = fill(new_hist(key, ecal_axis(), hcal_axis()), final, ecal=ecal, hcal=hcal)
 
-        nm1 = ps.nminusone(*names, commonmask=keep).result()
-        for cut, mask in zip(sel.cuts, nm1.masks[:-1], strict=True):
+        for cut in sel.cuts:
+            mask = ps.all(*[c for c in names if c != cut.name]) & keep
             for var in cut.variables:
-                h = hists[f"nminus1_{cut.name}_{var}"] = new_hist(key, variable_axis(var))
-                h.fill(run=key, **{var: values[var][mask]}, weight=w[mask])
+                hists[f"nminus1_{cut.name}_{var}"] = fill(new_hist(key, variable_axis(var)), mask,
+                                                         **{var: values[var]})
 
         regions = {}
         for rname, rmask in region_masks(sel, values).items():
             m = final & rmask
-            regions[rname] = np.array([np.count_nonzero(m), w[m].sum()], dtype=np.float64)
+            regions[rname] = np.array([np.count_nonzero(m), total(m)], dtype=np.float64)
 
-        hists.update(self.extra(key, sel, values, ps, keep, w, kind))
+        hists.update(self.extra(key, sel, values, ps, keep, fill, kind))
         return {
             "nevents": {key: n},
             "chunks": {key: 1},
-            "cutflow": {key: {"events": events_row, "weighted": weighted_row}},
+            "cutflow": {key: {"events": np.array(events_row, dtype=np.int64),
+                              "weighted": np.array(weighted_row, dtype=np.float64)}},
             "regions": {key: regions},
             "blinded": {key} if blinded else set(),
             "hists": hists,

@@ -8,6 +8,8 @@ from the final cut-flow row and the run EOT by :mod:`na64ana.outputs`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import hist
 import numpy as np
 from coffea.analysis_tools import PackedSelection
@@ -25,18 +27,16 @@ class DimuonProcessor(SelectionProcessor):
     extra_variables = MODULES
 
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: PackedSelection,
-              keep: np.ndarray, w: np.ndarray, kind: str) -> dict:
+              keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         selected = ps.all(*[c.name for c in sel.cuts]) & keep
-        out = {}
-        h = out["dimuon_hcal"] = new_hist(key, hcal_axis())
-        h.fill(run=key, hcal=values["hcal_e"][selected], weight=w[selected])
-        h = out["dimuon_ecal"] = new_hist(key, ecal_axis())
-        h.fill(run=key, ecal=values["ecal_e"][selected], weight=w[selected])
+        out = {"dimuon_hcal": fill(new_hist(key, hcal_axis()), selected, hcal=values["hcal_e"]),
+               "dimuon_ecal": fill(new_hist(key, ecal_axis()), selected, ecal=values["ecal_e"])}
         loose = ps.all(*sel.plane_final) & keep
-        h = out["dimuon_hcal_module"] = new_hist(key,
-            hist.axis.StrCategory(["HCAL1", "HCAL2", "HCAL3", "HCAL4"], name="module"),
+        h = out["dimuon_hcal_module"] = new_hist(
+            key,
+            hist.axis.StrCategory([f"HCAL{i + 1}" for i in range(len(MODULES))], name="module"),
             hist.axis.Regular(120, 0.0, 30.0, name="energy", label="E_HCALi [GeV]"),
         )
         for i, m in enumerate(MODULES):
-            h.fill(run=key, module=f"HCAL{i + 1}", energy=values[m][loose], weight=w[loose])
+            fill(h, loose, module=np.full(len(loose), f"HCAL{i + 1}"), energy=values[m])
         return out

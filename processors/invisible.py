@@ -8,6 +8,9 @@ cut except the signal-box cut: the input of the efficiency stage).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import hist
 import numpy as np
 from coffea.analysis_tools import PackedSelection
 
@@ -20,21 +23,16 @@ class InvisibleProcessor(SelectionProcessor):
     """The NA64 A' -> invisible selection (selections/invisible.toml)."""
 
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: PackedSelection,
-              keep: np.ndarray, w: np.ndarray, kind: str) -> dict:
+              keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         ecal = values["ecal_e"]
         final = ps.all(*sel.plane_final) & keep
-        out = {}
-        h = out["ecal_sideband_c"] = new_hist(key, ecal_axis())
-        m = final & (values["hcal_e"] < sel.box_hcal_max)
-        h.fill(run=key, ecal=ecal[m], weight=w[m])
+        side_c = final & (values["hcal_e"] < sel.box_hcal_max)
+        out = {"ecal_sideband_c": fill(new_hist(key, ecal_axis()), side_c, ecal=ecal)}
         regions = region_masks(sel, values)
         if "validation" in regions:
-            h = out["ecal_validation"] = new_hist(key, ecal_axis())
-            m = final & regions["validation"]
-            h.fill(run=key, ecal=ecal[m], weight=w[m])
+            valid = final & regions["validation"]
+            out["ecal_validation"] = fill(new_hist(key, ecal_axis()), valid, ecal=ecal)
         if kind == "mc":
-            before_box = [c.name for c in sel.cuts if c.name != "signal_box"]
-            h = out["signal_ecal"] = new_hist(key, ecal_axis())
-            m = ps.all(*before_box) & keep
-            h.fill(run=key, ecal=ecal[m], weight=w[m])
+            before_box = ps.all(*[c.name for c in sel.cuts if c.name != "signal_box"]) & keep
+            out["signal_ecal"] = fill(new_hist(key, ecal_axis()), before_box, ecal=ecal)
         return out

@@ -46,8 +46,9 @@ class Variable:
         return cols[self.name] if self.compute is None else self.compute(cols)
 
 
-def _stack(cols: Mapping[str, np.ndarray], names: Iterable[str]) -> list[np.ndarray]:
-    return [np.asarray(cols[n], dtype=np.float64) for n in names]
+def _stack(cols: Mapping[str, np.ndarray], names: Iterable[str],
+           dtype: type | None = None) -> list[np.ndarray]:
+    return [np.asarray(cols[n], dtype=dtype) for n in names]
 
 
 _HCAL = ("hcal_e0", "hcal_e1", "hcal_e2", "hcal_e3")
@@ -57,7 +58,7 @@ _SRD_T = ("srd_t0", "srd_t1", "srd_t2")
 
 
 def _hcal_e(c: Mapping[str, np.ndarray]) -> np.ndarray:
-    a, b, d, e = _stack(c, _HCAL)
+    a, b, d, e = _stack(c, _HCAL, np.float64)  # sum in double: threshold decisions independent of order
     return a + b + d + e
 
 
