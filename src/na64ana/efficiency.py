@@ -1,0 +1,312 @@
+"""Signal efficiency per run and A' mass: signal MC through the invisible processor -> efficiency.json.
+
+Definition (S001 eqs. 23, 26): ``eps_tot = W_pass / D`` with ``W_pass`` the weighted signal events passing
+every cut including the signal box and ``D`` the A' per EOT with true ``E_A' > emiss_min`` (the same
+``emiss_min`` the physics yield uses, so ``N_sig = EOT * yield_per_eot * eps_tot``). The simulated
+samples draw E_A' from below ``emiss_min`` too, so events migrating into the box are in ``W_pass``;
+``D`` is the analytic physics yield (na64ana.physics.yields), because untriggered events are not stored.
+
+The total factorises exactly into sequential cut-flow ratios ``f_c = W_c / W_(c-1)`` (``W_(-1) = D``),
+grouped like the published tables (S001 Table II, S003): primary e- (track, SRD, straw, pile-up), ECAL
+(trigger/box acceptance incl. migration, shower shape, box), VETO, HCAL (+HCAL0). Statistical errors are
+binomial with effective entries ``n_eff = W / (sum w^2 / sum w)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError, InputError
+
+# Published-table grouping of the cut-flow factors; cuts not listed go to "other" (so the product of
+# the groups is always the total). The acceptance W_read / D (trigger + migration) belongs to the ECAL.
+GROUPS: dict[str, str] = {
+    "track": "primary_e", "srd": "primary_e", "straw": "primary_e", "pileup": "primary_e",
+    "shower": "ecal", "signal_box": "ecal",
+    "veto": "veto",
+    "hcal0": "hcal", "hcal_zero": "hcal",
+}
+ACCEPTANCE = "acceptance"  # pseudo-cut name of W_read / D
+ACCEPTANCE_GROUP = "ecal"
+FACTOR_ORDER = ("primary_e", "ecal", "veto", "hcal", "other")
+DEFAULT_MASSES_GeV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+DEFAULT_EPS = 1e-4  # efficiencies do not depend on eps (only the weight scale does)
+BOX_HIST = "signal_ecal"
+
+
+# ------------------------------------------------------------------------------------------------------
+# Arithmetic (pure)
+
+
+def n_effective(weighted: float, w2_over_w: float) -> float:
+    """Effective number of entries of a weighted sum ``W`` when ``sum w^2 / sum w = w2_over_w``."""
+    if w2_over_w <= 0 or not math.isfinite(w2_over_w):
+        raise DataError(f"weight scale sum(w^2)/sum(w) must be positive, got {w2_over_w!r}")
+    return weighted / w2_over_w
+
+
+def binomial_unc(eff: float, n_eff: float) -> float:
+    """Binomial error of a ratio with ``n_eff`` effective trials.
+
+    ``|1 - eff|`` lets a migration-driven ratio above 1 keep a sensible error; the variance is floored at
+    its value for half an event (Jeffreys-like), so 0% or 100% never claims zero uncertainty.
+    """
+    if n_eff <= 0:
+        raise DataError(f"no effective entries ({n_eff!r}) for an efficiency")
+    p0 = 0.5 / (n_eff + 1.0)
+    var = max(eff * abs(1.0 - eff), p0 * (1.0 - p0))
+    return math.sqrt(var / n_eff)
+
+
+def with_systematic(eff: float, stat: float, rel_syst: float) -> float:
+    """Total error: statistical (absolute) and a relative systematic in quadrature."""
+    if rel_syst < 0:
+        raise InputError(f"relative systematic must be >= 0, got {rel_syst!r}", field="syst")
+    return math.hypot(stat, rel_syst * eff)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One (run, mass) efficiency: total, factor groups and per-cut sequential factors with errors."""
+
+    efficiency: float
+    unc: float
+    factors: dict[str, float]
+    factors_unc: dict[str, float]
+    cuts: dict[str, float]
+    n_eff: float
+    weighted_pass: float
+    denominator: float
+
+
+def from_cutflow(rows: Sequence[Mapping[str, Any]], denominator: float, *, w2_over_w: float | None = None,
+                 groups: Mapping[str, str] = GROUPS) -> Measurement:
+    """Efficiency of one signal sample from its cut-flow rows (``cut``, ``weighted``[, ``events``]).
+
+    Row 0 is "all events read"; the last row must be the final cut (the signal box). ``denominator`` is
+    the weighted A' with true E_A' > emiss_min. ``w2_over_w`` (sum w^2 / sum w of the sample) defaults to
+    the mean weight of row 0, exact for the uniform weights of a simulated (run, mass) sample.
+    """
+    if not math.isfinite(denominator) or denominator <= 0:
+        raise DataError(f"efficiency denominator (A' with E_A' > emiss_min) is {denominator!r}: "
+                        "no signal expected, the efficiency is undefined")
+    if len(rows) < 2:
+        raise DataError("a cut flow needs the 'all events' row and at least one cut")
+    weighted = [float(r["weighted"]) if r["weighted"] is not None else math.nan for r in rows]
+    if any(not math.isfinite(w) or w < 0 for w in weighted):
+        raise DataError("cut flow has missing (blinded?) or negative weighted counts")
+    if any(b > a * (1 + 1e-9) for a, b in zip(weighted[:-1], weighted[1:], strict=True)):
+        raise DataError("cut flow is not monotonically decreasing")
+    if w2_over_w is None:
+        events = rows[0].get("events")
+        if not events:
+            raise DataError("no events read: cannot infer the weight scale (give w2_over_w)")
+        w2_over_w = weighted[0] / float(events)
+    names = [ACCEPTANCE, *(str(r["cut"]) for r in rows[1:])]
+    prev = [denominator, *weighted[:-1]]
+    cuts, rel_var = {}, {}
+    for name, num, den in zip(names, weighted, prev, strict=True):
+        f = num / den if den > 0 else 0.0
+        cuts[name] = f
+        n = n_effective(den, w2_over_w) if den > 0 else 0.0
+        rel_var[name] = (binomial_unc(f, n) / f) ** 2 if f > 0 and n > 0 else math.inf
+    factors: dict[str, float] = {}
+    fvar: dict[str, float] = {}
+    for name, f in cuts.items():
+        g = ACCEPTANCE_GROUP if name == ACCEPTANCE else groups.get(name, "other")
+        factors[g] = factors.get(g, 1.0) * f
+        fvar[g] = fvar.get(g, 0.0) + rel_var[name]
+    ordered = [g for g in FACTOR_ORDER if g in factors] + sorted(set(factors) - set(FACTOR_ORDER))
+    factors = {g: factors[g] for g in ordered}
+    factors_unc = {g: (factors[g] * math.sqrt(fvar[g]) if math.isfinite(fvar[g]) else math.nan)
+                   for g in ordered}
+    n0 = n_effective(denominator, w2_over_w)
+    eff = weighted[-1] / denominator
+    return Measurement(eff, binomial_unc(eff, n0), factors, factors_unc, cuts, n0, weighted[-1], denominator)
+
+
+def expected_signal_vs_cut(h: Any, cuts: Iterable[float], *, denominator: float | None = None) -> np.ndarray:
+    """Weighted signal with E_ECAL below each cut, from a 1D (or run-summed) E_ECAL histogram.
+
+    ``h`` is ``signal_ecal`` or the N-1 box histogram (every cut but the box). Linear interpolation
+    inside a bin. With ``denominator`` the result is the efficiency vs the box edge (cut optimisation).
+    """
+    if "run" in [ax.name for ax in h.axes]:
+        h = h[{"run": sum}]
+    if len(h.axes) != 1:
+        raise InputError(f"need a 1D E_ECAL histogram, got axes {[ax.name for ax in h.axes]}")
+    edges = h.axes[0].edges
+    cum = np.concatenate([[0.0], np.cumsum(h.values(flow=False))])
+    under = float(h.values(flow=True)[0]) if h.axes[0].traits.underflow else 0.0
+    x = np.asarray(list(cuts), dtype=float)
+    if np.any(~np.isfinite(x)):
+        raise InputError("cut values must be finite")
+    out = np.interp(np.clip(x, edges[0], edges[-1]), edges, cum) + under
+    out[x < edges[0]] = 0.0
+    if denominator is not None:
+        if denominator <= 0:
+            raise DataError(f"denominator must be positive, got {denominator!r}")
+        out = out / denominator
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# Samples and the processor run
+
+
+def signal_denominator(mass_GeV: float, eps: float, *, e0: float, emiss_min: float) -> float:
+    """A' per EOT with true E_A' > emiss_min: the efficiency denominator (same physics as the weights)."""
+    from .physics.yields import signal_yield_per_eot
+
+    return float(signal_yield_per_eot(mass_GeV, eps, e0=e0, emiss_min=emiss_min))
+
+
+def _check_masses(masses: Iterable[float]) -> list[float]:
+    out = [float(m) for m in masses]
+    if not out:
+        raise InputError("no masses given", field="--masses")
+    bad = [m for m in out if not math.isfinite(m) or m <= 0]
+    if bad:
+        raise InputError(f"masses must be positive (GeV), got {bad}", field="--masses")
+    return out
+
+
+def _w2_over_w(h: Any, key: str) -> float:
+    """sum w^2 / sum w of all events of one key (from a Weight-storage histogram of every event)."""
+    s = h[{"run": key}]
+    sw = float(np.sum(s.values(flow=True)))
+    sw2 = float(np.sum(s.variances(flow=True)))
+    if sw <= 0:
+        raise DataError(f"{key}: no weighted events in the signal sample")
+    return sw2 / sw
+
+
+def _signal_eps(camp: Any, datasets_file: Path, campaign: str, run: str, mass: float) -> float:
+    """The eps the sample weights were made with (needed for the physics denominator at the same eps)."""
+    got = {f.signal_eps for f in camp.runs[run].files if f.sample == "signal" and f.signal_mass_GeV == mass}
+    if len(got) != 1 or None in got:
+        raise InputError(f"signal files of run {run}, m = {mass:g} GeV need one common signal_eps, got "
+                         f"{sorted(got, key=str)}", file=str(datasets_file),
+                         field=f"campaigns.{campaign}.runs.{run}.files")
+    return float(got.pop())
+
+
+def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: str,
+          syst_rel: Mapping[str, float] | None = None,
+          published: Mapping[str, Mapping[str, Any]] | None = None,
+          meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The efficiency.json record (docs/interfaces.md) from ``{run: {mass: Measurement}}``.
+
+    ``unc`` is the statistical error combined with the run's relative systematic (``syst_rel``) if
+    given, else statistical only; ``unc_stat`` always holds the statistical part.
+    """
+    runs: dict[str, Any] = {}
+    for rname, by_mass in measurements.items():
+        masses = sorted(by_mass)
+        ms = [by_mass[m] for m in masses]
+        rel = (syst_rel or {}).get(rname)
+        groups = list(dict.fromkeys(g for m in ms for g in m.factors))
+        cut_names = list(dict.fromkeys(c for m in ms for c in m.cuts))
+        runs[rname] = {
+            "mass_GeV": masses,
+            "efficiency": [m.efficiency for m in ms],
+            "unc": [with_systematic(m.efficiency, m.unc, rel) if rel is not None else m.unc for m in ms],
+            "unc_stat": [m.unc for m in ms],
+            "syst_rel": rel,
+            "factors": {g: [m.factors.get(g, 1.0) for m in ms] for g in groups},
+            "factors_unc": {g: [m.factors_unc.get(g, 0.0) for m in ms] for g in groups},
+            "cuts": {c: [m.cuts.get(c, 1.0) for m in ms] for c in cut_names},
+            "n_eff": [m.n_eff for m in ms],
+            "weighted_pass_per_eot": [m.weighted_pass for m in ms],
+            "denominator_per_eot": [m.denominator for m in ms],
+            **({"published": dict(published[rname])} if published and rname in published else {}),
+        }
+    return {"campaign": campaign, **dict(meta or {}), "runs": runs}
+
+
+def markdown(record: Mapping[str, Any]) -> str:
+    """efficiency.json as a markdown table: one row per (run, mass), factors and published values."""
+    groups = list(dict.fromkeys(g for r in record["runs"].values() for g in r["factors"]))
+    head = ["run", "m_A' [MeV]", "eps_tot", "unc (stat)", "unc", *groups, "published"]
+    lines = [f"### Signal efficiency, campaign {record['campaign']}", "",
+             "eps_tot = weighted signal passing every cut incl. the box / A' with true E_A' > "
+             f"{record.get('emiss_min_GeV', 'emiss_min')} GeV; factors multiply to eps_tot.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rname, r in record["runs"].items():
+        pub = r.get("published", {})
+        for i, m in enumerate(r["mass_GeV"]):
+            ref = pub.get("light") if i == 0 else None
+            ref = pub.get("heavy") if i == len(r["mass_GeV"]) - 1 and len(r["mass_GeV"]) > 1 else ref
+            pub_txt = "" if ref is None else f"{ref:.2f}"
+            cells = [rname, f"{m * 1e3:g}", f"{r['efficiency'][i]:.3f}", f"{r['unc_stat'][i]:.3f}",
+                     f"{r['unc'][i]:.3f}", *(f"{r['factors'][g][i]:.3f}" for g in groups), pub_txt]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "published: the run's light-A' value on the lightest row and its heavy-A' value on the "
+              "heaviest (datasets.json efficiency / efficiency_heavy)."]
+    return "\n".join(lines) + "\n"
+
+
+def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None = None,
+            runs: Sequence[str] | None = None, masses: Iterable[float] | None = None,
+            executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
+            chunksize: int = 500_000, syst: bool = True) -> dict[str, Any]:
+    """Run the invisible processor on the signal samples of ``datasets_file``; write the table.
+
+    ``out`` becomes a complete run output (cut flows, ``signal_ecal`` and N-1 histograms, for plots and
+    the cut optimisation) plus ``efficiency.json`` and ``efficiency.md``. ``masses`` filters the signal
+    samples (default: all listed). ``syst`` adds the run's published relative efficiency systematic.
+    """
+    from . import datasets as ds
+    from . import execute, outputs, provenance
+
+    datasets_file = Path(datasets_file)
+    jobs = execute.plan(datasets_file, campaign=campaign, runs=runs, samples=("signal",))
+    if masses is not None:
+        wanted = _check_masses(masses)
+        jobs = [j for j in jobs
+                if any(math.isclose(j.signal_mass_GeV or -1.0, m, rel_tol=1e-9) for m in wanted)]
+        if not jobs:
+            raise InputError(f"no signal samples for masses {wanted} GeV", file=str(datasets_file))
+    missing = [j.key for j in jobs if j.signal_mass_GeV is None or j.kind != "mc"]
+    if missing:
+        raise InputError(f"signal files need kind 'mc' and signal_mass_GeV: {missing}",
+                         file=str(datasets_file))
+    cname = jobs[0].campaign
+    camp = ds.load(datasets_file).campaign(cname, file=str(datasets_file))
+    out = provenance.prepare_outdir(out, stage="efficiency")
+    result = execute.run(jobs, "invisible", executor=executor, workers=workers, scheduler=scheduler,
+                         chunksize=chunksize)
+    records = outputs.write_run(out, result, processor="invisible", unblind=False,
+                                datasets_file=datasets_file)
+    loose = outputs.load_hist(out, "plane_loose")
+    meas: dict[str, dict[float, Measurement]] = {}
+    for j in jobs:
+        eps = _signal_eps(camp, datasets_file, cname, j.run, float(j.signal_mass_GeV))
+        den = signal_denominator(float(j.signal_mass_GeV), eps, e0=camp.beam_energy_GeV,
+                                 emiss_min=camp.emiss_min_GeV)
+        rows = records[j.key]["rows"]
+        if rows[-1]["cut"] != "signal_box":
+            raise InputError(f"{j.key}: the selection's last cut is '{rows[-1]['cut']}', not the signal box")
+        meas.setdefault(j.run, {})[float(j.signal_mass_GeV)] = from_cutflow(
+            rows, den, w2_over_w=_w2_over_w(loose, j.key))
+    pub = {r: {"light": camp.runs[r].efficiency, "heavy": camp.runs[r].efficiency_heavy,
+               "rel_unc": camp.runs[r].efficiency_unc} for r in meas}
+    syst_rel = {r: camp.runs[r].efficiency_unc for r in meas} if syst else None
+    rec = table(meas, campaign=cname, syst_rel=syst_rel, published=pub, meta={
+                    "definition": "weighted signal passing all cuts incl. the box / A' with true E_A' > "
+                                  "emiss_min (S001 eqs. 23, 26)",
+                    "emiss_min_GeV": camp.emiss_min_GeV, "beam_energy_GeV": camp.beam_energy_GeV,
+                    "selection_hash": {j.key: j.selection.hash for j in jobs},
+                    "factor_groups": {**GROUPS, ACCEPTANCE: ACCEPTANCE_GROUP},
+                    "hist": BOX_HIST})
+    provenance.write_json(out / "efficiency.json", rec)
+    (out / "efficiency.md").write_text(markdown(rec))
+    provenance.write(out, "efficiency", datasets_file=str(datasets_file), syst=syst,
+                     masses=sorted({float(j.signal_mass_GeV) for j in jobs}))
+    return rec
