@@ -81,3 +81,22 @@ def test_report_refuses_a_foreign_folder(tmp_path):
 
     (tmp_path / "someone_elses.txt").write_text("x")
     assert main(["report", "--results", str(tmp_path)]) == 4
+
+
+def test_nested_stage_folders_prefer_the_campaign_run(tmp_path):
+    """A demo-like layout: run/, limits/ and a signal-MC output whose name sorts first."""
+    import json
+    import shutil
+
+    make_results(tmp_path / "run", blinded=False, stages=("run",))
+    make_results(tmp_path, blinded=False, stages=("limits",))  # -> tmp_path/limits/
+    sig = tmp_path / "efficiency"
+    (sig / "cutflows").mkdir(parents=True)
+    (sig / "hists").mkdir()
+    shutil.copy(tmp_path / "run" / "hists" / "plane_loose.pkl", sig / "hists" / "plane_final.pkl")
+    (sig / "cutflows" / "I-signal-m0.01.json").write_text(json.dumps(
+        {"key": "I-signal-m0.01", "run": "I", "sample": "signal", "kind": "mc", "rows": []}))
+    res = Results(tmp_path)
+    assert res.hist("plane_final").metadata["name"] == "plane_final"
+    assert res.keys(campaign_sample=True) == ["I", "II"]
+    assert res.eps_limits() is not None and len(res.workspaces()) == 1

@@ -128,8 +128,11 @@ class Results:
             return None
 
     def _dirs(self, name: str) -> list[Path]:
-        """``root/name`` and every ``root/*/name`` folder (run outputs of several processors)."""
-        return [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
+        """``root/name`` and every ``root/*/name`` folder (run outputs of several processors), the run
+        outputs of the campaign sample first: a hist name present in several (e.g. ``plane_final`` of the
+        signal MC in the efficiency output) is then read from the campaign run."""
+        dirs = [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
+        return sorted(dirs, key=lambda d: (d.parent != self.root, not _has_campaign_sample(d.parent)))
 
     @cached_property
     def cutflows(self) -> dict[str, dict]:
@@ -224,6 +227,17 @@ class Results:
             if isinstance(doc, dict) and doc.get("campaign"):
                 return str(doc["campaign"])
         return None
+
+
+def _has_campaign_sample(run_dir: Path) -> bool:
+    for p in (run_dir / "cutflows").glob("*.json"):
+        try:
+            cf = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if cf.get("sample", "campaign") == "campaign" and cf.get("kind", "data") == "data":
+            return True
+    return False
 
 
 # --- adapters (pure functions on the parsed JSON) ----------------------------------------------------
