@@ -83,17 +83,15 @@ def srd(e_true: np.ndarray, tagged: np.ndarray, rng: np.random.Generator) -> dic
     random times, so it fails the 1-80 MeV / +-2 ns window unless it is a fake tag (chosen upstream).
     """
     n = e_true.size
-    shape = tune("beam.srd_shape")
-    scale = tune("beam.srd_mean_MeV") / shape
+    s = tune("beam.srd_log_sigma")
     rel = (e_true / pub("beam.energy_GeV")) ** tune("beam.srd_energy_power")
+    log_scale = (np.log(tune("beam.srd_mean_MeV")) - 0.5 * s * s + np.log(np.maximum(rel, 1e-12))).astype(F32)
     out: dict[str, np.ndarray] = {}
-    sig_t = tune("beam.srd_time_sigma_ns")
+    sig_t, sig_rand = tune("beam.srd_time_sigma_ns"), tune("beam.srd_random_time_sigma_ns")
     noise = tune("beam.srd_noise_MeV")
     for i in range(pub("detector.srd_modules")):
-        e_sr = rng.standard_gamma(shape, n, dtype=F32) * (scale * rel)
-        e_noise = np.abs(noise * rng.standard_normal(n, dtype=F32))
-        t = rng.standard_normal(n, dtype=F32) * sig_t
-        t_rand = rng.uniform(-50.0, 50.0, n).astype(F32)
-        out[f"srd_e{i}"] = np.where(tagged, e_sr, e_noise).astype(F32)
-        out[f"srd_t{i}"] = np.where(tagged, t, t_rand).astype(F32)
+        z = rng.standard_normal(n, dtype=F32)  # one draw serves the SR and the noise hypothesis
+        out[f"srd_e{i}"] = np.where(tagged, np.exp(log_scale + s * z), noise * np.abs(z)).astype(F32)
+        z = rng.standard_normal(n, dtype=F32)
+        out[f"srd_t{i}"] = (z * np.where(tagged, F32(sig_t), F32(sig_rand))).astype(F32)
     return out

@@ -60,7 +60,7 @@ def veto_response(mips: np.ndarray, rng: np.random.Generator) -> dict[str, np.nd
         dep = rng.standard_gamma(shape, ev.size, dtype=F32) * (mean / shape)
         for c in range(3):
             sel = counter == c
-            np.add.at(out[c], ev[sel], dep[sel])
+            out[c] += np.bincount(ev[sel], weights=dep[sel], minlength=n).astype(F32)
     return {f"veto_e{c}": out[c].astype(F32) for c in range(3)}
 
 

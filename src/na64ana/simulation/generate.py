@@ -21,6 +21,7 @@ from .rates import Source, skim_sources, trigger_sources
 
 Level = Literal["skim", "trigger"]
 LEVELS = ("skim", "trigger")
+_BATCH = 1 << 18  # trigger level works in cache-friendly batches
 _ROMAN = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100}
 
 
@@ -89,8 +90,9 @@ def _simulate(truth: dict[str, np.ndarray], run: Run, rng: np.random.Generator
     n = truth["e0"].size
     truth = _take(truth, rng.permutation(n))
     intensity = eot_weighted_intensity(n, run.intensity_e_per_spill, rng)
-    keep = _thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng)
-    truth, intensity = _take(truth, keep), intensity[keep]
+    if truth["pileup_forced"].any():
+        keep = _thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng)
+        truth, intensity = _take(truth, keep), intensity[keep]
     det = respond(truth, intensity, hcal0_installed=run.hcal0, rng=rng)
     return truth, det, trigger(det["ecal_e"], det["ecal_ps_e"])
 
@@ -171,7 +173,7 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     got_t, got_d, n_cand, n_trig = [], [], 0, 0
     acc = 0.5
     while n_trig < n_events:
-        n_gen = int((n_events - n_trig) / acc * 1.05) + 1000
+        n_gen = min(int((n_events - n_trig) / acc * 1.05) + 1000, _BATCH)
         counts = rng.multinomial(n_gen, rates / rates.sum())
         truth, det, trig = _simulate(_truth_from_sources(sources, counts, rng), run, rng)
         n_cand += n_gen

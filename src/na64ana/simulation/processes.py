@@ -47,14 +47,21 @@ def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------ shapes
 
+@cache
+def _ps_table() -> tuple[np.ndarray, np.ndarray]:
+    """PS fraction of a gamma-profile e-m shower vs log(E): fraction within the first PS depth in X0."""
+    log_e = np.linspace(np.log(1e-3), np.log(1e3), 512)
+    b = tune("ecal.ps_profile_b")
+    t_max = np.maximum(log_e - np.log(tune("ecal.pb_critical_energy_GeV")) - 0.5, 0.5)
+    return log_e, gammainc(b * t_max + 1.0, b * pub("detector.ecal_ps_depth_X0"))
+
+
 def em_ps(e_shower: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """PS energy: the first ~4 X0 of a gamma-profile e-m shower, with log-normal fluctuations."""
-    e = np.maximum(e_shower, 1e-3)
-    b = tune("ecal.ps_profile_b")
-    t_max = np.maximum(np.log(e / tune("ecal.pb_critical_energy_GeV")) - 0.5, 0.5)
-    frac = gammainc(b * t_max + 1.0, b * pub("detector.ecal_ps_depth_X0"))
-    fl = np.exp(tune("ecal.ps_fluctuation") * rng.standard_normal(e.size, dtype=F32))
-    return np.minimum(frac * fl, 1.0).astype(F32) * e_shower
+    log_e, table = _ps_table()
+    frac = np.interp(np.log(np.maximum(e_shower, 1e-3)), log_e, table).astype(F32)
+    fl = np.exp(tune("ecal.ps_fluctuation") * rng.standard_normal(e_shower.size, dtype=F32))
+    return (np.minimum(frac * fl, 1.0) * e_shower).astype(F32)
 
 
 def _brems_weight(x: np.ndarray) -> np.ndarray:
