@@ -21,6 +21,8 @@ Decisions on bad input (every failure is an :class:`InputError` naming the field
   -- give a central value with a smaller uncertainty instead. ``background = 0`` needs ``background_unc
   = 0`` (no background sample).
 * efficiency must be in (0, 1]; EOT > 0; observed a non-negative integer (2.0 is refused: counts are ints).
+* ``observed: null`` means *blinded*: the box has not been opened. Only expected limits are computed
+  (``eps_obs`` is null and the point says ``"blinded": true``); a summary mixes blinded and open runs never.
 * Mass-dependent efficiencies are interpolated linearly in log10(mass) and held constant outside the
   tabulated range (NA64 quotes light -> heavy values only).
 """
@@ -116,7 +118,8 @@ class Run(_Strict):
     efficiency_unc: float = Field(ge=0, lt=1, description="relative signal-efficiency uncertainty")
     background: float = Field(ge=0, description="expected background events in the signal box")
     background_unc: float = Field(ge=0, description="ABSOLUTE background uncertainty")
-    observed: StrictInt = Field(ge=0, description="events observed in the box (an integer)")
+    observed: StrictInt | None = Field(ge=0, description="events observed in the box (an integer); "
+                                       "null = blinded (expected limits only)")
     shape: Shape | None = None
     notes: str | dict[str, str] | None = None
 
@@ -136,7 +139,7 @@ class Run(_Strict):
             raise ValueError(
                 "background_unc: must be < background (log-normal relative width < 100%); an uncertainty "
                 ">= the value means an upper limit -- give a central value with a smaller uncertainty")
-        if self.shape is not None:
+        if self.shape is not None and self.observed is not None:
             if sum(self.shape.observed) != self.observed:
                 raise ValueError("observed: must equal the sum of shape.observed")
             if not math.isclose(sum(self.shape.background), self.background, rel_tol=1e-6, abs_tol=1e-12):
@@ -180,9 +183,17 @@ class Summary(_Strict):
         names = [r.name for r in self.runs]
         if len(set(names)) != len(names):
             raise ValueError("runs: run names must be unique")
+        if len({r.observed is None for r in self.runs}) > 1:
+            raise ValueError("runs: observed must be null (blinded) for all runs or for none")
         if self.emiss_min_GeV >= self.beam_energy_GeV:
             raise ValueError("emiss_min_GeV: must be below beam_energy_GeV")
         return self
+
+
+    @property
+    def blinded(self) -> bool:
+        """True when the box is not opened (``observed`` null): only expected limits are meaningful."""
+        return self.runs[0].observed is None
 
 
 def validate(data: Any, *, file: str | None = None) -> Summary:

@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     for p in result["points"]:
         if "error" in p:
             log.info("m = %8.4g GeV  ERROR %s", p["mass_GeV"], p["error"])
+        elif p.get("blinded"):
+            log.info("m = %8.4g GeV  eps90 exp %.3e  (blinded: no observed limit)", p["mass_GeV"],
+                     p["eps_exp"] or float("nan"))
         else:
             log.info("m = %8.4g GeV  eps90 obs %.3e  exp %.3e  (simplified %.3e)", p["mass_GeV"],
                      p["eps_obs"], p["eps_exp"] or float("nan"), p["eps_simple"])

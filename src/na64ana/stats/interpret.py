@@ -16,7 +16,8 @@ _BAND_KEYS = ("eps_obs", "eps_exp", "eps_exp_m1", "eps_exp_p1", "eps_exp_m2", "e
 
 
 def _ok(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [p for p in points if "error" not in p and p.get("eps_obs")]
+    """Points with a limit (observed, or expected only when blinded)."""
+    return [p for p in points if "error" not in p and (p.get("eps_obs") or p.get("eps_exp"))]
 
 
 def y_limits(points: list[dict[str, Any]], alpha_ds: list[float] | None = None) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def alpha_d_limits(points: list[dict[str, Any]]) -> dict[str, Any]:
     for kind in ("pseudodirac", "majorana"):
         out[kind] = {
             "f": dm.relic_f(kind),
-            "alpha_d_min_obs": [_amin(p["eps_obs"], p["mass_GeV"] / ratio, kind, ratio) for p in good],
+            "alpha_d_min_obs": [_amin(p["eps_obs"], p["mass_GeV"] / ratio, kind, ratio) if p.get("eps_obs")
+                                else None for p in good],
             "alpha_d_min_exp": [_amin(p["eps_exp"], p["mass_GeV"] / ratio, kind, ratio) if p.get("eps_exp")
                                 else None for p in good],
         }

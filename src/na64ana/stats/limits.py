@@ -40,7 +40,9 @@ def mass_spec(summary: Summary, mass: float, signal_total: float) -> dict[str, A
     channels = []
     for r, s in zip(summary.runs, shares, strict=True):
         bkg = r.shape.background if r.shape else [r.background]
-        obs = r.shape.observed if r.shape else [r.observed]
+        # Blinded (observed null): the model needs some observation; 0 is used and the observed limit
+        # is dropped by limit_point, so nothing depends on the box content.
+        obs = (r.shape.observed if r.shape else [r.observed]) if r.observed is not None else [0] * len(bkg)
         channels.append({
             "name": f"run_{r.name}", "signal": list(s * norm), "background": list(bkg), "observed": list(obs),
             "signal_sys": {f"eff_run_{r.name}": r.efficiency_unc, f"eot_run_{r.name}": r.eot_unc},
@@ -94,6 +96,10 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
     point["eps_obs"] = to_eps(mu_obs)
     for key, q in BANDS.items():
         point[key] = to_eps(mu_exp[q])
+    if summary.blinded:
+        point.update({"eps_obs": None, "blinded": True, "eps_ref": eps_ref,
+                      "yield_per_eot_at_eps_ref": yield_eps0 * (eps_ref / EPS0) ** 2, **extra})
+        return point
     n_tot = sum(r.observed for r in summary.runs)
     b_tot = sum(r.background for r in summary.runs)
     n90 = _cls.poisson_upper_limit(n_tot, b_tot, cl)
@@ -133,7 +139,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
             points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
     diffs = [abs(p["simple_rel_diff"]) for p in points if p.get("simple_rel_diff") is not None]
     return {
-        "cl": cl, "method": _method_label(method), "analysis": summary.analysis,
+        "cl": cl, "method": _method_label(method), "analysis": summary.analysis, "blinded": summary.blinded,
         "cross_section": summary.cross_section, "beam_energy_GeV": summary.beam_energy_GeV,
         "emiss_min_GeV": summary.emiss_min_GeV,
         "poi": "mu with eps^2 = mu * eps_ref^2 (eps_ref per mass: nominal total signal = N90(n=0))",
