@@ -13,15 +13,19 @@ come from an MC estimate when given, else from the published table scaled by the
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from iminuit import Minuit
 
 from . import published
+
+log = logging.getLogger("na64ana.background")
 
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(6)
 E_REF = 50.0  # GeV, reference energy of the parametrisations (decorrelates p1 and p2 in the fit)
@@ -280,3 +284,50 @@ def run_table(run: str, upstream: UpstreamEstimate, *, components: Mapping[str, 
     unc = math.sqrt(sum((c.get("unc") or 0.0) ** 2 for c in counted))
     return {"run": run, "fit": upstream.fit.as_dict(), "upstream": upstream.as_dict(), "components": comps,
             "total": {"value": total, "unc": unc}, "validation": validation or {}}
+
+
+def _slice_run(h: Any, key: str) -> Any:
+    return h[{"run": key}]
+
+
+def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
+                   thresholds: Sequence[float] = (0.5, 2.0)) -> dict[str, Any]:
+    """background.json content for every data run of a ``na64ana run`` output folder.
+
+    Upstream from the side-band-C fit (HCAL-threshold variations from ``plane_i_iv``), shape validation
+    in the validation region, and the published non-upstream components scaled by the run's EOT share.
+    """
+    import hist
+
+    from . import datasets, outputs
+    from .errors import InputError
+
+    run_dir = Path(run_dir)
+    sc = outputs.load_hist(run_dir, "ecal_sideband_c")
+    names = outputs.list_hists(run_dir)
+    plane = outputs.load_hist(run_dir, "plane_i_iv") if "plane_i_iv" in names else None
+    val = outputs.load_hist(run_dir, "ecal_validation") if "ecal_validation" in names else None
+    ds = datasets.load(datasets_file)
+    runs, campaign, blinded = [], None, True
+    for key in sc.axes["run"]:
+        rec = outputs.load_cutflow(run_dir, key)
+        if rec.get("kind") == "mc":
+            continue
+        campaign, blinded = rec["campaign"], bool(rec.get("blinded", True))
+        camp = ds.campaign(campaign, file=str(datasets_file))
+        if rec["run"] not in camp.runs:
+            raise InputError(f"run '{rec['run']}' not in campaign '{campaign}'", file=str(datasets_file))
+        frac = camp.runs[rec["run"]].eot / camp.total_eot
+        variations = {}
+        if plane is not None:
+            p = _slice_run(plane, key)
+            for t in thresholds:
+                variations[f"{t:g}GeV"] = p[{"hcal": slice(None, hist.loc(t), sum)}]
+        up = estimate_upstream(_slice_run(sc, key), threshold_variations=variations or None)
+        validation = (validate_shape(_slice_run(val, key), sideband_fit=up.fit) if val is not None
+                      and _slice_run(val, key).values().sum() > 0 else {})
+        runs.append(run_table(rec["run"], up, components=published_components(campaign, frac),
+                              validation=validation))
+        log.info("run %s: upstream %.4f +- %.4f (stat) +- %.4f (syst); total %.4f +- %.4f", rec["run"],
+                 up.value, up.stat, up.syst, runs[-1]["total"]["value"], runs[-1]["total"]["unc"])
+    return {"campaign": campaign, "blinded": blinded, "runs": runs}
