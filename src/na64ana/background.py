@@ -290,12 +290,39 @@ def _slice_run(h: Any, key: str) -> Any:
     return h[{"run": key}]
 
 
+def box_edge(run_dir: str | Path, key: str) -> float:
+    """E_ECAL box edge the run stage used for ``key`` (per-run overrides), else the published one.
+
+    Why: the fit range starts and the extrapolation ends at this edge; a campaign that moves the box must
+    not be extrapolated into the published 50 GeV box."""
+    import json
+
+    try:
+        stages = json.loads((Path(run_dir) / "provenance.json").read_text())["stages"]
+        return float(stages["run"]["selections"][key]["box"]["ecal_max"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return float(published.get("selection.signal_box_ecal_max_GeV"))
+
+
+def reference_eot(campaign: str, fallback: float) -> float:
+    """EOT the published background table refers to (``exposure.<campaign>_eot``), else ``fallback``.
+
+    Why: a reduced-EOT simulation keeps the per-EOT rates, so the published components must scale with
+    run EOT / published exposure, not with the run's share of a (reduced) campaign."""
+    try:
+        return float(published.get(f"exposure.{campaign}_eot"))
+    except KeyError:
+        return fallback
+
+
 def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
                    thresholds: Sequence[float] = (0.5, 2.0)) -> dict[str, Any]:
     """background.json content for every data run of a ``na64ana run`` output folder.
 
-    Upstream from the side-band-C fit (HCAL-threshold variations from ``plane_i_iv``), shape validation
-    in the validation region, and the published non-upstream components scaled by the run's EOT share.
+    Upstream from the side-band-C fit starting at the run's own box edge (:func:`box_edge`), HCAL-threshold
+    variations from ``plane_final`` (the same cuts as side band C, only the threshold differs), shape
+    validation in the validation region, and the published non-upstream components scaled by the run's
+    EOT over the exposure of the published table (:func:`reference_eot`).
     """
     import hist
 
@@ -305,7 +332,7 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
     run_dir = Path(run_dir)
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")
     names = outputs.list_hists(run_dir)
-    plane = outputs.load_hist(run_dir, "plane_i_iv") if "plane_i_iv" in names else None
+    plane = outputs.load_hist(run_dir, "plane_final") if "plane_final" in names else None
     val = outputs.load_hist(run_dir, "ecal_validation") if "ecal_validation" in names else None
     ds = datasets.load(datasets_file)
     runs, campaign, blinded = [], None, True
@@ -317,17 +344,21 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
         camp = ds.campaign(campaign, file=str(datasets_file))
         if rec["run"] not in camp.runs:
             raise InputError(f"run '{rec['run']}' not in campaign '{campaign}'", file=str(datasets_file))
-        frac = camp.runs[rec["run"]].eot / camp.total_eot
+        frac = camp.runs[rec["run"]].eot / reference_eot(campaign, camp.total_eot)
+        edge = box_edge(run_dir, key)
         variations = {}
         if plane is not None:
             p = _slice_run(plane, key)
             for t in thresholds:
                 variations[f"{t:g}GeV"] = p[{"hcal": slice(None, hist.loc(t), sum)}]
-        up = estimate_upstream(_slice_run(sc, key), threshold_variations=variations or None)
+        up = estimate_upstream(_slice_run(sc, key), box=(0.0, edge),
+                               fit_range=(edge, float(published.get("selection.sideband_c_fit_max_GeV"))),
+                               threshold_variations=variations or None)
         validation = (validate_shape(_slice_run(val, key), sideband_fit=up.fit) if val is not None
                       and _slice_run(val, key).values().sum() > 0 else {})
         runs.append(run_table(rec["run"], up, components=published_components(campaign, frac),
                               validation=validation))
+        runs[-1]["box_ecal_max_GeV"] = edge
         log.info("run %s: upstream %.4f +- %.4f (stat) +- %.4f (syst); total %.4f +- %.4f", rec["run"],
                  up.value, up.stat, up.syst, runs[-1]["total"]["value"], runs[-1]["total"]["unc"])
     return {"campaign": campaign, "blinded": blinded, "runs": runs}
