@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -225,3 +226,42 @@ def signal_shares(summary: Summary, mass: float) -> list[np.ndarray]:
         base = r.eot * float(r.efficiency_at(mass))
         out.append(base * (r.shape.fractions(mass) if r.shape else np.ones(1)))
     return out
+
+
+def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
+                 efficiency: Mapping[str, Any], regions: Mapping[str, Any] | None,
+                 masses_GeV: Sequence[float], cross_section: str = "etl", cl: float = 0.9,
+                 max_rel_bkg_unc: float = 0.95) -> dict[str, Any]:
+    """The summary written by the analysis chain: EOT per run from datasets.json, efficiency vs mass from
+    the signal MC (efficiency.json), background and its uncertainty from background.json, observed box
+    counts from regions.json (null when blinded, so only expected limits are computed).
+
+    A background uncertainty >= the value (log-normal impossible) is capped at ``max_rel_bkg_unc`` of the
+    value and the cap is recorded in the run's notes: never silently.
+    """
+    bkg = {r["run"]: r for r in background["runs"]}
+    eff = efficiency["runs"]
+    runs = []
+    for name, run in campaign.runs.items():
+        if name not in bkg or name not in eff:
+            missing = "background.json" if name not in bkg else "efficiency.json"
+            raise InputError(f"run '{name}' is missing", file=missing, field="runs")
+        b, e = bkg[name]["total"], eff[name]
+        value, unc = float(b["value"]), float(b["unc"])
+        run_notes = {"background": "background.json total (side-band-C fit + published components)",
+                     "efficiency": "signal MC through the invisible selection (efficiency.json)",
+                     "efficiency_unc": "published relative efficiency uncertainty (datasets.json)"}
+        if value > 0 and unc >= value:
+            run_notes["background_unc"] = (f"capped from {unc:.4g} to {max_rel_bkg_unc:.2f} x value "
+                                           "(log-normal width must be < 100%)")
+            unc = max_rel_bkg_unc * value
+        box = (regions or {}).get(name, {}).get("signal_box")
+        runs.append({"name": name, "eot": run.eot, "eot_unc": run.eot_unc,
+                     "efficiency": {"mass_GeV": list(e["mass_GeV"]), "value": list(e["efficiency"])},
+                     "efficiency_unc": run.efficiency_unc, "background": value, "background_unc": unc,
+                     "observed": None if box is None else int(box), "notes": run_notes})
+    return {"analysis": analysis, "beam_energy_GeV": campaign.beam_energy_GeV,
+            "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": cross_section, "cl": cl,
+            "correlated": {"xsec": campaign.xsec_unc}, "runs": runs,
+            "masses_GeV": [float(m) for m in masses_GeV],
+            "notes": "written by the na64ana chain; observed = null means blinded"}

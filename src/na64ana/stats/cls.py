@@ -187,14 +187,16 @@ class _Design:
 
 
 def _nll_terms(d: _Design, n, mu, th):
-    S = mu[:, None] * d.s * np.exp(th @ d.A.T)
-    B = d.b * np.exp(th @ d.C.T)
-    lam = S + B
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # Trial Newton steps may push a nuisance far out: exp overflows there. Such points get nll = +inf
+    # (never NaN), so the damped step is rejected instead of poisoning the fit.
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        S = mu[:, None] * d.s * np.exp(th @ d.A.T)
+        B = d.b * np.exp(th @ d.C.T)
+        lam = S + B
         logterm = np.where(n > 0, n * np.log(lam), 0.0)
-    nll = np.sum(lam - logterm, axis=1) + 0.5 * np.sum(th * th, axis=1)
-    nll = np.where(np.all((lam > 0) | (n == 0), axis=1) & np.all(lam >= 0, axis=1), nll, np.inf)
-    return nll, S, B, lam
+        nll = np.sum(lam - logterm, axis=1) + 0.5 * np.sum(th * th, axis=1)
+    ok = np.all((lam > 0) | (n == 0), axis=1) & np.all(lam >= 0, axis=1) & np.isfinite(nll)
+    return np.where(ok, nll, np.inf), S, B, lam
 
 
 def _fit(d: _Design, n: np.ndarray, mu: np.ndarray | None, th0: np.ndarray, mu0: np.ndarray | None = None,

@@ -1,0 +1,168 @@
+"""The whole analysis chain on one campaign, stage after stage, into one results folder (``make demo``).
+
+Data flows one way; each stage reads only what earlier stages wrote:
+
+```
+datasets.json -> data/ (simulated runs + filled datasets.json)
+  -> run/ (invisible cut flows, histograms)  -> dimuon/ (QED benchmark)
+  -> background/background.json (side-band C)  -> signal_mc/ + efficiency/efficiency.json
+  -> summary.json -> limits/limits.json (+ workspaces) -> optimisation/ -> plots/, report.md/html, hepdata/
+```
+Blinded unless ``unblind``: the signal box is never opened, so the limits are expected limits only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import provenance
+
+log = logging.getLogger("na64ana.pipeline")
+
+# Analysis choices (not published numbers): the signal-MC mass grid of issue 4 and the limit scan grid.
+EFFICIENCY_MASSES_GEV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+LIMIT_MASSES_GEV = tuple(float(m) for m in np.geomspace(1e-3, 1.0, 31))
+
+
+def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+    log.info("== %s", name)
+    t0 = time.perf_counter()
+    result = fn()
+    timings[name] = round(time.perf_counter() - t0, 2)
+    log.info("   %s done in %.1f s", name, timings[name])
+    return result
+
+
+def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: str | None,
+                  samples: Sequence[str], unblind: bool, executor: str, workers: int) -> dict[str, Any]:
+    """Plan, run and write one processor over the chosen samples (the ``na64ana run`` core)."""
+    from . import execute, outputs
+
+    jobs = execute.plan(datasets_file, campaign=campaign, samples=samples, processor=processor)
+    result = execute.run(jobs, processor, executor=executor, workers=workers, unblind=unblind)
+    return outputs.write_run(out, result, processor=processor, unblind=unblind, datasets_file=datasets_file)
+
+
+def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.json",
+         campaign: str | None = None, seed: int = 2019, unblind: bool = False, n_signal: int = 20_000,
+         executor: str = "iterative", workers: int = 2,
+         efficiency_masses: Sequence[float] = EFFICIENCY_MASSES_GEV,
+         limit_masses: Sequence[float] = LIMIT_MASSES_GEV, progress: bool = False) -> dict[str, float]:
+    """Simulate -> cut flows -> background -> efficiency -> summary -> limits -> report; returns timings."""
+    from . import background, datasets, efficiency, hepdata, report, summary
+    from .simulation import campaign as sim
+    from .stats import interpret, limits
+
+    out = provenance.prepare_outdir(out, stage="demo")
+    src = Path(datasets_file)
+    ds = datasets.load(src)
+    cname = campaign or ds.default_campaign
+    camp = ds.campaign(cname, file=str(src))
+    t: dict[str, float] = {}
+
+    data_ds = _stage("simulate", t, lambda: sim.simulate_campaign(
+        src, out_dir=out / "data", campaign=cname, seed=seed, progress=progress))
+    _stage("run", t, lambda: run_processor(data_ds, out / "run", processor="invisible", campaign=cname,
+                                           samples=("campaign",), unblind=unblind, executor=executor,
+                                           workers=workers))
+    _stage("dimuon", t, lambda: _dimuon(src, data_ds, out, cname, seed, unblind, executor, workers))
+
+    def _background() -> dict[str, Any]:
+        bdir = provenance.prepare_outdir(out / "background", stage="background")
+        table = background.table_from_run(out / "run", data_ds)
+        provenance.write_json(bdir / "background.json", table)
+        provenance.write(bdir, "background", run_dir=str(out / "run"))
+        return table
+
+    bkg = _stage("background", t, _background)
+
+    def _efficiency() -> dict[str, Any]:
+        sig_ds = sim.simulate_signal_samples(src, out_dir=out / "signal_mc",
+                                             masses_GeV=list(efficiency_masses), n_events=n_signal,
+                                             campaign=cname, seed=seed, progress=progress)
+        return efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
+                                  workers=workers)
+
+    eff = _stage("efficiency", t, _efficiency)
+
+    def _summary() -> Path:
+        from .outputs import load_regions
+
+        summ = summary.from_results(analysis=f"na64ana {cname} (simulated)", campaign=camp, background=bkg,
+                                    efficiency=eff, regions=load_regions(out / "run"),
+                                    masses_GeV=limit_masses)
+        summary.validate(summ, file="summary.json")
+        return provenance.write_json(out / "summary.json", summ)
+
+    summary_file = _stage("summary", t, _summary)
+
+    def _limits() -> dict[str, Any]:
+        ldir = provenance.prepare_outdir(out / "limits", stage="limits")
+        res = limits.scan(summary.load(summary_file), method="exact", out_dir=ldir)
+        interpret.add_interpretation(res)
+        res["summary_file"] = str(summary_file)
+        provenance.write_json(ldir / "limits.json", res)
+        provenance.write(ldir, "limits", summary=str(summary_file), method="exact", cl=res["cl"])
+        return res
+
+    _stage("limits", t, _limits)
+    _stage("optimisation", t, lambda: _optimisation(out, data_ds))
+
+    def _report() -> None:
+        plots = report.make_plots(out)
+        for name, why in plots.missing.items():
+            log.info("   figure %s not drawn: %s", name, why)
+        report.build_report(out, plots_made=plots)
+
+    _stage("report", t, _report)
+    _stage("hepdata", t, lambda: hepdata.export_hepdata(out, out / "hepdata"))
+    provenance.write(out, "demo", campaign=cname, seed=seed, unblind=unblind, n_signal=n_signal,
+                     executor=executor, datasets=str(src), stage_seconds=t)
+    return t
+
+
+def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind: bool, executor: str,
+            workers: int) -> None:
+    """The QED dimuon benchmark: the dimuon selection on data (and on the dimuon MC where simulated)."""
+    from .simulation import campaign as sim
+
+    samples: tuple[str, ...] = ("campaign",)
+    make_mc = getattr(sim, "simulate_dimuon_samples", None)
+    if make_mc is not None:
+        mc_ds = make_mc(src, out_dir=out / "dimuon_mc", campaign=cname, seed=seed, n_events=100_000)
+        _merge_files(data_ds, mc_ds)
+        samples = ("campaign", "dimuon_mc")
+    run_processor(data_ds, out / "dimuon", processor="dimuon", campaign=cname, samples=samples,
+                  unblind=unblind, executor=executor, workers=workers)
+
+
+def _merge_files(target: Path, extra: Path) -> None:
+    """Append the files of ``extra`` (another simulated datasets.json) to ``target`` (paths rebased)."""
+    from . import datasets
+
+    t, e = datasets.load(target), datasets.load(extra)
+    rel = Path(extra).resolve().parent
+    for cname, camp in e.campaigns.items():
+        for rname, run in camp.runs.items():
+            have = {f.path for f in t.campaigns[cname].runs[rname].files}
+            for f in run.files:
+                path = str((rel / f.path).resolve())
+                if path not in have:
+                    t.campaigns[cname].runs[rname].files.append(f.model_copy(update={"path": path}))
+    datasets.dump(t, target)
+
+
+def _optimisation(out: Path, data_ds: Path) -> None:
+    """Expected limit vs E_ECAL box cut (na64ana.optimise), from side-band data and signal MC only."""
+    try:
+        from . import optimise
+    except ImportError:
+        log.info("   cut optimisation not available in this version")
+        return
+    optimise.run_from_results(out, datasets_file=data_ds)
