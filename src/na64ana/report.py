@@ -441,10 +441,12 @@ def _sec_selection(res: Results, ps: PlotSet) -> str:
     if not res.cutflows:
         return unavailable("run", "cutflows/*.json not found")
     first = next(iter(res.cutflows.values()))
-    out = [f"- Selection: **{first.get('selection', '-')}**, hash `{first.get('selection_hash', '-')}`"]
-    hashes = {cf.get("selection_hash") for cf in res.cutflows.values()}
-    if len(hashes) > 1:
-        out.append(f"- **Warning**: runs used different selection hashes: {sorted(map(str, hashes))}")
+    # The hash is per (selection, campaign, run): runs differ legitimately (e.g. the HCAL0 cut only where
+    # installed), so list it per dataset instead of warning.
+    rows = [[key, cf.get("selection", "-"), cf.get("kind", "-"),
+             f"`{str(cf.get('selection_hash', '-'))[:16]}`"] for key, cf in res.cutflows.items()]
+    out = [f"- Selection: **{first.get('selection', '-')}** (resolved per run; hashes below)", "",
+           table(["dataset", "selection", "kind", "selection hash"], rows), ""]
     out.append(
         "- Cuts, in order: " + ", ".join(f"`{r.get('cut')}` ({r.get('label')})" for r in first["rows"])
     )

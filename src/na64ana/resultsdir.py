@@ -132,7 +132,8 @@ class Results:
         outputs of the campaign sample first: a hist name present in several (e.g. ``plane_final`` of the
         signal MC in the efficiency output) is then read from the campaign run."""
         dirs = [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
-        return sorted(dirs, key=lambda d: (d.parent != self.root, not _has_campaign_sample(d.parent)))
+        return sorted(dirs, key=lambda d: (d.parent != self.root, not _has_campaign_sample(d.parent),
+                                           _processor(d.parent) != "invisible"))
 
     @cached_property
     def cutflows(self) -> dict[str, dict]:
@@ -227,6 +228,16 @@ class Results:
             if isinstance(doc, dict) and doc.get("campaign"):
                 return str(doc["campaign"])
         return None
+
+
+def _processor(run_dir: Path) -> str | None:
+    """The processor that wrote a run output (its provenance), so the search's outputs come before the
+    dimuon benchmark's when both hold the campaign sample."""
+    try:
+        prov = json.loads((run_dir / "provenance.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return prov.get("stages", {}).get("run", {}).get("processor")
 
 
 def _has_campaign_sample(run_dir: Path) -> bool:
