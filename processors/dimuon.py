@@ -12,11 +12,10 @@ from collections.abc import Callable
 
 import hist
 import numpy as np
-from coffea.analysis_tools import PackedSelection
 
 from na64ana.selection import Resolved
 
-from .base import SelectionProcessor, ecal_axis, hcal_axis, new_hist
+from .base import CutMasks, SelectionProcessor, ecal_axis, hcal_axis, new_hist
 
 MODULES = ("hcal_e0", "hcal_e1", "hcal_e2", "hcal_e3")
 
@@ -26,7 +25,7 @@ class DimuonProcessor(SelectionProcessor):
 
     extra_variables = MODULES
 
-    def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: PackedSelection,
+    def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: CutMasks,
               keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         selected = ps.all(*[c.name for c in sel.cuts]) & keep
         out = {"dimuon_hcal": fill(new_hist(key, hcal_axis()), selected, hcal=values["hcal_e"]),

@@ -12,17 +12,16 @@ from collections.abc import Callable
 
 import hist
 import numpy as np
-from coffea.analysis_tools import PackedSelection
 
 from na64ana.selection import Resolved, region_masks
 
-from .base import SelectionProcessor, ecal_axis, new_hist
+from .base import CutMasks, SelectionProcessor, ecal_axis, new_hist
 
 
 class InvisibleProcessor(SelectionProcessor):
     """The NA64 A' -> invisible selection (selections/invisible.toml)."""
 
-    def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: PackedSelection,
+    def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: CutMasks,
               keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         ecal = values["ecal_e"]
         final = ps.all(*sel.plane_final) & keep
