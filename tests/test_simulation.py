@@ -265,3 +265,50 @@ def test_cli_writes_files_and_summary(tmp_path, capsys):
     assert code == 0
     assert "prd2018/run_I.root" in capsys.readouterr().out
     assert (tmp_path / "o" / "prd2018" / "run_I.root").exists()
+
+
+def test_interleaved_truth_has_exact_counts_in_random_order():
+    from na64ana.simulation.generate import _shuffled_labels
+
+    counts = np.array([90_000, 9_000, 1_000, 0, 3])
+    labels = _shuffled_labels(counts, np.random.default_rng(5))
+    assert np.array_equal(np.bincount(labels, minlength=counts.size), counts)
+    first, second = labels[: labels.size // 2], labels[labels.size // 2:]
+    assert abs(np.mean(first == 2) - np.mean(second == 2)) < 0.003  # not blocked by source
+
+
+def test_trigger_level_is_seeded(ds):
+    run = ds.campaigns["prl2019"].runs["III"]
+    a, b = (generate_events(run, campaign="prl2019", run_name="III", level="trigger", n_events=20_000,
+                            rng=np.random.default_rng(3)) for _ in range(2))
+    assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
+    assert np.all(np.diff(a["spill"]) >= 0)
+
+
+def test_aprime_emitter_lies_between_eaprime_and_e0_and_heavy_ones_radiate_first():
+    from na64ana.simulation.processes import emitter_energy
+
+    rng = np.random.default_rng(1)
+    e0 = np.full(50_000, 100.0)
+    ea = rng.uniform(40.0, 99.9, e0.size)
+    for m in (0.001, 1.0):
+        ee = emitter_energy(e0, ea, m, 100.0, rng)
+        assert np.all((ee >= ea - 1e-9) & (ee <= e0 + 1e-9))
+    light, heavy = (np.mean(e0 - emitter_energy(e0, ea, m, 100.0, rng)) for m in (0.001, 1.0))
+    assert heavy > light  # S peaks at x -> 1 for heavy A': the emitter already lost E0 - E_A'
+
+
+def test_dimuon_mc_weights_are_the_prediction_before_the_reduction_factor(ds):
+    from na64ana.simulation import simulate_dimuon_sample
+    from na64ana.simulation.dimuon import reduction_factor
+
+    run = ds.campaigns["prl2019"].runs["I"]
+    info: dict = {}
+    mc = simulate_dimuon_sample(run, n_events=20_000, rng=np.random.default_rng(2), campaign="prl2019",
+                                run_name="I", info=info)
+    f = reduction_factor(run)
+    assert min(pub("dimuon.reduction_factor")) <= f <= max(pub("dimuon.reduction_factor"))
+    expected_total = info["rate_per_eot"] * run.eot / f
+    assert mc["weight"][0] * info["generated"] == pytest.approx(expected_total, rel=1e-5)
+    assert np.all(mc["truth_process"] == int(Process.DIMUON))
+    assert info["triggered"] == mc["weight"].size < info["generated"]

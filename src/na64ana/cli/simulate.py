@@ -25,6 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--signal-eps", type=float, default=None, metavar="EPS",
                    help="mixing strength of the added A'")
     p.add_argument("--signal-sample", action="store_true", help="write signal MC samples (see --masses)")
+    p.add_argument("--dimuon-sample", action="store_true",
+                   help="write the dimuon MC prediction per run (sample dimuon_mc, --n-events generated)")
     p.add_argument("--masses", type=float, nargs="+", default=None, metavar="GEV",
                    help="A' masses (signal sample)")
     p.add_argument("--eps", type=float, default=1e-4,
@@ -36,12 +38,17 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..simulation import simulate_campaign, simulate_signal_samples
+    from ..simulation import simulate_campaign, simulate_dimuon_samples, simulate_signal_samples
 
     common.setup_logging(None, "simulate")
     report: list[dict] = []
     t0 = time.perf_counter()
-    if args.signal_sample:
+    if args.dimuon_sample:
+        path = simulate_dimuon_samples(args.datasets, out_dir=args.out, n_events=args.n_events or 100_000,
+                                       campaign=args.campaign, runs=args.runs, seed=args.seed,
+                                       compression=args.compression, progress=common.show_progress(),
+                                       report=report)
+    elif args.signal_sample:
         if not args.masses:
             raise InputError("--signal-sample needs --masses", field="masses")
         path = simulate_signal_samples(args.datasets, out_dir=args.out, masses_GeV=args.masses,

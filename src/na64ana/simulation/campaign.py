@@ -194,3 +194,58 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
     provenance.write(out, f"{STAGE}_signal", datasets=str(src), campaign=cname, seed=seed, eps=eps,
                      masses_GeV=list(masses_GeV), n_events=n_events, compression=compression, files=report)
     return path
+
+
+def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n_events: int,
+                            campaign: str | None = None, runs: Sequence[str] | None = None, seed: int = 2019,
+                            compression: str = "lz4", progress: bool = False,
+                            report: list[dict] | None = None) -> Path:
+    """Dimuon MC prediction (kind="mc", sample="dimuon_mc") per run; returns the written datasets.json.
+
+    ``n_events`` dimuons are generated per run; sum of weights = expected dimuons at the run's EOT / f
+    (published data/MC reduction factor), see :mod:`na64ana.simulation.dimuon`.
+    """
+    from .dimuon import simulate_dimuon_sample
+
+    src = Path(datasets_path)
+    ds = dsets.load(src)
+    cname = campaign or ds.default_campaign
+    selected = ds.runs(cname, list(runs) if runs else None, file=str(src))
+    camp = ds.campaign(cname, file=str(src))
+    if n_events is None or int(n_events) != n_events or n_events <= 0:
+        raise InputError("--n-events must be > 0 for the dimuon sample", field="n_events")
+    _check_options("skim", n_events, compression, None, None)
+    out = provenance.prepare_outdir(out_dir, stage=STAGE)
+    report = [] if report is None else report
+    written: list[Path] = []
+    new: dict[str, list[dsets.FileEntry]] = {}
+    try:
+        (out / cname).mkdir(exist_ok=True)
+        with _progress(progress, len(selected)) as bar:
+            task = bar.add_task("dimuon MC", total=len(selected)) if bar else None
+            for rname, run in selected.items():
+                s = run_seed(seed, cname, rname, "dimuon_mc")
+                t0 = time.perf_counter()
+                info: dict = {}
+                arrays = simulate_dimuon_sample(run, n_events=int(n_events), rng=np.random.default_rng(s),
+                                                campaign=cname, run_name=rname,
+                                                beam_energy=camp.beam_energy_GeV, info=info)
+                rel = f"{cname}/dimuon_mc_run_{rname}.root"
+                n = write_tree(out / rel, arrays, compression=compression, tree=camp.tree)
+                written.append(out / rel)
+                new[rname] = [dsets.FileEntry(path=rel, tree=camp.tree, nevents=n, eot=0.0,
+                                              sha256=dsets.sha256sum(out / rel), kind="mc",
+                                              sample="dimuon_mc", seed=s)]
+                report.append({"run": rname, "events": n, "generated": int(n_events), "eot": 0.0,
+                               "seconds": time.perf_counter() - t0, "path": rel,
+                               "reduction_factor": info["reduction_factor"]})
+                if bar:
+                    bar.advance(task)
+        path = _write_datasets(ds, src, out, cname, new)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    provenance.write(out, f"{STAGE}_dimuon", datasets=str(src), campaign=cname, seed=seed,
+                     n_events=n_events, compression=compression, files=report)
+    return path

@@ -21,6 +21,12 @@ def pileup_probabilities(intensity: np.ndarray) -> dict[str, np.ndarray]:
     return {k: -np.expm1(-rate * w * 1e-9) for k, w in pileup_windows_ns().items()}
 
 
+def pileup_probabilities_ecal(intensity: np.ndarray) -> np.ndarray:
+    """P(extra beam particle in the ECAL window), float32 (the hot path needs only this one)."""
+    rate = rate_per_s(np.asarray(intensity, dtype=F32)) * F32(pileup_windows_ns()["ecal"] * 1e-9)
+    return -np.expm1(-rate)
+
+
 def mean_survival(intensity_range: tuple[float, float]) -> float:
     """<exp(-mu_sum)> over an EOT-weighted uniform spill intensity: the pile-up losses of a clean electron."""
     lo, hi = intensity_range
@@ -40,36 +46,115 @@ def ecal_response(e_true: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def shower_chi2(em: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Shower-shape chi2/ndf: e-m showers ~ scaled chi2_k/k (with a distorted tail), hadronic ones large."""
     k = tune("ecal.chi2_ndf")
-    base = rng.standard_gamma(0.5 * k, em.size, dtype=F32) * (2.0 / k)
+    base = rng.standard_gamma(0.5 * k, em.size, dtype=F32)
     bad = rng.random(em.size, dtype=F32) < tune("ecal.chi2_bad_fraction")
-    scale = np.where(em, np.where(bad, tune("ecal.chi2_scale_bad"), tune("ecal.chi2_scale_em")),
-                     tune("ecal.chi2_scale_hadronic"))
-    return (base * scale).astype(F32)
+    scale = np.where(em, np.where(bad, F32(tune("ecal.chi2_scale_bad")), F32(tune("ecal.chi2_scale_em"))),
+                     F32(tune("ecal.chi2_scale_hadronic"))) * F32(2.0 / k)
+    return base * scale
 
 
 def veto_response(mips: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Three VETO counters (MeV): each crossing charged particle lands in one counter, gamma-shaped MIP."""
+    """Three VETO counters (MeV): each crossing charged particle lands in one counter, gamma-shaped MIP.
+
+    Sums of m gamma(shape) MIPs are gamma(m * shape): one draw per counter, no per-particle arrays.
+    """
     n = mips.size
     shape, mean = tune("veto.mip_shape"), tune("veto.mip_mean_MeV")
-    out = [np.abs(tune("veto.noise_MeV") * rng.standard_normal(n, dtype=F32)) for _ in range(3)]
+    out = np.abs(tune("veto.noise_MeV") * rng.standard_normal((3, n), dtype=F32))
     has = np.flatnonzero(mips > 0)
     if has.size:
-        reps = mips[has].astype(np.int64)
-        ev = np.repeat(has, reps)
-        counter = rng.integers(0, 3, ev.size)
-        dep = rng.standard_gamma(shape, ev.size, dtype=F32) * (mean / shape)
-        for c in range(3):
-            sel = counter == c
-            out[c] += np.bincount(ev[sel], weights=dep[sel], minlength=n).astype(F32)
-    return {f"veto_e{c}": out[c].astype(F32) for c in range(3)}
+        k = mips[has].astype(np.int64)
+        m0 = rng.binomial(k, 1.0 / 3.0)
+        m1 = rng.binomial(k - m0, 0.5)
+        m = np.stack([m0, m1, k - m0 - m1]).astype(F32) * F32(shape)
+        out[:, has] += rng.standard_gamma(np.maximum(m, 1e-30)).astype(F32) * F32(mean / shape) * (m > 0)
+    return {f"veto_e{c}": out[c] for c in range(3)}
 
 
 def hcal_response(dep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """HCAL module energies: 0.6/sqrt(E) per module (0.6/sqrt(E) for the sum), noise clipped at 0."""
     a = pub("detector.hcal_resolution_stochastic")
     noise = tune("hcal.noise_GeV")
-    sigma = np.sqrt(a * a * dep + noise * noise)
-    return np.maximum(dep + sigma * rng.standard_normal(dep.shape, dtype=F32), 0.0).astype(F32)
+    sigma = np.sqrt(F32(a * a) * dep + F32(noise * noise))
+    return np.maximum(dep + sigma * rng.standard_normal(dep.shape, dtype=F32), F32(0.0))
+
+
+def respond_trigger(truth: dict[str, np.ndarray], intensity: np.ndarray, rng: np.random.Generator
+                    ) -> dict[str, np.ndarray]:
+    """Stage 1 of :func:`respond`: ECAL pile-up, ECAL and PS energies -- all the trigger needs.
+
+    Returns ``ecal_e``, ``ecal_ps_e`` and the private ``_pu`` / ``_dt`` / ``_res`` (pile-up flag, time,
+    residual) used by :func:`respond_rest`; callers may drop untriggered events in between (speed).
+    """
+    n = truth["e0"].size
+    p_ecal = pileup_probabilities_ecal(intensity)
+    forced = truth["pileup_forced"]
+    pu = (rng.random(n, dtype=F32) < p_ecal) | forced
+    idx = np.flatnonzero(pu)
+    window = pileup_windows_ns()["ecal"]
+    dt = np.zeros(n, dtype=F32)
+    res = np.zeros(n, dtype=F32)
+    if idx.size:
+        u = rng.random((2, idx.size), dtype=F32)
+        dt[idx] = (u[0] - F32(0.5)) * F32(window)
+        res[idx] = np.abs(F32(tune("pileup.residual_GeV")) * rng.standard_normal(idx.size, dtype=F32))
+    merged = pu & (np.abs(dt) < tune("pileup.resolve_ns")) & ~forced
+    a2, noise2 = F32(pub("detector.ecal_resolution_stochastic") ** 2), F32(tune("ecal.noise_GeV") ** 2)
+    z = rng.standard_normal((2, n), dtype=F32)
+    e, ps = truth["ecal"], truth["ps"]
+    ecal = e + np.sqrt(a2 * np.maximum(e, F32(0.0)) + noise2) * z[0] + res
+    ecal[merged] = np.nan
+    ps_e = np.maximum(ps + np.sqrt(a2 * np.maximum(ps, F32(0.0)) + noise2) * z[1], F32(0.0))
+    return {"ecal_e": ecal.astype(F32, copy=False), "ecal_ps_e": ps_e.astype(F32, copy=False),
+            "_pu": pu, "_dt": dt, "_res": res}
+
+
+def respond_rest(truth: dict[str, np.ndarray], intensity: np.ndarray, stage: dict[str, np.ndarray], *,
+                 hcal0_installed: bool, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Stage 2 of :func:`respond`: every other branch (tracks, straws, SRD, shape, VETO, HCAL, HCAL0)."""
+    n = truth["e0"].size
+    w = pileup_windows_ns()
+    rate = rate_per_s(np.asarray(intensity, dtype=F32)) * F32(1e-9)
+    u = rng.random((4, n), dtype=F32)  # tracker pile-up, halo, halo->VETO, halo->HCAL
+    pu_trk = u[0] < -np.expm1(-rate * F32(w["tracker"]))
+    halo = u[1] < -np.expm1(-rate * F32(w["halo"]))
+    pu, dt, res = stage["_pu"], stage["_dt"], stage["_res"]
+
+    out: dict[str, np.ndarray] = {"ecal_e": stage["ecal_e"], "ecal_ps_e": stage["ecal_ps_e"]}
+    extra_tracks = truth["extra_tracks"] + pu_trk
+    out.update(beam.tracks(truth["p_true"], truth["theta_true"], extra_tracks, rng))
+    out["straw_nhits"] = beam.straw_hits(extra_tracks, truth["extra_straw"], rng)
+    out.update(beam.srd(truth["e0"], truth["srd_tag"], rng))
+    chi2 = shower_chi2(truth["em"], rng)
+    out["ecal_chi2"] = chi2 + res
+    spot, reso = tune("beam.spot_sigma_mm"), tune("ecal.position_resolution_mm")
+    z = rng.standard_normal((3, n), dtype=F32)
+    z[:2] *= F32(np.hypot(spot, reso))
+    out["ecal_x"], out["ecal_y"] = z[0], z[1]
+    t = z[2] * F32(tune("ecal.time_sigma_ns"))
+    late = pu & (res > pub("detector.ecal_pileup_cell_threshold_GeV"))
+    t[late] = dt[late]
+    out["ecal_t"] = t
+    out["ecal_pileup"] = pu.astype(np.uint8)
+
+    out.update(veto_response(truth["veto_mips"] + (halo & (u[2] < 0.5)), rng))
+    hcal_dep = truth["hcal"]
+    halo_hcal = np.flatnonzero(halo & (u[3] < 0.5))
+    if halo_hcal.size:
+        hcal_dep = hcal_dep.copy()
+        shape = tune("hcal.muon_module_shape")
+        mu = 0.5 * pub("detector.muon_mip_per_hcal_module_GeV") / shape
+        dep = rng.standard_gamma(shape, (halo_hcal.size, hcal_dep.shape[1]), dtype=F32)
+        hcal_dep[halo_hcal] += dep * F32(mu)
+    hcal = hcal_response(hcal_dep, rng)
+    for i in range(hcal.shape[1]):
+        out[f"hcal_e{i}"] = hcal[:, i]
+    if hcal0_installed:
+        out["hcal0_e"] = truth["hcal0"] + np.abs(F32(tune("hcal.hcal0_noise_GeV"))
+                                                 * rng.standard_normal(n, dtype=F32))
+    else:
+        out["hcal0_e"] = np.zeros(n, dtype=F32)
+    return out
 
 
 def respond(truth: dict[str, np.ndarray], intensity: np.ndarray, *, hcal0_installed: bool,
@@ -81,53 +166,8 @@ def respond(truth: dict[str, np.ndarray], intensity: np.ndarray, *, hcal0_instal
     an extra particle in the tracker window adds a track and 4 straw hits; a halo muon in the halo window
     adds a MIP in a VETO counter and a muon deposit in the HCAL.
     """
-    n = truth["e0"].size
-    prob = pileup_probabilities(intensity)
-    pu_ecal = (rng.random(n) < prob["ecal"]) | truth["pileup_forced"]
-    dt = rng.uniform(-0.5, 0.5, n) * pileup_windows_ns()["ecal"]
-    merged = pu_ecal & (np.abs(dt) < tune("pileup.resolve_ns")) & ~truth["pileup_forced"]
-    pu_trk = rng.random(n) < prob["tracker"]
-    halo = rng.random(n) < prob["halo"]
-
-    out: dict[str, np.ndarray] = {}
-    extra_tracks = truth["extra_tracks"] + pu_trk
-    out.update(beam.tracks(truth["p_true"], truth["theta_true"], extra_tracks, rng))
-    out["straw_nhits"] = beam.straw_hits(extra_tracks, truth["extra_straw"], rng)
-    out.update(beam.srd(truth["e0"], truth["srd_tag"], rng))
-
-    residual = np.where(pu_ecal, np.abs(tune("pileup.residual_GeV") * rng.standard_normal(n)), 0.0)
-    ecal = ecal_response(truth["ecal"], rng) + residual.astype(F32)
-    out["ecal_e"] = np.where(merged, np.nan, ecal).astype(F32)
-    ps_sigma = np.sqrt(pub("detector.ecal_resolution_stochastic") ** 2 * np.maximum(truth["ps"], 0.0)
-                       + tune("ecal.noise_GeV") ** 2)
-    out["ecal_ps_e"] = np.maximum(truth["ps"] + ps_sigma * rng.standard_normal(n, dtype=F32), 0.0).astype(F32)
-    chi2 = shower_chi2(truth["em"], rng)
-    out["ecal_chi2"] = np.where(pu_ecal, chi2 + np.abs(residual), chi2).astype(F32)
-    spot, res = tune("beam.spot_sigma_mm"), tune("ecal.position_resolution_mm")
-    for c in ("ecal_x", "ecal_y"):
-        out[c] = (rng.standard_normal(n, dtype=F32) * np.hypot(spot, res)).astype(F32)
-    t = rng.standard_normal(n, dtype=F32) * tune("ecal.time_sigma_ns")
-    out["ecal_t"] = np.where(pu_ecal & (residual > pub("detector.ecal_pileup_cell_threshold_GeV")),
-                             dt, t).astype(F32)
-    out["ecal_pileup"] = pu_ecal.astype(np.uint8)
-
-    out.update(veto_response(truth["veto_mips"] + halo * (rng.random(n) < 0.5), rng))
-    hcal_dep = truth["hcal"].copy()
-    halo_hcal = halo & (rng.random(n) < 0.5)
-    if halo_hcal.any():
-        k = int(halo_hcal.sum())
-        shape = tune("hcal.muon_module_shape")
-        mu = 0.5 * pub("detector.muon_mip_per_hcal_module_GeV") / shape
-        hcal_dep[halo_hcal] += rng.standard_gamma(shape, (k, hcal_dep.shape[1]), dtype=F32) * mu
-    hcal = hcal_response(hcal_dep, rng)
-    for i in range(hcal.shape[1]):
-        out[f"hcal_e{i}"] = hcal[:, i]
-    if hcal0_installed:
-        h0 = truth["hcal0"] + np.abs(tune("hcal.hcal0_noise_GeV") * rng.standard_normal(n, dtype=F32))
-        out["hcal0_e"] = h0.astype(F32)
-    else:
-        out["hcal0_e"] = np.zeros(n, dtype=F32)
-    return out
+    stage = respond_trigger(truth, intensity, rng)
+    return respond_rest(truth, intensity, stage, hcal0_installed=hcal0_installed, rng=rng)
 
 
 def trigger(ecal_e: np.ndarray, ecal_ps_e: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from ..datasets import Run
 from ..errors import InputError
 from . import processes as P
 from .config import pub
-from .detector import pileup_probabilities, respond, trigger
+from .detector import pileup_probabilities, respond, respond_rest, respond_trigger, trigger
 from .rates import Source, skim_sources, trigger_sources
 
 Level = Literal["skim", "trigger"]
@@ -69,32 +69,115 @@ def _check_eot(eot: float | None, run: Run, run_name: str) -> float:
 
 def _truth_from_sources(sources: list[Source], counts: np.ndarray, rng: np.random.Generator
                         ) -> dict[str, np.ndarray]:
-    parts = [s.gen(int(k), rng) for s, k in zip(sources, counts, strict=True) if k > 0]
-    return P.concat(parts)
+    """Truth of ``counts`` events per source, already in random order (interleaved, no permutation).
+
+    A random label sequence with the given counts decides which slots each source fills; every source
+    generates its block at once and scatters it into its (sorted) slots, which is much cheaper than a
+    full-permutation gather of every truth array afterwards.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    n = int(counts.sum())
+    live = np.flatnonzero(counts > 0)
+    if live.size <= 1:
+        parts = [sources[i].gen(int(counts[i]), rng) for i in live]
+        return parts[0] if parts else P.concat([])
+    # labels with exactly these counts in random order: sort uniform keys drawn per source block
+    cum = np.cumsum(counts)
+    labels = np.searchsorted(cum, rng.permutation(n), side="right") if n < 4096 else \
+        _shuffled_labels(counts, rng)
+    out: dict[str, np.ndarray] = {}
+    for i in live:
+        slots = np.flatnonzero(labels == i)
+        part = sources[i].gen(slots.size, rng)
+        if not out:
+            out = {k: np.empty((n, *v.shape[1:]), dtype=v.dtype) for k, v in part.items()}
+        for k, v in part.items():
+            out[k][slots] = v
+    return out
+
+
+def _shuffled_labels(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random sequence with ``counts[i]`` copies of label i (sequential draws, no Fisher-Yates shuffle).
+
+    Slot j takes label i with probability (remaining of i) / (remaining slots): realised as a categorical
+    draw with the initial shares, then the surplus/deficit per label fixed by relabelling random slots.
+    """
+    n = int(counts.sum())
+    labels = np.searchsorted(np.cumsum(counts) / n, rng.random(n), side="right").astype(np.int16)
+    labels = np.minimum(labels, counts.size - 1)
+    have = np.bincount(labels, minlength=counts.size)
+    over = [np.flatnonzero(labels == i)[rng.choice(int(have[i]), int(have[i] - counts[i]), replace=False)]
+            for i in np.flatnonzero(have > counts)]
+    if over:
+        free = np.concatenate(over)
+        free = free[rng.permutation(free.size)]
+        need = np.clip(counts - have, 0, None)
+        labels[free] = np.repeat(np.arange(counts.size, dtype=np.int16), need)
+    return labels
 
 
 def _thin_pileup(truth: dict[str, np.ndarray], intensity: np.ndarray, i_max: float,
                  rng: np.random.Generator) -> np.ndarray:
     """Keep region-III events with P_pileup(I) / P_pileup(I_max): their rate grows with intensity."""
-    p = pileup_probabilities(intensity)["ecal"] / pileup_probabilities(np.array([i_max]))["ecal"][0]
-    return ~truth["pileup_forced"] | (rng.random(intensity.size) < p)
+    keep = np.ones(intensity.size, dtype=bool)
+    forced = np.flatnonzero(truth["pileup_forced"])
+    p = pileup_probabilities(intensity[forced])["ecal"] / pileup_probabilities(np.array([i_max]))["ecal"][0]
+    keep[forced] = rng.random(forced.size) < p
+    return keep
 
 
 def _take(d: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v[idx] for k, v in d.items()}
 
 
+def _intensities(truth: dict[str, np.ndarray], run: Run, rng: np.random.Generator
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """EOT-weighted intensities, with region-III pile-up thinned to its intensity dependence."""
+    intensity = eot_weighted_intensity(truth["e0"].size, run.intensity_e_per_spill, rng).astype(np.float32)
+    if truth["pileup_forced"].any():
+        keep = np.flatnonzero(_thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng))
+        truth, intensity = _take(truth, keep), intensity[keep]
+    return truth, intensity
+
+
 def _simulate(truth: dict[str, np.ndarray], run: Run, rng: np.random.Generator
               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """Shuffle, give intensities, thin region III, apply the detector -> (truth, response, triggered)."""
-    n = truth["e0"].size
-    truth = _take(truth, rng.permutation(n))
-    intensity = eot_weighted_intensity(n, run.intensity_e_per_spill, rng)
-    if truth["pileup_forced"].any():
-        keep = _thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng)
-        truth, intensity = _take(truth, keep), intensity[keep]
+    """Give intensities, thin region III, apply the detector -> (truth, response, triggered), all events.
+
+    ``truth`` must already be in random order (see :func:`_truth_from_sources`).
+    """
+    truth, intensity = _intensities(truth, run, rng)
     det = respond(truth, intensity, hcal0_installed=run.hcal0, rng=rng)
     return truth, det, trigger(det["ecal_e"], det["ecal_ps_e"])
+
+
+def _simulate_triggered(truth: dict[str, np.ndarray], run: Run, rng: np.random.Generator
+                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], int]:
+    """As :func:`_simulate` but only the triggered events get the full response (the rest is not kept).
+
+    Returns (truth, response) of the triggered events and the number of candidates after thinning.
+    """
+    truth, intensity = _intensities(truth, run, rng)
+    stage = respond_trigger(truth, intensity, rng)
+    keep = np.flatnonzero(trigger(stage["ecal_e"], stage["ecal_ps_e"]))
+    truth = {k: v[keep] for k, v in truth.items() if k not in _STAGE1_ONLY}
+    intensity, stage = intensity[keep], _take(stage, keep)
+    return truth, respond_rest(truth, intensity, stage, hcal0_installed=run.hcal0, rng=rng), intensity.size
+
+
+_STAGE1_ONLY = ("ecal", "ps", "pileup_forced")  # truth used by the trigger stage only
+
+
+def _spills(n: int, eot: float, intensity_nominal: float, rng: np.random.Generator) -> np.ndarray:
+    """Spill numbers (sorted) of ``n`` events uniform in EOT: multinomial counts per spill, no sort."""
+    n_full, rest = divmod(eot, intensity_nominal)
+    n_spills = int(n_full) + (rest > 0)
+    if n == 0 or n_spills > 10_000_000:  # absurd spill counts: fall back to sorting positions
+        return (1 + np.sort(rng.uniform(0.0, eot, n)) // intensity_nominal).astype(np.int32)
+    p = np.full(n_spills, intensity_nominal / eot)
+    p[-1] = max(0.0, 1.0 - p[:-1].sum())
+    counts = rng.multinomial(n, p / p.sum())
+    return np.repeat(np.arange(1, n_spills + 1, dtype=np.int32), counts)
 
 
 def assemble(truth: dict[str, np.ndarray], det: dict[str, np.ndarray], *, run_no: int, eot: float,
@@ -102,10 +185,9 @@ def assemble(truth: dict[str, np.ndarray], det: dict[str, np.ndarray], *, run_no
              weight: float = 1.0) -> dict[str, np.ndarray]:
     """Contract arrays in branch order: events spread over the run's spills in EOT order."""
     n = truth["e0"].size
-    pos = np.sort(rng.uniform(0.0, eot, n))
     out = {
         "run": np.full(n, run_no, dtype=np.int32),
-        "spill": (1 + pos // intensity_nominal).astype(np.int32),
+        "spill": _spills(n, eot, intensity_nominal, rng),
         "event": np.arange(1, n + 1, dtype=np.int64),
         "trigger": np.ones(n, dtype=np.uint16),
         **det,
@@ -121,7 +203,7 @@ def signal_truth(mass_GeV: float, eps: float, n: int, rng: np.random.Generator, 
     from ..physics.yields import sample_aprime_energy
 
     ea = sample_aprime_energy(mass_GeV, n, rng, e0=e_nominal, ea_min=ea_min)
-    return P.signal(n, e_nominal, ea, rng)
+    return P.signal(n, e_nominal, ea, rng, mass_GeV=mass_GeV)
 
 
 def signal_count_rate(mass_GeV: float, eps: float, *, e_nominal: float, ea_min: float) -> float:
@@ -151,16 +233,18 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     if level == "skim":
         eot = _check_eot(eot, run, run_name)
         sources = skim_sources(campaign, run_name, run, e_nominal=beam_energy)
+        if signal is not None:
+            ea_min = 0.8 * emiss_min
+            sig = signal
+            sources = [*sources, Source("signal", Process.SIGNAL,
+                                        signal_count_rate(*sig, e_nominal=beam_energy, ea_min=ea_min),
+                                        lambda n, r: signal_truth(*sig, n, r, e_nominal=beam_energy,
+                                                                  ea_min=ea_min))]
         counts = rng.poisson([s.rate_per_eot * eot for s in sources])
         truth = _truth_from_sources(sources, counts, rng)
         info.update(eot=eot, generated={s.name: int(k) for s, k in zip(sources, counts, strict=True)})
-        if signal is not None:
-            ea_min = 0.8 * emiss_min
-            k = rng.poisson(signal_count_rate(*signal, e_nominal=beam_energy, ea_min=ea_min) * eot)
-            info["generated"]["signal"] = int(k)
-            truth = P.concat([truth, signal_truth(*signal, k, rng, e_nominal=beam_energy, ea_min=ea_min)])
-        truth, det, trig = _simulate(truth, run, rng)
-        keep = trig & skim_mask(det, beam_energy)
+        truth, det, _ = _simulate_triggered(truth, run, rng)
+        keep = np.flatnonzero(skim_mask(det, beam_energy))
         truth, det = _take(truth, keep), _take(det, keep)
         return assemble(truth, det, run_no=run_no, eot=eot, intensity_nominal=run.intensity_nominal, rng=rng)
 
@@ -170,23 +254,36 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     n_events = int(n_events)
     sources = trigger_sources(campaign, run_name, run, e_nominal=beam_energy)
     rates = np.array([s.rate_per_eot for s in sources])
-    got_t, got_d, n_cand, n_trig = [], [], 0, 0
-    acc = 0.5
+    det_names = [b.name for b in BRANCHES if b.name in _DET_BRANCHES]
+    out = {b.name: np.empty(n_events, dtype=b.dtype) for b in BRANCHES}
+    n_cand, n_trig, acc = 0, 0, 0.5
     while n_trig < n_events:
         n_gen = min(int((n_events - n_trig) / acc * 1.05) + 1000, _BATCH)
         counts = rng.multinomial(n_gen, rates / rates.sum())
-        truth, det, trig = _simulate(_truth_from_sources(sources, counts, rng), run, rng)
+        truth, det, _ = _simulate_triggered(_truth_from_sources(sources, counts, rng), run, rng)
         n_cand += n_gen
-        n_trig += int(trig.sum())
+        k = min(truth["e0"].size, n_events - n_trig)
+        sl = slice(n_trig, n_trig + k)
+        for name in det_names:
+            out[name][sl] = det[name][:k]
+        for name, key in _TRUTH_BRANCHES.items():
+            out[name][sl] = truth[key][:k]
+        n_trig += truth["e0"].size
         acc = max(n_trig / n_cand, 1e-3)
-        got_t.append(_take(truth, trig))
-        got_d.append(_take(det, trig))
-    truth = {k: np.concatenate([t[k] for t in got_t])[:n_events] for k in got_t[0]}
-    det = {k: np.concatenate([d[k] for d in got_d])[:n_events] for k in got_d[0]}
     eot_equiv = n_events / acc / rates.sum()
     info.update(eot=eot_equiv, generated={"candidates": n_cand})
-    return assemble(truth, det, run_no=run_no, eot=eot_equiv, intensity_nominal=run.intensity_nominal,
-                    rng=rng)
+    out["run"][:] = run_no
+    out["spill"][:] = _spills(n_events, eot_equiv, run.intensity_nominal, rng)
+    out["event"][:] = np.arange(1, n_events + 1)
+    out["trigger"][:] = 1
+    out["weight"][:] = 1.0
+    return out
+
+
+_TRUTH_BRANCHES = {"truth_process": "process", "truth_pdg": "pdg", "truth_e0": "e0",
+                   "truth_eaprime": "eaprime"}
+_DET_BRANCHES = {b.name for b in BRANCHES} - set(_TRUTH_BRANCHES) - {"run", "spill", "event", "trigger",
+                                                                     "weight"}
 
 
 __all__ = ["generate_events", "run_number", "skim_mask", "assemble", "Process", "LEVELS"]

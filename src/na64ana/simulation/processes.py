@@ -282,12 +282,61 @@ def low_energy_electron(n: int, e_nominal: float, rng: np.random.Generator) -> d
     return t
 
 
-def signal(n: int, e_nominal: float, e_aprime: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """e- Z -> e- Z A', A' invisible: the ECAL keeps E0 - E_A' as an e-m shower, nothing downstream."""
+def em_ps_from(e_shower: np.ndarray, start_X0: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """PS energy of an e-m shower starting ``start_X0`` deep: the profile share left in the PS depth."""
+    b = tune("ecal.ps_profile_b")
+    e = np.maximum(np.asarray(e_shower, dtype=np.float64), 1e-3)
+    t_max = np.maximum(np.log(e / tune("ecal.pb_critical_energy_GeV")) - 0.5, 0.5)
+    room = np.maximum(pub("detector.ecal_ps_depth_X0") - np.asarray(start_X0, dtype=np.float64), 0.0)
+    frac = gammainc(b * t_max + 1.0, b * room)
+    fl = np.exp(tune("ecal.ps_fluctuation") * rng.standard_normal(e.size))
+    return (np.minimum(frac * fl, 1.0) * np.asarray(e_shower)).astype(F32)
+
+
+@cache
+def _emitter_table(mass_GeV: float, e_nominal: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x grid, integral of the A' shape S above x) on a grid dense towards x -> 1 (S ~ 1/(1 - x))."""
+    from ..physics import crosssection as xs
+
+    x_max = float(xs.x_range(mass_GeV, e_nominal)[1])
+    w = np.linspace(np.log(1.0 - tune("signal.emitter_x_min")), np.log(1.0 - x_max), 400)
+    x = -np.expm1(w)
+    return x, np.asarray(xs.shape_integral(mass_GeV, e_nominal, x), dtype=np.float64)
+
+
+def emitter_energy(e0: np.ndarray, ea: np.ndarray, mass_GeV: float, e_nominal: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """Energy of the e- that emitted the A' in the shower (>= E_A').
+
+    With a primary track length flat in u = ln(E0/E) (Bethe-Heitler: the primary loses ~ one e-fold per
+    X0), P(E_e | E_A') ~ S(x = E_A'/E_e) dx: x is S truncated to [E_A'/E0, x_max]. Heavy A' (S peaked at
+    x -> 1) come from an e- that already radiated E0 - E_A' in the first X0, i.e. in the PS.
+    """
+    x, g = _emitter_table(float(mass_GeV), float(e_nominal))
+    x0 = np.clip(ea / e0, x[0], x[-1])
+    g0 = np.interp(x0, x, g)
+    xs = np.interp((1.0 - rng.random(ea.size)) * g0, g[::-1], x[::-1])
+    return np.clip(ea / np.maximum(xs, x0), ea, e0)
+
+
+def signal(n: int, e_nominal: float, e_aprime: np.ndarray, rng: np.random.Generator, *,
+           mass_GeV: float | None = None) -> dict[str, np.ndarray]:
+    """e- Z -> e- Z A', A' invisible: the ECAL keeps E0 - E_A' as an e-m shower, nothing downstream.
+
+    With ``mass_GeV`` the A' is emitted inside the shower (:func:`emitter_energy`) at depth
+    t = signal.depth_per_efold_X0 * ln(E0/E_e): the energy radiated before (showers started ~t/2 deep)
+    and the recoil e- (from t) fill the PS. Without it the A' is emitted at the ECAL front (old model).
+    """
     t = blank(n, Process.SIGNAL, PDG_E)
     _electron_primary(t, e_nominal, rng)
     ea = np.minimum(np.asarray(e_aprime, dtype=F32) * (t["e0"] / e_nominal), t["e0"])
     t["eaprime"][:] = ea
     t["ecal"][:] = t["e0"] - ea
-    t["ps"][:] = em_ps(t["ecal"], rng)
+    if mass_GeV is None:
+        t["ps"][:] = em_ps(t["ecal"], rng)
+        return t
+    e0 = t["e0"].astype(np.float64)
+    ee = emitter_energy(e0, ea.astype(np.float64), mass_GeV, e_nominal, rng)
+    depth = tune("signal.depth_per_efold_X0") * np.log(e0 / ee)
+    t["ps"][:] = em_ps_from(e0 - ee, 0.5 * depth, rng) + em_ps_from(ee - ea, depth, rng)
     return t
