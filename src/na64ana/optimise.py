@@ -275,3 +275,47 @@ def load_inputs(run_dir: Any, efficiency_dir: Any, *, masses: Sequence[float] | 
             "emiss_min": emiss_min, "box": runs[0].box_edge, "campaign": campaign,
             "coverage": coverage_GeV(e0, emiss_min, MIGRATION_FRACTION),
             "blinded": all(bool(r.get("blinded", True)) for r in recs), "eot_unc": eot_unc}
+
+
+def optimise(run_dir: Any, efficiency_dir: Any, out: Any, *, masses: Sequence[float] | None = None,
+             cuts: Sequence[float], xsec_unc: float | None = None, eot_unc: float | None = None,
+             cl: float = 0.9) -> dict[str, Any]:
+    """Scan the box edge for ``masses``; write ``out/optimisation.json`` + ``.md``; return the record."""
+    from pathlib import Path
+
+    from . import provenance
+
+    out = Path(out)
+    inp = load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc)
+    xsec = float(published.get("systematics.xsec_rel")) if xsec_unc is None else xsec_unc
+    res = scan_cuts(inp["runs"], inp["signal_hists"], inp["masses"], list(cuts), sample_eps=inp["sample_eps"],
+                    e0=inp["e0"], emiss_min=inp["emiss_min"], box=inp["box"], coverage=inp["coverage"],
+                    shared_rel=xsec, cl=cl)
+    record = {"campaign": inp["campaign"], "blinded": True, "cl": cl, "box_ecal_max_GeV": inp["box"],
+              "signal_mc_coverage_GeV": inp["coverage"], "runs": [r.name for r in inp["runs"]],
+              "systematics": {"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
+                              "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
+              "method": __doc__.split("\n\n")[1], **res}
+    provenance.write_json(out / "optimisation.json", record)
+    (out / "optimisation.md").write_text(markdown(record))
+    provenance.write(out, "optimise", run_dir=str(run_dir), efficiency_dir=str(efficiency_dir),
+                     cuts=list(cuts), masses=inp["masses"], data_blinded=inp["blinded"])
+    return record
+
+
+def markdown(record: dict) -> str:
+    """One table per mass: cut, S, B, expected eps (median, +-1 sigma), method; the optimum."""
+    lines = [f"### Box-edge optimisation, campaign {record['campaign']} (blinded: side band + MC only)", ""]
+    for mkey, d in record["optimisation"].items():
+        at_box = d["eps_exp_at_box"] or float("nan")
+        lines += [f"m_A' = {float(mkey) * 1e3:g} MeV: optimum E_ECAL < {d['optimum_GeV']} GeV "
+                  f"(eps_exp {d['eps_exp_at_optimum']:.4g}; at the box {at_box:.4g})",
+                  "", "| cut [GeV] | S (eps_sample) | B | eps_exp | -1 sigma | +1 sigma | method | signal |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for i, c in enumerate(d["cut_GeV"]):
+            f = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
+            lines.append(f"| {c:g} | {d['signal_events'][i]:.4g} | {d['background'][i]:.3g} | "
+                         f"{f(d['eps_exp'][i])} | {f(d['eps_exp_m1'][i])} | {f(d['eps_exp_p1'][i])} | "
+                         f"{d['method'][i]} | {d['signal_source'][i]} |")
+        lines.append("")
+    return "\n".join(lines)

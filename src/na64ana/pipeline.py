@@ -28,6 +28,9 @@ log = logging.getLogger("na64ana.pipeline")
 # Analysis choices (not published numbers): the signal-MC mass grid of issue 4 and the limit scan grid.
 EFFICIENCY_MASSES_GEV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 LIMIT_MASSES_GEV = tuple(float(m) for m in np.geomspace(1e-3, 1.0, 31))
+# Box-edge scan: the two ends of the signal E_ECAL shape (light A' put most signal near the edge).
+OPTIMISATION_MASSES_GEV = (0.002, 0.5)
+OPTIMISATION_CUTS_GEV = tuple(30.0 + 2.5 * i for i in range(17))  # 30 ... 70 GeV
 
 
 def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
@@ -40,11 +43,17 @@ def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
 
 
 def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: str | None,
-                  samples: Sequence[str], unblind: bool, executor: str, workers: int) -> dict[str, Any]:
-    """Plan, run and write one processor over the chosen samples (the ``na64ana run`` core)."""
+                  samples: Sequence[str], unblind: bool, executor: str, workers: int,
+                  extra: Sequence[tuple[Path, Sequence[str]]] = ()) -> dict[str, Any]:
+    """Plan, run and write one processor over the chosen samples (the ``na64ana run`` core).
+
+    ``extra``: more (datasets file, samples) to process in the same run, e.g. an MC prediction simulated
+    into its own folder, so no datasets file is edited behind the user's back."""
     from . import execute, outputs
 
     jobs = execute.plan(datasets_file, campaign=campaign, samples=samples, processor=processor)
+    for ds_file, ds_samples in extra:
+        jobs += execute.plan(ds_file, campaign=campaign, samples=ds_samples, processor=processor)
     result = execute.run(jobs, processor, executor=executor, workers=workers, unblind=unblind)
     return outputs.write_run(out, result, processor=processor, unblind=unblind, datasets_file=datasets_file)
 
@@ -112,7 +121,7 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         return res
 
     _stage("limits", t, _limits)
-    _stage("optimisation", t, lambda: _optimisation(out, data_ds))
+    _stage("optimisation", t, lambda: _optimisation(out))
 
     def _report() -> None:
         plots = report.make_plots(out)
@@ -129,40 +138,19 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
 
 def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind: bool, executor: str,
             workers: int) -> None:
-    """The QED dimuon benchmark: the dimuon selection on data (and on the dimuon MC where simulated)."""
+    """The QED dimuon benchmark: the dimuon selection on the data and on the dimuon MC prediction."""
     from .simulation import campaign as sim
 
-    samples: tuple[str, ...] = ("campaign",)
-    make_mc = getattr(sim, "simulate_dimuon_samples", None)
-    if make_mc is not None:
-        mc_ds = make_mc(src, out_dir=out / "dimuon_mc", campaign=cname, seed=seed, n_events=100_000)
-        _merge_files(data_ds, mc_ds)
-        samples = ("campaign", "dimuon_mc")
-    run_processor(data_ds, out / "dimuon", processor="dimuon", campaign=cname, samples=samples,
-                  unblind=unblind, executor=executor, workers=workers)
+    mc_ds = sim.simulate_dimuon_samples(src, out_dir=out / "dimuon_mc", campaign=cname, seed=seed,
+                                        n_events=100_000)
+    run_processor(data_ds, out / "dimuon", processor="dimuon", campaign=cname, samples=("campaign",),
+                  unblind=unblind, executor=executor, workers=workers, extra=[(mc_ds, ("dimuon_mc",))])
 
 
-def _merge_files(target: Path, extra: Path) -> None:
-    """Append the files of ``extra`` (another simulated datasets.json) to ``target`` (paths rebased)."""
-    from . import datasets
+def _optimisation(out: Path) -> None:
+    """Expected limit vs the E_ECAL box edge for two masses (side band C and signal MC only: blinded)."""
+    from . import optimise
 
-    t, e = datasets.load(target), datasets.load(extra)
-    rel = Path(extra).resolve().parent
-    for cname, camp in e.campaigns.items():
-        for rname, run in camp.runs.items():
-            have = {f.path for f in t.campaigns[cname].runs[rname].files}
-            for f in run.files:
-                path = str((rel / f.path).resolve())
-                if path not in have:
-                    t.campaigns[cname].runs[rname].files.append(f.model_copy(update={"path": path}))
-    datasets.dump(t, target)
-
-
-def _optimisation(out: Path, data_ds: Path) -> None:
-    """Expected limit vs E_ECAL box cut (na64ana.optimise), from side-band data and signal MC only."""
-    try:
-        from . import optimise
-    except ImportError:
-        log.info("   cut optimisation not available in this version")
-        return
-    optimise.run_from_results(out, datasets_file=data_ds)
+    odir = provenance.prepare_outdir(out / "optimisation", stage="optimise")
+    optimise.optimise(out / "run", out / "efficiency", odir, masses=OPTIMISATION_MASSES_GEV,
+                      cuts=OPTIMISATION_CUTS_GEV)

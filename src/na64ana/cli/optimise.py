@@ -43,42 +43,12 @@ def cut_grid(lo: float, hi: float, step: float) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import optimise, provenance, published
+    from .. import optimise, provenance
 
     out = provenance.prepare_outdir(args.out, stage="optimise")
     common.setup_logging(out, "optimise")
-    inp = optimise.load_inputs(args.run_dir, args.efficiency_dir, masses=args.masses, eot_unc=args.eot_unc)
-    xsec = float(published.get("systematics.xsec_rel")) if args.xsec_unc is None else args.xsec_unc
-    cuts = cut_grid(*args.cuts)
-    res = optimise.scan_cuts(inp["runs"], inp["signal_hists"], inp["masses"], cuts,
-                             sample_eps=inp["sample_eps"], e0=inp["e0"], emiss_min=inp["emiss_min"],
-                             box=inp["box"], coverage=inp["coverage"], shared_rel=xsec, cl=args.cl)
-    record = {"campaign": inp["campaign"], "blinded": True, "cl": args.cl, "box_ecal_max_GeV": inp["box"],
-              "signal_mc_coverage_GeV": inp["coverage"], "runs": [r.name for r in inp["runs"]],
-              "systematics": {"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
-                              "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
-              "method": optimise.__doc__.split("\n\n")[1], **res}
-    provenance.write_json(out / "optimisation.json", record)
-    (out / "optimisation.md").write_text(markdown(record))
-    provenance.write(out, "optimise", run_dir=str(args.run_dir), efficiency_dir=str(args.efficiency_dir),
-                     cuts=cuts, masses=inp["masses"], data_blinded=inp["blinded"])
-    print(markdown(record), end="")
+    record = optimise.optimise(args.run_dir, args.efficiency_dir, out, masses=args.masses,
+                               cuts=cut_grid(*args.cuts), xsec_unc=args.xsec_unc, eot_unc=args.eot_unc,
+                               cl=args.cl)
+    print(optimise.markdown(record), end="")
     return 0
-
-
-def markdown(record: dict) -> str:
-    """One table per mass: cut, S, B, expected eps (median, +-1 sigma), method; the optimum."""
-    lines = [f"### Box-edge optimisation, campaign {record['campaign']} (blinded: side band + MC only)", ""]
-    for mkey, d in record["optimisation"].items():
-        at_box = d["eps_exp_at_box"] or float("nan")
-        lines += [f"m_A' = {float(mkey) * 1e3:g} MeV: optimum E_ECAL < {d['optimum_GeV']} GeV "
-                  f"(eps_exp {d['eps_exp_at_optimum']:.4g}; at the box {at_box:.4g})",
-                  "", "| cut [GeV] | S (eps_sample) | B | eps_exp | -1 sigma | +1 sigma | method | signal |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for i, c in enumerate(d["cut_GeV"]):
-            f = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
-            lines.append(f"| {c:g} | {d['signal_events'][i]:.4g} | {d['background'][i]:.3g} | "
-                         f"{f(d['eps_exp'][i])} | {f(d['eps_exp_m1'][i])} | {f(d['eps_exp_p1'][i])} | "
-                         f"{d['method'][i]} | {d['signal_source'][i]} |")
-        lines.append("")
-    return "\n".join(lines)
