@@ -35,6 +35,10 @@ log = logging.getLogger("na64ana.execute")
 EXECUTORS = ("iterative", "futures", "dask")
 PROCESSOR_NAMES = ("invisible", "dimuon")  # = na64ana.processors.PROCESSORS (imported lazily: coffea)
 DEFAULT_CHUNKSIZE = 500_000
+# Inputs are local files (check_file requires it): read them through mmap. uproot's default fsspec source
+# sends every column request through an asyncio loop thread, and coffea requests one column at a time:
+# with 20 columns per chunk that doubled the CPU time per event (benchmarks/RESULTS.md).
+UPROOT_OPTIONS = {"handler": uproot.source.file.MemmapSource}
 
 
 @dataclass
@@ -238,7 +242,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         # coffea's rich progress bars ignore status=False (cosmetic bug): swallow them explicitly.
         quiet = contextlib.nullcontext() if status else contextlib.redirect_stdout(io.StringIO())
         with quiet:
-            output, cmetrics = runner(fileset(jobs), processor_instance=proc)
+            output, cmetrics = runner(fileset(jobs), processor_instance=proc, uproot_options=UPROOT_OPTIONS)
     except Exception as exc:
         raise DataError(f"processing failed: {type(exc).__name__}: {exc}") from exc
     finally:
