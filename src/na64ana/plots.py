@@ -311,7 +311,8 @@ def plot_nminus1(
         for edge in (lo, hi):
             if edge is not None:
                 ax.axvline(edge, color="tab:green", ls="--", lw=1.5)
-    ax.set_yscale("log")
+    if np.any(np.asarray(h.values()) > 0):  # an empty N-1 histogram (e.g. all blinded) stays linear
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel or variable)
     ax.set_ylabel("Events / bin")
     if runs or window is not None:
