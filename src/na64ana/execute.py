@@ -39,6 +39,11 @@ DEFAULT_CHUNKSIZE = 500_000
 # sends every column request through an asyncio loop thread, and coffea requests one column at a time:
 # with 20 columns per chunk that doubled the CPU time per event (benchmarks/RESULTS.md).
 UPROOT_OPTIONS = {"handler": uproot.source.file.MemmapSource}
+# dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap threshold at
+# 128 kB: every column array of every chunk is then mmap'ed, page-faulted and unmapped again, which cost ~2x
+# CPU per event in a worker compared with the same code in one process. Our chunks are fixed-size, so let
+# the heap keep up to 256 MB and serve arrays below 32 MB from it (see docs/distributed.md for own clusters).
+WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**28), "MALLOC_MMAP_THRESHOLD_": str(2**25)}
 
 
 @dataclass
@@ -190,8 +195,12 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
             client = Client(scheduler)
             cluster = None
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            import dask
+
+            env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
+            with dask.config.set(env):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
             client = Client(cluster)
 
         def close() -> None:
