@@ -254,21 +254,15 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     n_events = int(n_events)
     sources = trigger_sources(campaign, run_name, run, e_nominal=beam_energy)
     rates = np.array([s.rate_per_eot for s in sources])
-    det_names = [b.name for b in BRANCHES if b.name in _DET_BRANCHES]
     out = {b.name: np.empty(n_events, dtype=b.dtype) for b in BRANCHES}
-    n_cand, n_trig, acc = 0, 0, 0.5
-    while n_trig < n_events:
-        n_gen = min(int((n_events - n_trig) / acc * 1.05) + 1000, _BATCH)
+    n_cand, n_trig, n_done, acc = 0, 0, 0, 0.5
+    while n_done < n_events:
+        n_gen = min(int((n_events - n_done) / acc * 1.05) + 1000, _BATCH)
         counts = rng.multinomial(n_gen, rates / rates.sum())
-        truth, det, _ = _simulate_triggered(_truth_from_sources(sources, counts, rng), run, rng)
+        blocks = [_triggered_block(sources[i], int(counts[i]), run, rng) for i in np.flatnonzero(counts)]
         n_cand += n_gen
-        k = min(truth["e0"].size, n_events - n_trig)
-        sl = slice(n_trig, n_trig + k)
-        for name in det_names:
-            out[name][sl] = det[name][:k]
-        for name, key in _TRUTH_BRANCHES.items():
-            out[name][sl] = truth[key][:k]
-        n_trig += truth["e0"].size
+        n_trig += sum(blk["truth_e0"].size for blk in blocks)
+        n_done += _scatter_blocks(out, blocks, n_done, n_events - n_done, rng)
         acc = max(n_trig / n_cand, 1e-3)
     eot_equiv = n_events / acc / rates.sum()
     info.update(eot=eot_equiv, generated={"candidates": n_cand})
@@ -278,6 +272,56 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     out["trigger"][:] = 1
     out["weight"][:] = 1.0
     return out
+
+
+def _triggered_block(src: Source, n: int, run: Run, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Triggered events among ``n`` candidates of one source: truth and response in one flat dict.
+
+    Sources with a two-stage generator get their non-trigger quantities only for the triggered events
+    (most beam hadrons and muons fail the trigger), and every source gets the full response only then.
+    """
+    truth = (src.gen_trigger or src.gen)(n, rng)
+    intensity = eot_weighted_intensity(n, run.intensity_e_per_spill, rng).astype(np.float32)
+    stage = respond_trigger(truth, intensity, rng)
+    ok = trigger(stage["ecal_e"], stage["ecal_ps_e"])
+    if truth["pileup_forced"].any():
+        ok &= _thin_pileup(truth, intensity, run.intensity_e_per_spill[1], rng)
+    keep = np.flatnonzero(ok)
+    truth = {k: v[keep] for k, v in truth.items() if k not in _STAGE1_ONLY}
+    if src.finish is not None:
+        truth = src.finish(truth, rng)
+    det = respond_rest(truth, intensity[keep], _take(stage, keep), hcal0_installed=run.hcal0, rng=rng)
+    det.update({name: truth[key] for name, key in _TRUTH_BRANCHES.items()})
+    return det
+
+
+def _scatter_blocks(out: dict[str, np.ndarray], blocks: list[dict[str, np.ndarray]], start: int, room: int,
+                    rng: np.random.Generator) -> int:
+    """Interleave the per-source blocks in random order into ``out[start:]`` (at most ``room`` events).
+
+    Slots are a random label sequence over the triggered events; a block's first rows fill its slots below
+    ``room`` (rows are i.i.d., so truncating keeps a fair sample). Returns the number of events written.
+    """
+    counts = np.array([blk["truth_e0"].size for blk in blocks], dtype=np.int64)
+    m = int(counts.sum())
+    if m == 0:
+        return 0
+    labels = _labels(counts, rng)
+    names = [name for name in _DET_BRANCHES | set(_TRUTH_BRANCHES) if name in out]
+    for i, blk in enumerate(blocks):
+        slots = np.flatnonzero(labels == i)
+        slots = slots[:np.searchsorted(slots, room)]
+        for name in names:
+            out[name][start + slots] = blk[name][:slots.size]
+    return min(m, room)
+
+
+def _labels(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random sequence with ``counts[i]`` copies of label i."""
+    n = int(counts.sum())
+    if n < 4096:
+        return np.searchsorted(np.cumsum(counts), rng.permutation(n), side="right")
+    return _shuffled_labels(counts, rng)
 
 
 _TRUTH_BRANCHES = {"truth_process": "process", "truth_pdg": "pdg", "truth_e0": "e0",

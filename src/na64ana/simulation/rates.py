@@ -42,6 +42,10 @@ class Source:
     rate_per_eot: float
     gen: Generator
     thinned_by_pileup: bool = False  # rate given at the maximum intensity, kept with P(I)/P(I_max)
+    # optional two-stage form of ``gen`` for the trigger level: ``gen_trigger`` fills what the trigger needs
+    # (plus private '_' keys), ``finish`` completes any subset of its events; gen == finish(gen_trigger)
+    gen_trigger: Generator | None = None
+    finish: Callable[[dict[str, np.ndarray], np.random.Generator], dict[str, np.ndarray]] | None = None
 
 
 def selection_efficiency(campaign: str, run: Run) -> float:
@@ -132,9 +136,13 @@ def skim_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float) ->
         Source("pileup", Process.PILEUP, tune("pileup.region3_rate_per_pileup") * p_max,
                lambda n, r: P.pileup_region3(n, e, r), thinned_by_pileup=True),
         Source("beam_hadron_fake_tag", Process.BEAM_HADRON, hadron_frac * fake,
-               lambda n, r: P.beam_hadron(n, e, r, tagged=True)),
+               lambda n, r: P.beam_hadron(n, e, r, tagged=True),
+               gen_trigger=lambda n, r: P.beam_hadron_trigger(n, e, r, tagged=True),
+               finish=P.beam_hadron_finish),
         Source("beam_muon_fake_tag", Process.BEAM_MUON, pub("beam.muon_fraction") * fake,
-               lambda n, r: P.beam_muon(n, e, r, tagged=True)),
+               lambda n, r: P.beam_muon(n, e, r, tagged=True),
+               gen_trigger=lambda n, r: P.beam_muon_trigger(n, e, r, tagged=True),
+               finish=P.beam_muon_finish),
     ]
 
 
@@ -147,7 +155,11 @@ def trigger_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float)
                pub("beam.low_energy_electron_fraction") * tune("beam.low_energy_ecal_acceptance"),
                lambda n, r: P.low_energy_electron(n, e, r)),
         Source("beam_hadron", Process.BEAM_HADRON, hadron_frac,
-               lambda n, r: P.beam_hadron(n, e, r, tagged=False)),
+               lambda n, r: P.beam_hadron(n, e, r, tagged=False),
+               gen_trigger=lambda n, r: P.beam_hadron_trigger(n, e, r, tagged=False),
+               finish=P.beam_hadron_finish),
         Source("beam_muon", Process.BEAM_MUON, pub("beam.muon_fraction"),
-               lambda n, r: P.beam_muon(n, e, r, tagged=False)),
+               lambda n, r: P.beam_muon(n, e, r, tagged=False),
+               gen_trigger=lambda n, r: P.beam_muon_trigger(n, e, r, tagged=False),
+               finish=P.beam_muon_finish),
     ]

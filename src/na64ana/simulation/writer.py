@@ -26,6 +26,15 @@ def compression_codec(name: str, level: int = 1):
     return codecs[name](level)
 
 
+def _big_endian(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """ROOT stores big-endian: byteswap() is ~4x faster than the astype(">f4") uproot would do itself."""
+    a = np.ascontiguousarray(a, dtype=dtype)
+    if a.dtype.itemsize == 1 or a.dtype.byteorder == ">" or \
+            (a.dtype.byteorder == "=" and not np.little_endian):
+        return a
+    return a.byteswap().view(a.dtype.newbyteorder(">"))
+
+
 def write_tree(path: str | Path, arrays: dict[str, np.ndarray], *, compression: str = "lz4",
                tree: str = DEFAULT_TREE, chunk: int = DEFAULT_CHUNK) -> int:
     """Write ``arrays`` (contract branches, in contract order) to ``path``; returns the number of entries.
@@ -52,7 +61,7 @@ def write_tree(path: str | Path, arrays: dict[str, np.ndarray], *, compression: 
             t = f.mktree(tree, types)
             for start in range(0, max(n, 1), chunk):
                 stop = start + chunk
-                t.extend({k: np.ascontiguousarray(arrays[k][start:stop], dtype=types[k]) for k in names})
+                t.extend({k: _big_endian(arrays[k][start:stop], types[k]) for k in names})
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
