@@ -178,6 +178,7 @@ class Override(_Strict):
     max: Value | None = None
     equals: Value | None = None
     value: Value | None = None
+    label: str | None = Field(None, description="new label of the overridden cut (so tables say what ran)")
     source: str = Field(min_length=1)
 
 
@@ -401,13 +402,14 @@ def resolve(sel: SelectionFile | str | Path, *, campaign: str, run: str, hcal0: 
     for i, c in enumerate(sel.cuts):
         if c.when == "hcal0" and not hcal0:
             continue
-        reqs = []
+        reqs, label = [], c.label
         for j, r in enumerate(c.requires):
             o = by_target.get(f"cuts.{c.name}.{r.variable}")
             if o is not None:
                 sources[o.target] = o.source
+                label = o.label or label
             reqs.append(_resolve_req(o or r, box, r.variable, file=file, field=f"cuts.{i}.requires.{j}"))
-        cuts.append(ResolvedCut(c.name, c.label, c.source, tuple(reqs)))
+        cuts.append(ResolvedCut(c.name, label, c.source, tuple(reqs)))
     names = [c.name for c in sel.cuts]
 
     def before(cut: str) -> tuple[str, ...]:
