@@ -536,7 +536,8 @@ def _sec_background(res: Results, ps: PlotSet) -> str:
     if not bkg or not bkg.get("runs"):
         return unavailable("background", "background.json not found")
     parts = []
-    comps = sorted({c for r in bkg["runs"] for c in r.get("components", {})})
+    # "upstream" has its own column (the side-band-C extrapolation); the rest are the other sources.
+    comps = sorted({c for r in bkg["runs"] for c in r.get("components", {})} - {"upstream"})
     rows = []
     for r in bkg["runs"]:
         fit, up, tot = r.get("fit", {}), r.get("upstream", {}), r.get("total", {})
