@@ -112,6 +112,12 @@ def _muon_hcal(n: int, per_module: float, rng: np.random.Generator) -> np.ndarra
     return (rng.standard_gamma(shape, (n, pub("detector.hcal_modules")), dtype=F32) * (per_module / shape))
 
 
+def _mip(mean: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Landau-like MIP deposit: gamma-distributed around ``mean`` (shape ecal.mip_gamma_shape)."""
+    k = tune("ecal.mip_gamma_shape")
+    return mean * rng.standard_gamma(k, n) / k
+
+
 def _electron_primary(t: dict[str, np.ndarray], e_nominal: float, rng: np.random.Generator) -> None:
     e0, theta = beam.electron_beam(t["e0"].size, e_nominal, rng)
     t["e0"][:], t["p_true"][:], t["theta_true"][:] = e0, e0, theta
@@ -158,7 +164,7 @@ def hadron_electroproduction(n: int, e_nominal: float, rng: np.random.Generator,
     t["em"][:] = rng.random(n) < tune("hadron.em_like_fraction")
     t["hcal"][:] = _split_hcal((1.0 - f_em) * e_had, rng)
     charged = rng.random(n) >= tune("hadron.neutral_fraction")
-    t["veto_mips"][:] = np.where(charged, 1 + rng.poisson(2.0, n), 0)
+    t["veto_mips"][:] = np.where(charged, 1 + rng.poisson(tune("hadron.extra_charged_mean"), n), 0)
     return t
 
 
@@ -206,7 +212,7 @@ def decay_in_flight(n: int, e_nominal: float, rng: np.random.Generator) -> dict[
     e0, theta = beam.hadron_beam(n, e_nominal, rng)
     t["e0"][:], t["p_true"][:], t["theta_true"][:] = e0, e0, theta
     t["srd_tag"][:] = True
-    frac = np.where(ke3, rng.beta(2.0, 3.0, n), rng.random(n))  # 3-body softer; 2-body flat in the lab
+    frac = np.where(ke3, rng.beta(*tune("decay.ke3_energy_beta"), n), rng.random(n))  # 2-body: flat
     t["ecal"][:] = e0 * frac
     t["ps"][:] = em_ps(t["ecal"], rng)
     return t
@@ -216,7 +222,7 @@ def punch_through(n: int, e_nominal: float, rng: np.random.Generator) -> dict[st
     """Shower energy escaping through cracks/holes as gammas missing VETO and HCAL: flat E_ECAL."""
     t = blank(n, Process.PUNCH_THROUGH, PDG_E)
     _electron_primary(t, e_nominal, rng)
-    t["ecal"][:] = t["e0"] * rng.uniform(0.05, 0.95, n)
+    t["ecal"][:] = t["e0"] * rng.uniform(*tune("punch.ecal_fraction"), n)
     t["ps"][:] = em_ps(t["ecal"], rng)
     return t
 
@@ -225,11 +231,12 @@ def pileup_region3(n: int, e_nominal: float, rng: np.random.Generator) -> dict[s
     """Region III: an e- overlapping a beam hadron; E_ECAL + E_HCAL above E0, overlapping (non e-m) shapes."""
     t = blank(n, Process.PILEUP, PDG_E)
     _electron_primary(t, e_nominal, rng)
-    t["ecal"][:] = t["e0"] * rng.uniform(0.2, 0.8, n)
+    t["ecal"][:] = t["e0"] * rng.beta(*tune("pileup.region3_ecal_beta"), n)
     t["ps"][:] = em_ps(t["ecal"], rng)
     t["em"][:] = False
-    t["hcal"][:] = _split_hcal(t["e0"] * rng.uniform(0.1, 1.0, n).astype(F32), rng)
-    t["veto_mips"][:] = np.where(rng.random(n) < 0.8, 1 + rng.poisson(1.0, n), 0)
+    t["hcal"][:] = _split_hcal(t["e0"] * rng.beta(*tune("pileup.region3_hcal_beta"), n).astype(F32), rng)
+    charged = rng.random(n) < tune("pileup.region3_charged_fraction")
+    t["veto_mips"][:] = np.where(charged, 1 + rng.poisson(tune("pileup.region3_extra_charged_mean"), n), 0)
     t["pileup_forced"][:] = True
     return t
 
@@ -247,12 +254,12 @@ def beam_hadron_trigger(n: int, e_nominal: float, rng: np.random.Generator, *, t
     lam = tune("beam.pion_interaction_lengths")
     depth = rng.exponential(1.0, n) / lam  # in units of the ECAL depth
     inter = depth < 1.0
-    f_ecal = np.where(inter, rng.uniform(0.05, 0.7, n) * (1.0 - depth), 0.0)
+    f_ecal = np.where(inter, rng.uniform(*tune("beam.hadron_ecal_fraction"), n) * (1.0 - depth), 0.0)
     mip = tune("ecal.muon_mip_GeV") * np.minimum(depth, 1.0)
     t["ecal"][:] = mip + f_ecal * e0
     in_ps = depth < pub("detector.ecal_ps_depth_X0") / pub("detector.ecal_depth_X0")
-    ps_mip = tune("ecal.muon_ps_mip_GeV") * rng.standard_gamma(4.0, n) / 4.0
-    t["ps"][:] = np.where(in_ps, f_ecal * e0 * rng.uniform(0.1, 0.5, n), ps_mip)
+    ps_mip = _mip(tune("ecal.muon_ps_mip_GeV"), n, rng)
+    t["ps"][:] = np.where(in_ps, f_ecal * e0 * rng.uniform(*tune("beam.hadron_ps_fraction"), n), ps_mip)
     t["em"][:] = False
     t["_f_ecal"], t["_inter"] = f_ecal, inter
     return t
@@ -262,7 +269,7 @@ def beam_hadron_finish(t: dict[str, np.ndarray], rng: np.random.Generator) -> di
     """Stage 2 of :func:`beam_hadron` (any subset of stage-1 events): HCAL and VETO."""
     f_ecal, inter = t.pop("_f_ecal"), t.pop("_inter")
     t["hcal"][:] = _split_hcal(((1.0 - f_ecal) * t["e0"]).astype(F32), rng)
-    t["veto_mips"][:] = 1 + rng.poisson(np.where(inter, 2.0, 0.0))
+    t["veto_mips"][:] = 1 + rng.poisson(np.where(inter, tune("beam.hadron_extra_charged_mean"), 0.0))
     return t
 
 
@@ -278,9 +285,10 @@ def beam_muon_trigger(n: int, e_nominal: float, rng: np.random.Generator, *, tag
     e0, theta = beam.hadron_beam(n, e_nominal, rng)
     t["e0"][:], t["p_true"][:], t["theta_true"][:] = e0, e0, theta
     t["srd_tag"][:] = tagged
-    brems = np.where(rng.random(n) < 0.01, rng.exponential(10.0, n), 0.0)
-    t["ecal"][:] = tune("ecal.muon_mip_GeV") * rng.standard_gamma(4.0, n) / 4.0 + brems
-    t["ps"][:] = tune("ecal.muon_ps_mip_GeV") * rng.standard_gamma(4.0, n) / 4.0 + em_ps(brems, rng)
+    hard = rng.random(n) < tune("beam.muon_brems_probability")
+    brems = np.where(hard, rng.exponential(tune("beam.muon_brems_mean_GeV"), n), 0.0)
+    t["ecal"][:] = _mip(tune("ecal.muon_mip_GeV"), n, rng) + brems
+    t["ps"][:] = _mip(tune("ecal.muon_ps_mip_GeV"), n, rng) + em_ps(brems, rng)
     t["em"][:] = brems > 0
     t["veto_mips"][:] = 1
     return t
