@@ -200,7 +200,7 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
             env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
             with dask.config.set(env):
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")  # a free port: never clash on 8787
             client = Client(cluster)
 
         def close() -> None:
