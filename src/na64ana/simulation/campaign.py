@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +82,49 @@ def _progress(enabled: bool, total: int):
     return Progress(transient=True)
 
 
+@dataclass
+class _File:
+    """One file to simulate: where it goes, its seed, how to make its arrays, its datasets.json fields."""
+
+    run: str
+    rel: str
+    seed: int
+    make: Callable[[np.random.Generator, dict], dict[str, np.ndarray]]  # (rng, info) -> arrays
+    entry: dict[str, Any]
+    extra: Callable[[dict], dict[str, Any]] = lambda info: {}  # report fields from the generator's info
+
+
+def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: str, files: list[_File], *,
+                    compression: str, progress: bool, label: str, report: list[dict]) -> Path:
+    """Generate and write ``files``, then the datasets.json listing them; on any failure the files written
+    so far are removed again, so nothing half-written is left behind."""
+    written: list[Path] = []
+    new: dict[str, list[dsets.FileEntry]] = {}
+    try:
+        (out / cname).mkdir(exist_ok=True)
+        with _progress(progress, len(files)) as bar:
+            task = bar.add_task(label, total=len(files)) if bar else None
+            for f in files:
+                t0 = time.perf_counter()
+                info: dict = {}
+                arrays = f.make(np.random.default_rng(f.seed), info)
+                n = write_tree(out / f.rel, arrays, compression=compression, tree=tree)
+                written.append(out / f.rel)
+                eot = float(info.get("eot", 0.0))
+                new.setdefault(f.run, []).append(dsets.FileEntry(
+                    path=f.rel, tree=tree, nevents=n, eot=eot, sha256=dsets.sha256sum(out / f.rel),
+                    seed=f.seed, **f.entry))
+                report.append({"run": f.run, "events": n, "eot": eot, "seconds": time.perf_counter() - t0,
+                               "path": f.rel, **f.extra(info)})
+                if bar:
+                    bar.advance(task)
+        return _write_datasets(ds, src, out, cname, new)
+    except BaseException:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+
+
 def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaign: str | None = None,
                       runs: Sequence[str] | None = None, level: str = "skim", seed: int = 2019,
                       n_events: int | None = None, signal_mass: float | None = None,
@@ -99,37 +144,19 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
     sample = "campaign" if level == "skim" else "trigger"
     signal = (float(signal_mass), float(signal_eps)) if signal_mass is not None else None
     report = [] if report is None else report
-    written: list[Path] = []
-    new: dict[str, list[dsets.FileEntry]] = {}
-    try:
-        (out / cname).mkdir(exist_ok=True)
-        with _progress(progress, len(selected)) as bar:
-            task = bar.add_task(f"simulate {cname}", total=len(selected)) if bar else None
-            for rname, run in selected.items():
-                s = run_seed(seed, cname, rname, sample)
-                t0 = time.perf_counter()
-                info: dict = {}
-                arrays = generate_events(run, campaign=cname, run_name=rname, level=level,
-                                         rng=np.random.default_rng(s), n_events=n_events,
-                                         beam_energy=camp.beam_energy_GeV, signal=signal,
-                                         emiss_min=camp.emiss_min_GeV, info=info)
-                rel = f"{cname}/run_{rname}.root"
-                n = write_tree(out / rel, arrays, compression=compression, tree=camp.tree)
-                written.append(out / rel)
-                dt = time.perf_counter() - t0
-                new[rname] = [dsets.FileEntry(
-                    path=rel, tree=camp.tree, nevents=n, eot=float(info["eot"]),
-                    sha256=dsets.sha256sum(out / rel), kind="data", sample=sample, seed=s,
-                    signal_mass_GeV=signal[0] if signal else None, signal_eps=signal[1] if signal else None)]
-                report.append({"run": rname, "events": n, "eot": float(info["eot"]), "seconds": dt,
-                               "path": rel, "generated": info.get("generated", {})})
-                if bar:
-                    bar.advance(task)
-        path = _write_datasets(ds, src, out, cname, new)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+
+    def make(run, rname):
+        return lambda rng, info: generate_events(run, campaign=cname, run_name=rname, level=level, rng=rng,
+                                                 n_events=n_events, beam_energy=camp.beam_energy_GeV,
+                                                 signal=signal, emiss_min=camp.emiss_min_GeV, info=info)
+
+    entry = {"kind": "data", "sample": sample, "signal_mass_GeV": signal[0] if signal else None,
+             "signal_eps": signal[1] if signal else None}
+    files = [_File(rname, f"{cname}/run_{rname}.root", run_seed(seed, cname, rname, sample), make(run, rname),
+                   entry, lambda info: {"generated": info.get("generated", {})})
+             for rname, run in selected.items()]
+    path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
+                           label=f"simulate {cname}", report=report)
     provenance.write(out, STAGE, datasets=str(src), campaign=cname, level=level, seed=seed,
                      n_events=n_events, signal_mass_GeV=signal_mass, signal_eps=signal_eps,
                      compression=compression, files=report)
@@ -159,38 +186,20 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
         _check_options("skim", None, compression, m, eps)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
     report = [] if report is None else report
-    written: list[Path] = []
-    new: dict[str, list[dsets.FileEntry]] = {r: [] for r in selected}
-    try:
-        (out / cname).mkdir(exist_ok=True)
-        with _progress(progress, len(selected) * len(masses_GeV)) as bar:
-            task = bar.add_task("signal MC", total=len(selected) * len(masses_GeV)) if bar else None
-            for rname, run in selected.items():
-                for m in masses_GeV:
-                    tag = f"m{m * 1e3:g}MeV"
-                    s = run_seed(seed, cname, rname, f"signal_{tag}")
-                    t0 = time.perf_counter()
-                    info: dict = {}
-                    arrays = simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps,
-                                                    rng=np.random.default_rng(s), run_name=rname,
-                                                    beam_energy=camp.beam_energy_GeV,
-                                                    emiss_min=camp.emiss_min_GeV, info=info)
-                    rel = f"{cname}/signal_{tag}_run_{rname}.root"
-                    n = write_tree(out / rel, arrays, compression=compression, tree=camp.tree)
-                    written.append(out / rel)
-                    new[rname].append(dsets.FileEntry(
-                        path=rel, tree=camp.tree, nevents=n, eot=0.0, sha256=dsets.sha256sum(out / rel),
-                        kind="mc", sample="signal", seed=s, signal_mass_GeV=m, signal_eps=eps))
-                    report.append({"run": rname, "mass_GeV": m, "events": n, "generated": n_events,
-                                   "eot": 0.0, "seconds": time.perf_counter() - t0, "path": rel,
-                                   "yield_per_eot": info["yield_per_eot"]})
-                    if bar:
-                        bar.advance(task)
-        path = _write_datasets(ds, src, out, cname, new)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+
+    def make(run, rname, m):
+        return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps, rng=rng,
+                                                        run_name=rname, beam_energy=camp.beam_energy_GeV,
+                                                        emiss_min=camp.emiss_min_GeV, info=info)
+
+    files = [_File(rname, f"{cname}/signal_m{m * 1e3:g}MeV_run_{rname}.root",
+                   run_seed(seed, cname, rname, f"signal_m{m * 1e3:g}MeV"), make(run, rname, m),
+                   {"kind": "mc", "sample": "signal", "signal_mass_GeV": m, "signal_eps": eps},
+                   lambda info, m=m: {"mass_GeV": m, "generated": n_events,
+                                      "yield_per_eot": info["yield_per_eot"]})
+             for rname, run in selected.items() for m in masses_GeV]
+    path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
+                           label="signal MC", report=report)
     provenance.write(out, f"{STAGE}_signal", datasets=str(src), campaign=cname, seed=seed, eps=eps,
                      masses_GeV=list(masses_GeV), n_events=n_events, compression=compression, files=report)
     return path
@@ -217,35 +226,18 @@ def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n
     _check_options("skim", n_events, compression, None, None)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
     report = [] if report is None else report
-    written: list[Path] = []
-    new: dict[str, list[dsets.FileEntry]] = {}
-    try:
-        (out / cname).mkdir(exist_ok=True)
-        with _progress(progress, len(selected)) as bar:
-            task = bar.add_task("dimuon MC", total=len(selected)) if bar else None
-            for rname, run in selected.items():
-                s = run_seed(seed, cname, rname, "dimuon_mc")
-                t0 = time.perf_counter()
-                info: dict = {}
-                arrays = simulate_dimuon_sample(run, n_events=int(n_events), rng=np.random.default_rng(s),
-                                                campaign=cname, run_name=rname,
-                                                beam_energy=camp.beam_energy_GeV, info=info)
-                rel = f"{cname}/dimuon_mc_run_{rname}.root"
-                n = write_tree(out / rel, arrays, compression=compression, tree=camp.tree)
-                written.append(out / rel)
-                new[rname] = [dsets.FileEntry(path=rel, tree=camp.tree, nevents=n, eot=0.0,
-                                              sha256=dsets.sha256sum(out / rel), kind="mc",
-                                              sample="dimuon_mc", seed=s)]
-                report.append({"run": rname, "events": n, "generated": int(n_events), "eot": 0.0,
-                               "seconds": time.perf_counter() - t0, "path": rel,
-                               "reduction_factor": info["reduction_factor"]})
-                if bar:
-                    bar.advance(task)
-        path = _write_datasets(ds, src, out, cname, new)
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+
+    def make(run, rname):
+        return lambda rng, info: simulate_dimuon_sample(run, n_events=int(n_events), rng=rng, campaign=cname,
+                                                        run_name=rname, beam_energy=camp.beam_energy_GeV,
+                                                        info=info)
+
+    files = [_File(rname, f"{cname}/dimuon_mc_run_{rname}.root", run_seed(seed, cname, rname, "dimuon_mc"),
+                   make(run, rname), {"kind": "mc", "sample": "dimuon_mc"},
+                   lambda info: {"generated": int(n_events), "reduction_factor": info["reduction_factor"]})
+             for rname, run in selected.items()]
+    path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
+                           label="dimuon MC", report=report)
     provenance.write(out, f"{STAGE}_dimuon", datasets=str(src), campaign=cname, seed=seed,
                      n_events=n_events, compression=compression, files=report)
     return path
