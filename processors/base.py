@@ -12,6 +12,7 @@ Output of ``process`` (merged by coffea over chunks; keys are dataset keys, usua
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -82,6 +83,24 @@ class CutMasks:
         return out
 
 
+_FROZEN = False
+
+
+def collect_chunk_garbage() -> None:
+    """Free the previous chunk's reference cycles (NanoEvents/awkward virtual arrays) before a new chunk.
+
+    Only the cyclic GC frees them, at moments unrelated to chunk boundaries, so without this the peak RSS
+    grew with the number of chunks (bench_memory: ~450 -> ~830 MB from 10 to 80 chunks of 500k events) and
+    is flat with it (~200 MB anonymous memory per 500k-event chunk). The first call also freezes the objects
+    alive at that moment (modules, the processor), so each later full collection takes ~0.1 ms, not ~60 ms.
+    """
+    global _FROZEN
+    gc.collect()
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
+
+
 class SelectionProcessor(processor.ProcessorABC):
     """Cut flow + N-1 + plane histograms + region counts for a declarative selection.
 
@@ -95,6 +114,12 @@ class SelectionProcessor(processor.ProcessorABC):
     def __init__(self, selections: Mapping[str, Resolved], *, unblind: bool = False):
         self.selections = dict(selections)
         self.unblind = unblind
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # coffea's executors unpickle the processor for every chunk, before the chunk's events exist: the
+        # right moment to drop the previous chunk's garbage (in the worker or the iterative caller).
+        self.__dict__.update(state)
+        collect_chunk_garbage()
 
     # -- hooks for the concrete processors ----------------------------------------------------------
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: CutMasks,
@@ -170,4 +195,9 @@ class SelectionProcessor(processor.ProcessorABC):
         }
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
+        # Runs in the caller once all chunks are merged: give its objects back to the normal cyclic GC.
+        global _FROZEN
+        if _FROZEN:
+            gc.unfreeze()
+            _FROZEN = False
         return accumulator
