@@ -33,29 +33,17 @@
 
 # %%
 # %matplotlib inline
-import logging
-import os
-import tempfile
-from pathlib import Path
 
 from IPython.display import Markdown, display
 
 from na64ana import background, execute, outputs, plots, provenance, published
+from na64ana.locations import repo_root, scratch_dir
 from na64ana.report import table
 from na64ana.resultsdir import Box
 from na64ana.simulation import simulate_campaign
 
-
-def find_repo() -> Path:
-    """The checkout holding datasets.json: $NA64ANA_REPO, else the first parent of the working dir."""
-    if os.environ.get("NA64ANA_REPO"):
-        return Path(os.environ["NA64ANA_REPO"]).resolve()
-    return next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "datasets.json").is_file())
-
-
-REPO = find_repo()
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # the style's 'cursive' font
-OUT = Path(os.environ.get("NA64ANA_NB_OUT") or tempfile.mkdtemp(prefix="na64ana-background-"))
+REPO = repo_root()
+OUT = scratch_dir("background")
 CAMPAIGN = "prd2018"
 SEED = 2016
 print("outputs:", OUT)

@@ -32,10 +32,6 @@
 # %%
 # %matplotlib inline
 import json
-import logging
-import os
-import tempfile
-from pathlib import Path
 
 import matplotlib.style
 import numpy as np
@@ -43,6 +39,7 @@ import pyhf
 from IPython.display import Markdown, display
 
 from na64ana import background, datasets, efficiency, execute, outputs, plots, provenance, published, summary
+from na64ana.locations import repo_root, scratch_dir
 from na64ana.physics import darkmatter
 from na64ana.report import table
 from na64ana.resultsdir import alpha_d_limits, eps_limits, interp_loglog, y_limits
@@ -51,17 +48,8 @@ from na64ana.stats import cls, interpret
 from na64ana.stats import limits as lim
 from na64ana.stats.model import counting_model_from_spec, pyhf_model, workspace_spec
 
-
-def find_repo() -> Path:
-    """The checkout holding datasets.json: $NA64ANA_REPO, else the first parent of the working dir."""
-    if os.environ.get("NA64ANA_REPO"):
-        return Path(os.environ["NA64ANA_REPO"]).resolve()
-    return next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "datasets.json").is_file())
-
-
-REPO = find_repo()
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # the style's 'cursive' font
-OUT = Path(os.environ.get("NA64ANA_NB_OUT") or tempfile.mkdtemp(prefix="na64ana-limits-"))
+REPO = repo_root()
+OUT = scratch_dir("limits")
 CL = float(published.get("statistics.cl"))
 SEED = 2016
 print("outputs:", OUT, "| CL =", CL)

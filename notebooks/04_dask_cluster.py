@@ -30,27 +30,17 @@
 # the workers import them like any other package: nothing is shipped by pickling notebook code.
 
 # %%
-import os
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from distributed import Client, LocalCluster, get_task_stream
 
 from na64ana import execute, outputs
+from na64ana.locations import repo_root, scratch_dir
 from na64ana.simulation import simulate_campaign
 
-
-def find_repo() -> Path:
-    """The checkout holding datasets.json: $NA64ANA_REPO, else the first parent of the working dir."""
-    if os.environ.get("NA64ANA_REPO"):
-        return Path(os.environ["NA64ANA_REPO"]).resolve()
-    return next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "datasets.json").is_file())
-
-
-REPO = find_repo()
-OUT = Path(os.environ.get("NA64ANA_NB_OUT") or tempfile.mkdtemp(prefix="na64ana-dask-"))
+REPO = repo_root()
+OUT = scratch_dir("dask")
 CAMPAIGN = "prd2018"
 CHUNKSIZE = 100_000  # small chunks: ~10 tasks, so both workers take part
 print("outputs:", OUT)

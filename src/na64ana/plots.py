@@ -12,6 +12,7 @@ histogram that carries box content by mistake still shows nothing there.
 from __future__ import annotations
 
 import functools
+import logging
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ from .resultsdir import Box, Curve, EpsLimits
 
 # ROOT style with the base font scaled for our ~8x6 inch figures (the style assumes 10x10 at 26 pt).
 STYLE = {**mplhep.style.ROOT, "font.size": 17}
+# The ROOT style names a 'cursive' family that is rarely installed; matplotlib falls back silently enough,
+# but logs one warning per figure. Keep notebooks and logs readable.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 DPI = 110
 COLORS = ("#3f90da", "#ffa90e", "#bd1f01", "#94a4a2", "#832db6", "#a96b59", "#e76300", "#b9ac70")
 MODEL_LABEL = {"scalar": "scalar", "pseudodirac": "pseudo-Dirac", "majorana": "Majorana"}
