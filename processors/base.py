@@ -101,6 +101,14 @@ def collect_chunk_garbage() -> None:
         _FROZEN = True
 
 
+def thaw_chunk_garbage() -> None:
+    """Undo the freeze of :func:`collect_chunk_garbage` (after a run, also a failed one)."""
+    global _FROZEN
+    if _FROZEN:
+        gc.unfreeze()
+        _FROZEN = False
+
+
 class SelectionProcessor(processor.ProcessorABC):
     """Cut flow + N-1 + plane histograms + region counts for a declarative selection.
 
@@ -196,8 +204,5 @@ class SelectionProcessor(processor.ProcessorABC):
 
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         # Runs in the caller once all chunks are merged: give its objects back to the normal cyclic GC.
-        global _FROZEN
-        if _FROZEN:
-            gc.unfreeze()
-            _FROZEN = False
+        thaw_chunk_garbage()
         return accumulator

@@ -256,6 +256,9 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         raise DataError(f"processing failed: {type(exc).__name__}: {exc}") from exc
     finally:
         close()
+        from na64ana.processors.base import thaw_chunk_garbage
+
+        thaw_chunk_garbage()  # a failed run never reaches postprocess: don't leave the caller's GC frozen
     wall = time.perf_counter() - t0
     nread = int(sum(output["nevents"].values()))
     if nread != n_checked:
