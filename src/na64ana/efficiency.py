@@ -255,7 +255,7 @@ def markdown(record: Mapping[str, Any]) -> str:
 def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None = None,
             runs: Sequence[str] | None = None, masses: Iterable[float] | None = None,
             executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-            chunksize: int = 500_000, syst: bool = True) -> dict[str, Any]:
+            chunksize: int | None = None, syst: bool = True) -> dict[str, Any]:
     """Run the invisible processor on the signal samples of ``datasets_file``; write the table.
 
     ``out`` becomes a complete run output (cut flows, ``signal_ecal`` and N-1 histograms, for plots and
@@ -281,7 +281,7 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
     camp = ds.load(datasets_file).campaign(cname, file=str(datasets_file))
     out = provenance.prepare_outdir(out, stage="efficiency")
     result = execute.run(jobs, "invisible", executor=executor, workers=workers, scheduler=scheduler,
-                         chunksize=chunksize)
+                         chunksize=chunksize or execute.DEFAULT_CHUNKSIZE)
     records = outputs.write_run(out, result, processor="invisible", unblind=False,
                                 datasets_file=datasets_file)
     loose = outputs.load_hist(out, "plane_loose")

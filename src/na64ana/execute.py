@@ -34,7 +34,9 @@ log = logging.getLogger("na64ana.execute")
 
 EXECUTORS = ("iterative", "futures", "dask")
 PROCESSOR_NAMES = ("invisible", "dimuon")  # = na64ana.processors.PROCESSORS (imported lazily: coffea)
-DEFAULT_CHUNKSIZE = 500_000
+# 2M events per chunk: coffea reopens the file for every chunk (~0.06 CPU-s), which dominates on fast lz4
+# reads; 2M events cost ~0.8 GB per worker. benchmarks/RESULTS.md: (b)/(a) 0.38 (500k), 0.47 (1M), 0.67 (2M).
+DEFAULT_CHUNKSIZE = 2_000_000
 # Inputs are local files (check_file requires it): read them through mmap. uproot's default fsspec source
 # sends every column request through an asyncio loop thread, and coffea requests one column at a time:
 # with 20 columns per chunk that doubled the CPU time per event (benchmarks/RESULTS.md).

@@ -29,7 +29,10 @@ def add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for futures/dask (default: %(default)s)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="address of an existing dask scheduler (implies --executor dask)")
-    p.add_argument("--chunksize", type=int, default=500_000, help="events per chunk (default: %(default)s)")
+    from ..execute import DEFAULT_CHUNKSIZE
+
+    p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE,
+                   help="events per chunk (default: %(default)s)")
 
 
 def add_unblind(p: argparse.ArgumentParser) -> None:
