@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import InputError
+from .errors import InputError, from_validation
 
 DEFAULT_PATH = Path("datasets.json")
 
@@ -137,13 +137,6 @@ class Datasets(_Strict):
         return {r: camp.runs[r] for r in runs}
 
 
-def _format_validation(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{loc}: {first['msg']}{more}"
-
-
 def load(path: str | Path = DEFAULT_PATH) -> Datasets:
     """Load and validate a datasets file. Any problem -> InputError naming the file and field."""
     path = Path(path)
@@ -160,7 +153,7 @@ def validate(raw: dict, *, file: str = "datasets.json") -> Datasets:
     try:
         return Datasets.model_validate(raw)
     except ValidationError as err:
-        raise InputError(_format_validation(err), file=file) from None
+        raise from_validation(err, file=file) from None
 
 
 def dump(ds: Datasets, path: str | Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Na64Error(Exception):
     """Base class for errors the CLI reports as one line naming file and field."""
@@ -35,3 +37,19 @@ class OutputError(Na64Error):
     """The output folder cannot be used (exists with foreign content, not writable)."""
 
     exit_code = 4
+
+
+# pydantic puts the tried union member into the error location (e.g. "float", "MassCurve", "list[...]"):
+# not a field name the user wrote, so it is dropped from the reported path.
+_UNION_TAGS = ("float", "int", "str", "bool", "list", "dict", "tuple", "MassCurve", "constrained")
+
+
+def from_validation(err: Any, *, file: str | None = None) -> InputError:
+    """One InputError from a pydantic ValidationError: its first problem, at the field path the user wrote,
+    and how many more problems there are."""
+    problems = err.errors()
+    first = problems[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(_UNION_TAGS))
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    return InputError(msg + more, file=file, field=loc or None)

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import contract, published
-from .errors import InputError
+from .errors import InputError, from_validation
 
 # ------------------------------------------------------------------------------------------------------
 # Variable registry
@@ -313,10 +313,7 @@ def load(name_or_path: str | Path) -> SelectionFile:
     try:
         sel = SelectionFile.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        raise InputError(msg, file=str(path), field=loc) from None
+        raise from_validation(err, file=str(path)) from None
     _check_values(sel, str(path))
     return sel
 

@@ -46,7 +46,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import InputError
+from .errors import InputError, from_validation
 
 
 class _Strict(BaseModel):
@@ -202,9 +202,7 @@ def validate(data: Any, *, file: str | None = None) -> Summary:
     try:
         return Summary.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("float", "MassCurve", "list")))
-        raise InputError(err["msg"], file=file, field=loc or None) from None
+        raise from_validation(exc, file=file) from None
 
 
 def load(path: str | Path) -> Summary:
