@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from na64ana import execute, outputs
+from na64ana import execute, inputs, outputs
 from na64ana.cli import main as cli_main
 from na64ana.errors import DataError, InputError
 
@@ -74,7 +74,7 @@ def test_missing_branch_named(tmp_path, synth):
     a, _ = synth.make_arrays()
     p = synth.write_tree(tmp_path / "f.root", a, drop=("ecal_chi2",))
     with pytest.raises(DataError) as e:
-        execute.check_file(p, "events", ["ecal_e", "ecal_chi2"])
+        inputs.check_file(p, "events", ["ecal_e", "ecal_chi2"])
     assert e.value.file == str(p) and e.value.field == "ecal_chi2" and "missing branch" in str(e.value)
 
 
@@ -82,7 +82,7 @@ def test_branch_map_names_file_branch(tmp_path, synth):
     a, _ = synth.make_arrays()
     p = synth.write_tree(tmp_path / "f.root", a)
     with pytest.raises(DataError) as e:
-        execute.check_file(p, "events", ["ecal_e"], {"ecal_e": "ECAL_E"})
+        inputs.check_file(p, "events", ["ecal_e"], {"ecal_e": "ECAL_E"})
     assert e.value.field == "ECAL_E" and "canonical 'ecal_e'" in str(e.value)
 
 
@@ -98,11 +98,11 @@ def test_not_root_truncated_empty_notree(tmp_path, synth):
              tmp_path / "missing.root": "file not found"}
     for path, msg in cases.items():
         with pytest.raises(DataError) as e:
-            execute.check_file(path, "events", ["ecal_e"])
+            inputs.check_file(path, "events", ["ecal_e"])
         assert e.value.file == str(path) and msg in str(e.value)
     with pytest.raises(DataError, match="no tree 'other'"):
-        execute.check_file(good, "other", ["ecal_e"])
-    assert execute.check_file(good, "events", ["ecal_e"]) == len(a["ecal_e"])
+        inputs.check_file(good, "other", ["ecal_e"])
+    assert inputs.check_file(good, "events", ["ecal_e"]) == len(a["ecal_e"])
 
 
 def test_cli_bad_data_exit_code_and_no_complete_output(synth_campaign, capsys):

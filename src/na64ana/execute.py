@@ -5,9 +5,8 @@ and ``dask`` (a ``dask.distributed.LocalCluster`` of N worker processes, or an e
 ``scheduler="tcp://host:port"``). The processor and the selection modules are installed packages
 (na64ana.processors, na64ana.selection), so dask workers import them like any other module.
 
-Every input file is checked before processing (exists, is ROOT, not truncated, has the tree, every
-needed branch, at least one event) so that a bad file is a :class:`DataError` naming it instead of a
-failure deep inside a worker after minutes of processing.
+Every input file is checked before processing (:mod:`na64ana.inputs`) so that a bad file is a
+:class:`DataError` naming it instead of a failure deep inside a worker after minutes of processing.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import resource
 import time
 from collections.abc import Iterable, Sequence
@@ -25,7 +23,7 @@ from typing import Any
 
 import uproot
 
-from . import contract
+from . import contract, inputs
 from . import datasets as ds
 from . import selection as selmod
 from .errors import DataError, InputError
@@ -64,6 +62,7 @@ class Job:
     selection: selmod.Resolved
     branch_map: dict[str, str] = field(default_factory=dict)
     nevents: int = 0
+    file_eot: list[float] = field(default_factory=list)  # EOT of each file, as datasets.json gives it
     signal_mass_GeV: float | None = None
 
     @property
@@ -117,6 +116,7 @@ def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequen
                 raise InputError(f"files of '{key}' mix kinds or trees", file=str(datasets_file),
                                  field=f"campaigns.{cname}.runs.{rname}.files.{i}")
             job.files.append(ds.resolve_path(entry, datasets_file))
+            job.file_eot.append(entry.eot)
             job.eot += entry.eot
             job.nevents += entry.nevents
     if not jobs:
@@ -129,50 +129,6 @@ def fileset(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
     """coffea fileset ``{"<campaign>/<key>": {"files": {path: tree}, "metadata": {...}}}``."""
     return {f"{j.campaign}/{j.key}": {"files": {str(p): j.tree for p in j.files}, "metadata": j.metadata}
             for j in jobs}
-
-
-def check_file(path: str | Path, tree: str, branches: Iterable[str],
-               branch_map: dict[str, str] | None = None) -> int:
-    """Number of entries of ``tree`` in ``path``; DataError naming the file (and branch) if unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", file=str(path))
-    try:
-        f = uproot.open(path)
-    except Exception as exc:  # uproot raises many types for non-ROOT input
-        raise DataError(f"not a readable ROOT file ({type(exc).__name__}: {exc})", file=str(path)) from None
-    with f:
-        size = os.path.getsize(path)
-        if f.file.fEND > size:
-            raise DataError(f"truncated ROOT file ({size} of {f.file.fEND} bytes)", file=str(path))
-        try:
-            t = f[tree]
-        except Exception:
-            raise DataError(f"no tree '{tree}' (keys: {f.keys(cycle=False)})", file=str(path),
-                            field=tree) from None
-        if not isinstance(t, uproot.TTree):
-            raise DataError(f"'{tree}' is not a TTree", file=str(path), field=tree)
-        have = set(t.keys())
-        for b in branches:
-            name = contract.resolve(b, branch_map)
-            if name not in have:
-                raise DataError(f"missing branch '{name}'" + (f" (canonical '{b}')" if name != b else ""),
-                                file=str(path), field=name)
-        if t.num_entries == 0:
-            raise DataError(f"empty tree '{tree}'", file=str(path), field=tree)
-        return int(t.num_entries)
-
-
-def check_inputs(jobs: Iterable[Job], extra_variables: Iterable[str] = ()) -> int:
-    """Check every file of every job; total number of entries."""
-    total = 0
-    extra = tuple(extra_variables)
-    for j in jobs:
-        needed = selmod.branches_for((*j.selection.variables, *extra))
-        needed += ["weight"] if j.kind == "mc" else []
-        for p in j.files:
-            total += check_file(p, j.tree, needed, j.branch_map)
-    return total
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -219,6 +175,7 @@ class RunResult:
     output: dict[str, Any]
     metrics: dict[str, Any]
     jobs: list[Job]
+    inputs: list[inputs.InputFile] = field(default_factory=list)  # every listed file, processed or skipped
 
 
 def peak_rss_mb() -> float:
@@ -243,7 +200,8 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     if chunksize <= 0:
         raise InputError("must be positive", field="--chunksize")
     proc_cls = PROCESSORS[processor_name]
-    n_checked = check_inputs(jobs, proc_cls.extra_variables)
+    checked = inputs.check_inputs(jobs, proc_cls.extra_variables)
+    n_checked = sum(f.nevents for f in checked if f.status == "ok")
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
     runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
@@ -279,4 +237,4 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     }
     # Only content-independent numbers: bytesread depends on compressed contents (and is unreliable, #717).
     log.debug("coffea: %s entries in %s chunks", cmetrics.get("entries"), cmetrics.get("chunks"))
-    return RunResult(output, metrics, jobs)
+    return RunResult(output, metrics, jobs, checked)
