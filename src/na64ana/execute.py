@@ -187,8 +187,11 @@ def peak_rss_mb() -> float:
 
 def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "iterative", workers: int = 2,
         scheduler: str | None = None, chunksize: int = DEFAULT_CHUNKSIZE, unblind: bool = False,
-        retries: int = 2, status: bool = False, align_clusters: bool = False) -> RunResult:
-    """Check the inputs, then run the processor over all jobs with the chosen executor."""
+        retries: int = 2, status: bool = False, align_clusters: bool = False,
+        on_bad_file: str = "fail") -> RunResult:
+    """Check the inputs, then run the processor over all jobs with the chosen executor.
+
+    ``on_bad_file="skip"`` drops unusable files instead of failing (see :func:`inputs.check_inputs`)."""
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
@@ -200,7 +203,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     if chunksize <= 0:
         raise InputError("must be positive", field="--chunksize")
     proc_cls = PROCESSORS[processor_name]
-    checked = inputs.check_inputs(jobs, proc_cls.extra_variables)
+    checked = inputs.check_inputs(jobs, proc_cls.extra_variables, on_bad=on_bad_file)
     n_checked = sum(f.nevents for f in checked if f.status == "ok")
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)

@@ -19,7 +19,7 @@ import uproot
 from . import contract
 from . import datasets as ds
 from . import selection as selmod
-from .errors import DataError
+from .errors import DataError, InputError
 
 if TYPE_CHECKING:
     from .execute import Job
@@ -74,8 +74,18 @@ def check_file(path: str | Path, tree: str, branches: Iterable[str],
         return int(t.num_entries)
 
 
-def check_inputs(jobs: Iterable[Job], extra_variables: Iterable[str] = ()) -> list[InputFile]:
-    """Check every file of every job; one record per file (entries and sha256 filled in)."""
+ON_BAD = ("fail", "skip")
+
+
+def check_inputs(jobs: Iterable[Job], extra_variables: Iterable[str] = (), *,
+                 on_bad: str = "fail") -> list[InputFile]:
+    """Check every file of every job; one record per file (entries and sha256 filled in).
+
+    ``on_bad``: "fail" raises on the first bad file; "skip" is implemented in the next commit.
+    """
+    if on_bad not in ON_BAD:
+        raise InputError(f"unknown policy '{on_bad}' (choose from {', '.join(ON_BAD)})",
+                         field="--on-bad-file")
     records: list[InputFile] = []
     extra = tuple(extra_variables)
     for j in jobs:

@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--selection", default=None,
                    help="selection name or .toml path (default: the campaign's / the processor's)")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed chunk (default: %(default)s)")
+    p.add_argument("--on-bad-file", choices=("fail", "skip"), default="fail",
+                   help="a bad input file stops the run (fail, default) or is skipped, reported and its EOT "
+                        "subtracted from the normalisation (skip)")
     p.set_defaults(func=main)
 
 
@@ -44,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
              "UNBLINDED" if args.unblind else "blinded")
     result = execute.run(jobs, args.processor, executor=executor, workers=args.workers,
                          scheduler=args.scheduler, chunksize=args.chunksize, unblind=args.unblind,
-                         retries=args.retries, status=show_progress())
+                         retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file)
     records = outputs.write_run(outdir, result, processor=args.processor, unblind=args.unblind,
                                 datasets_file=args.datasets)
     for rec in records.values():
