@@ -7,6 +7,8 @@ and ``dask`` (a ``dask.distributed.LocalCluster`` of N worker processes, or an e
 
 Every input file is checked before processing (:mod:`na64ana.inputs`) so that a bad file is a
 :class:`DataError` naming it instead of a failure deep inside a worker after minutes of processing.
+With ``cache_dir`` every chunk's output is kept under a content key (:mod:`na64ana.cache`, coffea's
+checkpointer): an interrupted run resumes, and a change re-processes only the chunks it affects.
 """
 
 from __future__ import annotations
@@ -188,10 +190,12 @@ def peak_rss_mb() -> float:
 def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "iterative", workers: int = 2,
         scheduler: str | None = None, chunksize: int = DEFAULT_CHUNKSIZE, unblind: bool = False,
         retries: int = 2, status: bool = False, align_clusters: bool = False,
-        on_bad_file: str = "fail") -> RunResult:
+        on_bad_file: str = "fail", cache_dir: str | Path | None = None) -> RunResult:
     """Check the inputs, then run the processor over all jobs with the chosen executor.
 
-    ``on_bad_file="skip"`` drops unusable files instead of failing (see :func:`inputs.check_inputs`)."""
+    ``on_bad_file="skip"`` drops unusable files instead of failing (see :func:`inputs.check_inputs`).
+    ``cache_dir``: reuse/store chunk outputs there (:class:`na64ana.cache.ChunkCache`); None = no cache.
+    Dask workers must see it at the same path to share it."""
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
@@ -206,9 +210,15 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     checked = inputs.check_inputs(jobs, proc_cls.extra_variables, on_bad=on_bad_file)
     n_checked = sum(f.nevents for f in checked if f.status == "ok")
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
+    checkpointer = None
+    if cache_dir is not None:
+        from . import cache
+
+        checkpointer = cache.ChunkCache(cache_dir, cache.file_hashes(checked), cache.code_version())
+        checkpointer.remove_stale_tmp()
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
     runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
-                              metadata_cache={}, align_clusters=align_clusters)
+                              metadata_cache={}, align_clusters=align_clusters, checkpointer=checkpointer)
     t0 = time.perf_counter()
     try:
         # coffea's rich progress bars ignore status=False (cosmetic bug): swallow them explicitly.
@@ -226,9 +236,10 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     nread = int(sum(output["nevents"].values()))
     if nread != n_checked:
         raise DataError(f"read {nread} events but the input files hold {n_checked}: events were lost")
+    nchunks = int(sum(output["chunks"].values()))
     metrics = {
         "events": nread,
-        "chunks": int(sum(output["chunks"].values())),
+        "chunks": nchunks,
         "wall_time_s": wall,
         "events_per_s": nread / wall if wall > 0 else None,
         "process_time_s": float(cmetrics.get("processtime", 0.0)) if isinstance(cmetrics, dict) else None,
@@ -238,6 +249,11 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         "chunksize": chunksize,
         "peak_rss_MB": peak_rss_mb(),
     }
+    if checkpointer is not None:
+        hits = int(cmetrics.get("cache_hits", 0))  # summed over chunks by coffea, see ChunkCache
+        metrics["cache"] = {"dir": str(checkpointer.directory), "hits": hits, "misses": nchunks - hits,
+                            "stored": int(cmetrics.get("cache_stored", 0)),
+                            "code_version": checkpointer.code_version}
     # Only content-independent numbers: bytesread depends on compressed contents (and is unreliable, #717).
     log.debug("coffea: %s entries in %s chunks", cmetrics.get("entries"), cmetrics.get("chunks"))
     return RunResult(output, metrics, jobs, checked)

@@ -35,6 +35,25 @@ def add_executor(p: argparse.ArgumentParser) -> None:
                    help="events per chunk (default: %(default)s)")
 
 
+CACHE_SUBDIR = ".cache"
+
+
+def add_cache(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help=f"chunk cache folder: chunks already processed with the same input content, "
+                        f"selection and code are reused, so re-running an interrupted command resumes it "
+                        f"(default: OUT/{CACHE_SUBDIR})")
+    g.add_argument("--no-cache", action="store_true", help="process every chunk, store nothing")
+
+
+def cache_dir(args: argparse.Namespace, outdir: str | Path) -> Path | None:
+    """The chunk cache folder the options of :func:`add_cache` ask for (None: no cache)."""
+    if args.no_cache:
+        return None
+    return Path(args.cache) if args.cache else Path(outdir) / CACHE_SUBDIR
+
+
 def add_unblind(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unblind", action="store_true",
                    help="reveal the signal box (recorded in provenance); default: blinded")

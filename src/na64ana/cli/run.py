@@ -1,6 +1,8 @@
 """``na64ana run``: process a campaign (all runs or --runs) through a processor, write the run outputs.
 
 Blinded by default (see na64ana.blinding); ``--unblind`` is recorded in provenance.json.
+Chunk outputs are cached in OUT/.cache (``--cache DIR``, ``--no-cache``): re-running an interrupted
+command resumes it, and after a change only the affected chunks are processed again.
 """
 
 from __future__ import annotations
@@ -10,7 +12,16 @@ import logging
 import sys
 
 from .. import execute, outputs, provenance
-from .common import add_campaign, add_executor, add_out, add_unblind, setup_logging, show_progress
+from .common import (
+    add_cache,
+    add_campaign,
+    add_executor,
+    add_out,
+    add_unblind,
+    cache_dir,
+    setup_logging,
+    show_progress,
+)
 
 log = logging.getLogger("na64ana.run")
 
@@ -22,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_out(p)
     add_executor(p)
     add_unblind(p)
+    add_cache(p)
     p.add_argument("--processor", choices=execute.PROCESSOR_NAMES, default="invisible",
                    help="processor (default: %(default)s)")
     p.add_argument("--samples", nargs="+", default=["campaign"], metavar="SAMPLE",
@@ -47,7 +59,8 @@ def main(args: argparse.Namespace) -> int:
              "UNBLINDED" if args.unblind else "blinded")
     result = execute.run(jobs, args.processor, executor=executor, workers=args.workers,
                          scheduler=args.scheduler, chunksize=args.chunksize, unblind=args.unblind,
-                         retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file)
+                         retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file,
+                         cache_dir=cache_dir(args, outdir))
     records = outputs.write_run(outdir, result, processor=args.processor, unblind=args.unblind,
                                 datasets_file=args.datasets)
     for rec in records.values():
@@ -55,4 +68,8 @@ def main(args: argparse.Namespace) -> int:
     m = result.metrics
     log.info("%d events in %d chunks, %.2f s wall (%.3g events/s); outputs in %s", m["events"], m["chunks"],
              m["wall_time_s"], m["events_per_s"] or 0.0, outdir)
+    if "cache" in m:
+        c = m["cache"]
+        log.info("chunk cache %s: %d reused, %d processed (%d stored)", c["dir"], c["hits"], c["misses"],
+                 c["stored"])
     return 0
