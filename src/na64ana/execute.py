@@ -249,6 +249,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         "chunksize": chunksize,
         "peak_rss_MB": peak_rss_mb(),
     }
+    metrics.update(inputs.skip_report(checked))  # skipped_files + eot_skipped per key (empty: none skipped)
     if checkpointer is not None:
         hits = int(cmetrics.get("cache_hits", 0))  # summed over chunks by coffea, see ChunkCache
         metrics["cache"] = {"dir": str(checkpointer.directory), "hits": hits, "misses": nchunks - hits,
