@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -137,23 +138,109 @@ class Datasets(_Strict):
         return {r: camp.runs[r] for r in runs}
 
 
+class _Repeated(dict):
+    """A JSON object in which a key occurred more than once (``repeated`` holds those keys)."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    repeated = []
+    for k, v in pairs:
+        if k in out and k not in repeated:
+            repeated.append(k)
+        out[k] = v
+    if not repeated:
+        return out
+    marked = _Repeated(out)
+    marked.repeated = tuple(repeated)
+    return marked
+
+
+def _find_repeated(node: Any, where: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """Path (outermost first) of the first repeated key in a parsed document, or None."""
+    if isinstance(node, _Repeated):
+        return (*where, node.repeated[0])
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        hit = _find_repeated(v, (*where, str(k)))
+        if hit:
+            return hit
+    return None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"'{name}' is not a JSON number")
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON input file strictly; any problem is an InputError naming the file (and the field).
+
+    Why strict: ``json.loads`` silently keeps the last of two equal keys -- a run listed twice under the
+    same name would lose the first one's files and EOT without a word -- and accepts NaN/Infinity, which
+    are not JSON and pass ``> 0`` checks (Infinity).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable ({type(exc).__name__}: {exc})", file=str(path)) from None
+    try:
+        raw = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=str(path)) from None
+    except ValueError as exc:
+        raise InputError(f"not valid JSON ({exc})", file=str(path)) from None
+    hit = _find_repeated(raw)
+    if hit:
+        raise InputError(f"duplicate key '{hit[-1]}' (JSON would silently keep only the last one)",
+                         file=str(path), field=".".join(hit))
+    return raw
+
+
 def load(path: str | Path = DEFAULT_PATH) -> Datasets:
     """Load and validate a datasets file. Any problem -> InputError naming the file and field."""
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", file=str(path))
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=str(path)) from None
-    return validate(raw, file=str(path))
+    return validate(read_json(path), file=str(path))
 
 
 def validate(raw: dict, *, file: str = "datasets.json") -> Datasets:
+    """Schema validation plus the cross-entry check no field validator can do (:func:`check_files`)."""
     try:
-        return Datasets.model_validate(raw)
+        d = Datasets.model_validate(raw)
     except ValidationError as err:
         raise from_validation(err, file=file) from None
+    check_files(d, file)
+    return d
+
+
+def check_files(d: Datasets, datasets_file: str | Path) -> None:
+    """A file may be listed once per campaign: an InputError naming both field paths otherwise.
+
+    Why: a file listed twice (in one run or in two) would be processed twice and its events and EOT
+    counted twice. Entries are the same file when their resolved real paths are equal (symlinks and
+    ``..`` included) or when both record the same sha256 (a copy under another name).
+    """
+    for cname, camp in d.campaigns.items():
+        by_path: dict[str, str] = {}
+        by_sha: dict[str, str] = {}
+        for rname, run in camp.runs.items():
+            for i, entry in enumerate(run.files):
+                where = f"campaigns.{cname}.runs.{rname}.files.{i}"
+                real = os.path.realpath(resolve_path(entry, datasets_file))
+                sha = entry.sha256.lower() if entry.sha256 else None
+                first, why = by_path.get(real), "the same file"
+                if first is None and sha is not None and sha in by_sha:
+                    first, why = by_sha[sha], "the same sha256"
+                if first is not None:
+                    raise InputError(f"{why} as {first} ('{entry.path}' is listed twice: its events and "
+                                     "EOT would be counted twice)", file=str(datasets_file), field=where)
+                by_path[real] = where
+                if sha is not None:
+                    by_sha[sha] = where
 
 
 def dump(ds: Datasets, path: str | Path) -> None:
