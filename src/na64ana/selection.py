@@ -192,17 +192,6 @@ class SelectionFile(_Strict):
     regions: dict[str, list[Requirement]] = Field(default_factory=dict)
     override: list[Override] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _names(self) -> SelectionFile:
-        names = [c.name for c in self.cuts]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"duplicate cut names {dup}")
-        for field in ("i_iv", "final"):
-            if getattr(self.planes, field) not in names:
-                raise ValueError(f"planes.{field}: '{getattr(self.planes, field)}' is not a cut")
-        return self
-
 
 # ------------------------------------------------------------------------------------------------------
 # Resolved selection (numbers only): what the processor applies and what the hash covers
@@ -356,8 +345,26 @@ def _box(sel: SelectionFile, file: str) -> dict[str, float]:
             for k in ("ecal_max", "hcal_max")}
 
 
+def _check_names(sel: SelectionFile, file: str) -> None:
+    """Cut names are unique and the planes name cuts, reported at the field (``cuts.<i>.name``).
+
+    Why unique: cut-flow rows, N-1 histograms and overrides are keyed by cut name; a second cut of the
+    same name would silently share (and overwrite) the first one's row and histograms."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(sel.cuts):
+        if c.name in seen:
+            raise InputError(f"duplicate cut name '{c.name}' (also cuts.{seen[c.name]}.name)", file=file,
+                             field=f"cuts.{i}.name")
+        seen[c.name] = i
+    for field in ("i_iv", "final"):
+        if getattr(sel.planes, field) not in seen:
+            raise InputError(f"'{getattr(sel.planes, field)}' is not a cut", file=file,
+                             field=f"planes.{field}")
+
+
 def _check_values(sel: SelectionFile, file: str) -> None:
     """Resolve every value once with the nominal box so that bad references/windows fail at load time."""
+    _check_names(sel, file)
     box = _box(sel, file)
     for i, c in enumerate(sel.cuts):
         for j, r in enumerate(c.requires):
