@@ -315,6 +315,25 @@ def reference_eot(campaign: str, fallback: float) -> float:
         return fallback
 
 
+def skipped_inputs(run_dir: str | Path) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """EOT and paths of the input files a run skipped, per dataset key (from its metrics.json).
+
+    Why: the normalisation of every later stage must be the EOT actually processed. A run output without
+    these fields (older, or nothing skipped) skipped nothing."""
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, {}
+    eot = {str(k): float(v) for k, v in (metrics.get("eot_skipped") or {}).items()}
+    files: dict[str, list[str]] = {}
+    for f in metrics.get("skipped_files") or []:
+        files.setdefault(str(f["key"]), []).append(str(f["path"]))
+    return eot, files
+
+
 def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
                    thresholds: Sequence[float] = (0.5, 2.0)) -> dict[str, Any]:
     """background.json content for every data run of a ``na64ana run`` output folder.
@@ -323,14 +342,19 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
     variations from ``plane_final`` (the same cuts as side band C, only the threshold differs), shape
     validation in the validation region, and the published non-upstream components scaled by the run's
     EOT over the exposure of the published table (:func:`reference_eot`).
+
+    The run's EOT is the one processed: datasets.json minus the EOT of input files the run stage skipped
+    (``--on-bad-file skip``; ``eot_skipped`` in its metrics.json). Each run entry records ``eot``,
+    ``eot_skipped`` and ``skipped_files``, and :func:`na64ana.summary.from_results` takes the EOT from there.
     """
     import hist
 
     from . import datasets, outputs
-    from .errors import InputError
+    from .errors import DataError, InputError
 
     run_dir = Path(run_dir)
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")
+    skipped_eot, skipped_files = skipped_inputs(run_dir)
     names = outputs.list_hists(run_dir)
     plane = outputs.load_hist(run_dir, "plane_final") if "plane_final" in names else None
     val = outputs.load_hist(run_dir, "ecal_validation") if "ecal_validation" in names else None
@@ -344,7 +368,13 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
         camp = ds.campaign(campaign, file=str(datasets_file))
         if rec["run"] not in camp.runs:
             raise InputError(f"run '{rec['run']}' not in campaign '{campaign}'", file=str(datasets_file))
-        frac = camp.runs[rec["run"]].eot / reference_eot(campaign, camp.total_eot)
+        skipped = float(skipped_eot.get(key, 0.0))
+        eot = camp.runs[rec["run"]].eot - skipped
+        if eot <= 0:
+            raise DataError(f"run '{rec['run']}': the skipped input files hold {skipped:.4g} EOT, not less "
+                            f"than the run's {camp.runs[rec['run']].eot:.4g} in datasets.json",
+                            file=str(run_dir / "metrics.json"), field=f"eot_skipped.{key}")
+        frac = eot / reference_eot(campaign, camp.total_eot)
         edge = box_edge(run_dir, key)
         variations = {}
         if plane is not None:
@@ -358,7 +388,8 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
                       and _slice_run(val, key).values().sum() > 0 else {})
         runs.append(run_table(rec["run"], up, components=published_components(campaign, frac),
                               validation=validation))
-        runs[-1]["box_ecal_max_GeV"] = edge
+        runs[-1].update(box_ecal_max_GeV=edge, eot=eot, eot_skipped=skipped,
+                        skipped_files=skipped_files.get(key, []))
         log.info("run %s: upstream %.4f +- %.4f (stat) +- %.4f (syst); total %.4f +- %.4f", rec["run"],
                  up.value, up.stat, up.syst, runs[-1]["total"]["value"], runs[-1]["total"]["unc"])
     return {"campaign": campaign, "blinded": blinded, "runs": runs}

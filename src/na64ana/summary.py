@@ -29,7 +29,6 @@ Decisions on bad input (every failure is an :class:`InputError` naming the field
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -179,13 +178,19 @@ class Summary(_Strict):
             raise ValueError("masses must be positive")
         return v
 
+    @field_validator("runs")
+    @classmethod
+    def _runs(cls, v: list[Run]) -> list[Run]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"run names must be unique (repeated: {', '.join(dup)})")
+        if len({r.observed is None for r in v}) > 1:
+            raise ValueError("observed must be null (blinded) for all runs or for none")
+        return v
+
     @model_validator(mode="after")
-    def _names(self) -> Summary:
-        names = [r.name for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError("runs: run names must be unique")
-        if len({r.observed is None for r in self.runs}) > 1:
-            raise ValueError("runs: observed must be null (blinded) for all runs or for none")
+    def _energies(self) -> Summary:
         if self.emiss_min_GeV >= self.beam_energy_GeV:
             raise ValueError("emiss_min_GeV: must be below beam_energy_GeV")
         return self
@@ -206,15 +211,11 @@ def validate(data: Any, *, file: str | None = None) -> Summary:
 
 
 def load(path: str | Path) -> Summary:
-    """Read and validate a summary JSON file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found", file=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg}, line {exc.lineno})", file=str(path)) from None
-    return validate(data, file=str(path))
+    """Read and validate a summary JSON file (strictly: a repeated key or NaN is an error, see
+    :func:`na64ana.datasets.read_json`)."""
+    from .datasets import read_json
+
+    return validate(read_json(path), file=str(Path(path)))
 
 
 def signal_shares(summary: Summary, mass: float) -> list[np.ndarray]:
@@ -234,12 +235,16 @@ def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
     the signal MC (efficiency.json), background and its uncertainty from background.json, observed box
     counts from regions.json (null when blinded, so only expected limits are computed).
 
+    The EOT is the one processed: when the run stage skipped bad input files, background.json (made from
+    that run output) records their EOT as ``eot_skipped``; it is subtracted and the run's notes say so.
+
     A background uncertainty >= the value (log-normal impossible) is capped at ``max_rel_bkg_unc`` of the
     value and the cap is recorded in the run's notes: never silently.
     """
     bkg = {r["run"]: r for r in background["runs"]}
     eff = efficiency["runs"]
-    runs = []
+    runs: list[dict[str, Any]] = []
+    skipped_runs: list[str] = []
     for name, run in campaign.runs.items():
         if name not in bkg or name not in eff:
             missing = "background.json" if name not in bkg else "efficiency.json"
@@ -253,8 +258,16 @@ def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
             run_notes["background_unc"] = (f"capped from {unc:.4g} to {max_rel_bkg_unc:.2f} x value "
                                            "(log-normal width must be < 100%)")
             unc = max_rel_bkg_unc * value
+        eot, skipped = run.eot, float(bkg[name].get("eot_skipped") or 0.0)
+        if skipped > 0:
+            eot -= skipped
+            files = bkg[name].get("skipped_files") or []
+            run_notes["eot"] = (f"datasets.json EOT {run.eot:.6g} minus {skipped:.6g} EOT of {len(files)} "
+                                f"input file(s) skipped as unreadable by the run stage ({', '.join(files)}; "
+                                "background.json eot_skipped)")
+            skipped_runs.append(name)
         box = (regions or {}).get(name, {}).get("signal_box")
-        runs.append({"name": name, "eot": run.eot, "eot_unc": run.eot_unc,
+        runs.append({"name": name, "eot": eot, "eot_unc": run.eot_unc,
                      "efficiency": {"mass_GeV": list(e["mass_GeV"]), "value": list(e["efficiency"])},
                      "efficiency_unc": run.efficiency_unc, "background": value, "background_unc": unc,
                      "observed": None if box is None else int(box), "notes": run_notes})
@@ -262,4 +275,6 @@ def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
             "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": cross_section, "cl": cl,
             "correlated": {"xsec": campaign.xsec_unc}, "runs": runs,
             "masses_GeV": [float(m) for m in masses_GeV],
-            "notes": "written by the na64ana chain; observed = null means blinded"}
+            "notes": "written by the na64ana chain; observed = null means blinded"
+                     + (f"; EOT of run(s) {', '.join(skipped_runs)} reduced by skipped input files (see "
+                        "their notes)" if skipped_runs else "")}
