@@ -20,12 +20,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from . import contract, execute, outputs
 from . import datasets as ds
+from .errors import InputError, from_validation
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "tests" / "references" / "cutflow_reference.json"
@@ -141,8 +143,46 @@ def compare(ref: dict[str, Any], got: dict[str, Any], *, rtol: float = RTOL) -> 
     return diffs
 
 
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cut: str = Field(min_length=1)
+    events: StrictInt = Field(ge=0)
+    weighted: float | None
+
+
+class _Key(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["data", "mc"]
+    selection_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    rows: list[_Row] = Field(min_length=1)
+    regions: dict[str, StrictInt | None]
+    regions_weighted: dict[str, float | None] | None = None
+
+
+class _Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    campaign: str
+    seed: int
+    eot_per_run: float
+    keys: dict[str, _Key] = Field(min_length=1)
+
+
 def load_reference(path: str | Path = REFERENCE) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """The stored reference, checked against the layout :func:`summarise` writes.
+
+    Why checked: a truncated or hand-broken reference must be an :class:`InputError` naming the file and
+    the field -- not a KeyError traceback inside :func:`compare`, and never a silent pass (an empty
+    ``keys`` would compare nothing)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("reference file not found (write it: python -m na64ana.regression --write)",
+                         file=str(path))
+    raw = ds.read_json(path)
+    try:
+        _Reference.model_validate(raw)
+    except ValidationError as err:
+        raise from_validation(err, file=str(path)) from None
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,14 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--write", action="store_true", help="regenerate the reference file")
     p.add_argument("--reference", default=str(REFERENCE), help="reference file (default: %(default)s)")
     args = p.parse_args(argv)
+    ref = None
+    if not args.write:
+        try:  # before the (slow) recomputation: a broken reference fails at once
+            ref = load_reference(args.reference)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return InputError.exit_code
     with tempfile.TemporaryDirectory(prefix="na64ana-regression-") as tmp:
         got = compute(tmp)
-    if args.write:
+    if ref is None:
         Path(args.reference).parent.mkdir(parents=True, exist_ok=True)
         Path(args.reference).write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.reference} ({len(got['keys'])} datasets)")
         return 0
-    diffs = compare(load_reference(args.reference), got)
+    diffs = compare(ref, got)
     for d in diffs:
         print(d)
     print("cut flows match the reference" if not diffs else f"{len(diffs)} difference(s)")
