@@ -190,6 +190,24 @@ def test_write_tree_leaves_nothing_behind_on_bad_input(tmp_path, trig):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_write_tree_failing_midway_leaves_neither_file_nor_temporary(tmp_path, trig, monkeypatch):
+    from na64ana.simulation import writer
+
+    calls = []
+
+    def fail_on_second(a, dtype):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError("disk full")
+        return a.astype(dtype)
+
+    monkeypatch.setattr(writer, "_big_endian", fail_on_second)
+    a = {k: v[:100] for k, v in trig[0].items()}
+    with pytest.raises(OSError, match="disk full"):
+        write_tree(tmp_path / "x.root", a)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_simulate_campaign_writes_validated_datasets_with_matching_checksums(tmp_path):
     out = tmp_path / "sim"
     path = simulate_campaign(DATASETS, out_dir=out, campaign="prd2018", runs=["II"], level="trigger",
