@@ -13,6 +13,7 @@ Output of ``process`` (merged by coffea over chunks; keys are dataset keys, usua
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -205,4 +206,21 @@ class SelectionProcessor(processor.ProcessorABC):
     def postprocess(self, accumulator: dict[str, Any]) -> dict[str, Any]:
         # Runs in the caller once all chunks are merged: give its objects back to the normal cyclic GC.
         thaw_chunk_garbage()
+        hists = accumulator.get("hists", {})
+        for name, h in hists.items():
+            hists[name] = sort_runs(h)
         return accumulator
+
+
+def sort_runs(h: hist.Hist) -> hist.Hist:
+    """``h`` with its run categories in sorted order.
+
+    Executors merge chunks in completion order, and a growing category axis keeps the order in which the
+    runs arrived: the same contents would otherwise pickle differently from one executor to the next.
+    """
+    runs = list(h.axes["run"])
+    if runs == sorted(runs):
+        return h
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "List indexing selection is experimental", UserWarning)
+        return h[{"run": sorted(runs)}]
