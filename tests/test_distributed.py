@@ -4,6 +4,7 @@ A ``dask scheduler`` and a ``dask worker`` (2 worker processes, 1 thread each) a
 processes on localhost, exactly as on a batch site, and stopped in the fixture finaliser. The campaign is
 processed through the CLI once with the iterative executor and once on that cluster, with small chunks so
 that many tasks are spread over both workers; the cut-flow JSON, regions and every histogram must agree.
+Re-running the dask command then takes every chunk from the chunk cache the workers wrote (issue 8).
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluste
     prov = json.loads((dask_dir / "provenance.json").read_text())
     assert prov["stages"]["run"]["executor"] == "dask"
 
+    # The chunk cache (default DIR/.cache) is written by the workers and counted on the client side.
+    assert metrics["cache"]["misses"] == metrics["cache"]["stored"] == metrics["chunks"]
+    assert metrics["cache"]["hits"] == 0
     c0, r0, h0 = _load_outputs(ref_dir)
     c1, r1, h1 = _load_outputs(dask_dir)
     assert set(c0) == set(c1) == {"A", "B", "B-signal"}
@@ -129,3 +133,15 @@ def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluste
             np.testing.assert_array_equal(x.values(flow=True), y.values(flow=True), err_msg=f"{name} {run}")
             np.testing.assert_allclose(x.variances(flow=True), y.variances(flow=True), rtol=1e-12,
                                        err_msg=f"{name} {run}")
+
+    # The same command again: every chunk comes from the cache, also through dask, with the same outputs.
+    assert cli_main([*common, "--out", str(dask_dir), "--scheduler", address, "--chunksize", "60"]) == 0
+    again = json.loads((dask_dir / "metrics.json").read_text())
+    assert again["cache"]["hits"] == again["chunks"] == metrics["chunks"] and again["cache"]["misses"] == 0
+    assert again["events"] == metrics["events"]
+    c2, r2, h2 = _load_outputs(dask_dir)
+    assert c2 == c1 and r2 == r1
+    for name in h1:
+        for run in h1[name].axes["run"]:
+            np.testing.assert_array_equal(h1[name][{"run": run}].values(flow=True),
+                                          h2[name][{"run": run}].values(flow=True), err_msg=f"{name} {run}")

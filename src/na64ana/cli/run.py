@@ -19,6 +19,7 @@ from .common import (
     add_out,
     add_unblind,
     cache_dir,
+    reliable_interrupt,
     setup_logging,
     show_progress,
 )
@@ -57,10 +58,11 @@ def main(args: argparse.Namespace) -> int:
     log.info("na64ana run: %s processor on %d dataset(s) [%s], executor %s, chunksize %d, %s",
              args.processor, len(jobs), ", ".join(j.key for j in jobs), executor, args.chunksize,
              "UNBLINDED" if args.unblind else "blinded")
-    result = execute.run(jobs, args.processor, executor=executor, workers=args.workers,
-                         scheduler=args.scheduler, chunksize=args.chunksize, unblind=args.unblind,
-                         retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file,
-                         cache_dir=cache_dir(args, outdir))
+    with reliable_interrupt():
+        result = execute.run(jobs, args.processor, executor=executor, workers=args.workers,
+                             scheduler=args.scheduler, chunksize=args.chunksize, unblind=args.unblind,
+                             retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file,
+                             cache_dir=cache_dir(args, outdir))
     records = outputs.write_run(outdir, result, processor=args.processor, unblind=args.unblind,
                                 datasets_file=args.datasets)
     for rec in records.values():
