@@ -155,8 +155,11 @@ def _process(sim_ds: Path, out: Path, campaign: str, runs: Sequence[str] | None,
     result = execute.run(jobs, "invisible", executor=executor, workers=workers, unblind=True)
     outputs.write_run(run_dir, result, processor="invisible", unblind=True, datasets_file=sim_ds)
     bdir = provenance.prepare_outdir(out / "background", stage="background")
-    provenance.write_json(bdir / "background.json", bg.table_from_run(run_dir, sim_ds))
-    provenance.write(bdir, "background", run_dir=str(run_dir))
+    clock = provenance.Clock()
+    table = bg.table_from_run(run_dir, sim_ds)
+    provenance.write_json(bdir / "background.json", table)
+    provenance.write(bdir, "background", inputs=[run_dir, sim_ds], outputs=["background.json"],
+                     blinded=table.get("blinded"), metrics=clock.metrics(), run_dir=str(run_dir))
     return run_dir
 
 
@@ -189,7 +192,9 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
     from .stats.limits import mass_spec
 
     out = provenance.prepare_outdir(out, stage="closure")
+    clock = provenance.Clock()
     src = Path(datasets_file)
+    external_eff = None if efficiency_dir is None else Path(efficiency_dir) / "efficiency.json"
     cname = campaign or dsets.load(src).default_campaign
     base = src if eot_scale == 1.0 else scaled_datasets(src, out / "datasets_scaled.json", eot_scale)
     sims = {"injected": simulate_campaign(base, out_dir=out / "injected" / "sim", campaign=cname, runs=runs,
@@ -231,13 +236,19 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
         "eps_interval_68": [eps_ref * math.sqrt(x) for x in fit["mu_interval_68"]]})
     # null: observed limit inside the expected band
     s_null = summ.validate(json.loads((out / "null" / "summary.json").read_text()))
-    point = lim.scan(s_null, method="exact", out_dir=out / "null")["points"][0]
+    point = lim.scan(s_null, method="exact", out_dir=out / "null",
+                     summary_file=out / "null" / "summary.json")["points"][0]
     record["null"].update({"limit": point, "within_1sigma": within_band(point, 1),
                            "within_2sigma": within_band(point, 2)})
     record["definition"] = __doc__.split("\n\n")[1]
     provenance.write_json(out / "closure.json", record)
     (out / "closure.md").write_text(markdown(record))
-    provenance.write(out, "closure", datasets=str(src), mass_GeV=mass, eps=eps, seed=seed,
+    # the pseudo-data are opened on purpose (closure on simulation): blinded = False
+    provenance.write(out, "closure", inputs=[src, *([external_eff] if external_eff else [])],
+                     outputs=["closure.json", "closure.md"], blinded=False,
+                     seeds={"injected": seed, "null": seed + 1, "signal_mc": seed + 2},
+                     executor=executor, workers=workers, metrics=clock.metrics(),
+                     datasets=str(src), mass_GeV=mass, eps=eps, seed=seed,
                      eot_scale=eot_scale, n_signal_mc=n_signal_mc, campaign=cname)
     return record
 

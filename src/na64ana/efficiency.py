@@ -265,6 +265,7 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
     from . import datasets as ds
     from . import execute, outputs, provenance
 
+    clock = provenance.Clock()
     datasets_file = Path(datasets_file)
     jobs = execute.plan(datasets_file, campaign=campaign, runs=runs, samples=("signal",))
     if masses is not None:
@@ -307,6 +308,10 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
                     "hist": BOX_HIST})
     provenance.write_json(out / "efficiency.json", rec)
     (out / "efficiency.md").write_text(markdown(rec))
-    provenance.write(out, "efficiency", datasets_file=str(datasets_file), syst=syst,
+    # signal MC only: no data signal-box content, so blinding does not apply (blinded = None)
+    provenance.write(out, "efficiency", inputs=[datasets_file], outputs=["efficiency.json", "efficiency.md"],
+                     **provenance.executor_info(result.metrics),
+                     metrics=clock.metrics(events=result.metrics.get("events")),
+                     datasets_file=str(datasets_file), syst=syst,
                      masses=sorted({float(j.signal_mass_GeV) for j in jobs}))
     return rec

@@ -238,7 +238,12 @@ def validate_archive(archive: str | Path) -> tuple[bool, list[str]]:
 
 
 def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
-    """Write ``out/submission/*.yaml`` and ``out/submission.tar.gz``, validated. Returns the archive path."""
+    """Write ``out/submission/*.yaml`` and ``out/submission.tar.gz``, validated. Returns the archive path.
+
+    Recorded as stage "export" in ``out/provenance.json`` (the result files read, blinding)."""
+    from . import provenance
+
+    clock = provenance.Clock()
     res = Results(results_dir)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -256,4 +261,8 @@ def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
         raise OutputError("HEPData validation failed: " + "; ".join(msgs[:5]), file=str(archive))
     with tarfile.open(archive) as tar:
         log.info("HEPData submission %s: %d files, validated", archive, len(tar.getnames()))
+    blinded = res.blinded
+    provenance.write(out, "export", inputs=res.inputs(), outputs=[ARCHIVE, "submission", "resources"],
+                     blinded=blinded, metrics=clock.metrics(), results=str(results_dir), archive=str(archive),
+                     tables=len(sub.tables))
     return archive

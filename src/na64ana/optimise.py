@@ -285,6 +285,7 @@ def optimise(run_dir: Any, efficiency_dir: Any, out: Any, *, masses: Sequence[fl
 
     from . import provenance
 
+    clock = provenance.Clock()
     out = Path(out)
     inp = load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc)
     xsec = float(published.get("systematics.xsec_rel")) if xsec_unc is None else xsec_unc
@@ -298,7 +299,10 @@ def optimise(run_dir: Any, efficiency_dir: Any, out: Any, *, masses: Sequence[fl
               "method": __doc__.split("\n\n")[1], **res}
     provenance.write_json(out / "optimisation.json", record)
     (out / "optimisation.md").write_text(markdown(record))
-    provenance.write(out, "optimise", run_dir=str(run_dir), efficiency_dir=str(efficiency_dir),
+    # the run and efficiency outputs are recorded whole (folder inputs: every file's sha256)
+    provenance.write(out, "optimise", inputs=[run_dir, efficiency_dir],
+                     outputs=["optimisation.json", "optimisation.md"], blinded=inp["blinded"],
+                     metrics=clock.metrics(), run_dir=str(run_dir), efficiency_dir=str(efficiency_dir),
                      cuts=list(cuts), masses=inp["masses"], data_blinded=inp["blinded"])
     return record
 

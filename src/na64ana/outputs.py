@@ -4,8 +4,9 @@
 unpickles everything), ``DIR/regions.json``, ``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
 
 Completeness: a run first removes ``DIR/run.complete``, writes everything into ``DIR/.run-staging/``,
-moves it into place and writes ``run.complete`` last. Readers refuse a folder without the flag, so a
-failed or interrupted run is never presented as complete.
+moves it into place and writes ``run.complete``, then ``provenance.json`` (whose manifest hashes all of
+them). Readers refuse a folder without the flag, so a failed or interrupted run is never presented as
+complete.
 """
 
 from __future__ import annotations
@@ -170,18 +171,34 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
             shutil.rmtree(target)
         os.replace(stage / item, target)
     shutil.rmtree(stage, ignore_errors=True)
+    provenance.write_json(outdir / COMPLETE, {"stage": "run", "keys": sorted(records)})
     dsha = ds.sha256sum(datasets_file) if datasets_file and Path(datasets_file).exists() else None
     hashes = {j.key: j.selection.hash for j in result.jobs}
+    data = [j.key for j in result.jobs if j.kind == "data"]
+    m = result.metrics
+    # Last: the manifest of provenance.json covers everything above, run.complete included.
     provenance.write(
-        outdir, "run", processor=processor, blinded=sorted(blinded_keys), unblind=unblind,
+        outdir, "run", inputs=run_inputs(result, datasets_file), outputs=[*ITEMS, COMPLETE],
+        blinded=all(k in blinded_keys for k in data) if data else None, **provenance.executor_info(m),
+        metrics={k: v for k, v in m.items() if k not in ("executor", "workers", "chunksize", "scheduler")},
+        processor=processor, blinded_keys=sorted(blinded_keys), unblind=unblind,
         selection=sorted({j.selection.name for j in result.jobs}), selection_hashes=hashes,
         selections={j.key: j.selection.as_dict() for j in result.jobs},
         datasets_file=str(datasets_file) if datasets_file else None, datasets_sha256=dsha,
-        executor=result.metrics.get("executor"), chunksize=result.metrics.get("chunksize"),
-        inputs={j.key: [str(p) for p in j.files] for j in result.jobs},
     )
-    provenance.write_json(outdir / COMPLETE, {"stage": "run", "keys": sorted(records)})
     return records
+
+
+def run_inputs(result: RunResult, datasets_file: str | Path | None = None) -> list[dict[str, Any]]:
+    """The inputs of a run for provenance: the datasets file, then one record per event file (key, path,
+    tree, EOT, entries, sha256, status) as the input checks found it."""
+    out: list[dict[str, Any]] = []
+    if datasets_file and Path(datasets_file).exists():
+        out.append({"path": str(datasets_file), "role": "datasets"})
+    files = [f.as_dict() for f in result.inputs] or [
+        {"key": j.key, "path": str(p), "tree": j.tree, "eot": eot}
+        for j in result.jobs for p, eot in zip(j.files, j.file_eot or [None] * len(j.files), strict=True)]
+    return out + [{**f, "role": "events"} for f in files]
 
 
 # ------------------------------------------------------------------------------------------------------

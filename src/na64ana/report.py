@@ -331,9 +331,14 @@ def _cl(res: Results) -> float:
 
 
 def make_plots(results_dir: str | Path) -> PlotSet:
-    """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF)."""
+    """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF), recorded in
+    ``plots/provenance.json`` (stage "plots": the files read, blinding, the figures)."""
+    from . import provenance
+
+    clock = provenance.Clock()
     res = Results(results_dir)
     out = PlotSet(Path(results_dir) / "plots")
+    written: list[str] = []
     for name, stage, build in _plot_jobs(res):
         try:
             fig = build()
@@ -344,7 +349,13 @@ def make_plots(results_dir: str | Path) -> PlotSet:
             log.warning("plot %s failed: %s", name, exc)
             out.missing[name] = f"could not be drawn ({type(exc).__name__}: {exc})"
             continue
-        out.made[name] = plots.save(fig, out.folder, name)[0]
+        paths = plots.save(fig, out.folder, name)
+        written += [p.name for p in paths]
+        out.made[name] = paths[0]
+    if out.folder.is_dir():
+        blinded = res.blinded  # before res.inputs(): the blinding decision reads files too
+        provenance.write(out.folder, "plots", inputs=res.inputs(), outputs=written, blinded=blinded,
+                         metrics=clock.metrics(), figures=sorted(out.made), missing=out.missing)
     return out
 
 
@@ -729,9 +740,14 @@ margin:1em 0;padding:.3em 1em}} code{{background:#f3f3f3}}</style></head>
 
 
 def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) -> Path:
-    """Draw the plots (unless given) and write ``report.md`` and ``report.html``; returns the .md path."""
+    """Draw the plots (unless given) and write ``report.md`` and ``report.html``; returns the .md path.
+
+    Recorded as stage "report" in ``results_dir/provenance.json`` (the files the report read, blinding)."""
     import markdown
 
+    from . import provenance
+
+    clock = provenance.Clock()
     results_dir = Path(results_dir)
     res = Results(results_dir)
     ps = plots_made or make_plots(results_dir)
@@ -740,4 +756,7 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     md_path.write_text(md)
     body = markdown.markdown(md, extensions=["tables", "fenced_code"])
     (results_dir / "report.html").write_text(HTML.format(title=f"NA64 report ({res.campaign()})", body=body))
+    blinded = res.blinded
+    provenance.write(results_dir, "report", inputs=res.inputs(), outputs=["report.md", "report.html"],
+                     blinded=blinded, metrics=clock.metrics(), figures=sorted(ps.made), missing=ps.missing)
     return md_path

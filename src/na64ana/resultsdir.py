@@ -8,6 +8,9 @@ report says "not available" instead of crashing.
 
 Blinding: :attr:`Results.blinded` is True as soon as *any* input says so. Consumers then drop every
 observed signal-box quantity (box counts, observed limits) even if a file carries one.
+
+Provenance: :attr:`Results.read` collects every file the view read, so the plots, the report and the
+HEPData export record exactly their inputs (:meth:`Results.inputs`).
 """
 
 from __future__ import annotations
@@ -108,14 +111,24 @@ class Results:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        self.read: set[Path] = set()  # every file read through this view (provenance inputs)
+
+    def inputs(self) -> list[Path]:
+        """The files read so far, for provenance. provenance.json files are left out: they are rewritten
+        when a later stage records itself into the same folder, and the outputs they describe are listed."""
+        return sorted(p for p in self.read if p.name != FILES["provenance"])
 
     # -- files -------------------------------------------------------------------------------------
     def find(self, name: str) -> Path | None:
-        """``root/name`` or the first ``root/*/name`` (nested stage folders), else None."""
+        """``root/name`` or the first ``root/*/name`` (nested stage folders), else None (counted as read:
+        the callers read what they find)."""
         direct = self.root / name
         if direct.exists():
+            self.read.add(direct)
             return direct
         nested = sorted(p for p in self.root.glob(f"*/{name}") if p.parent.name != "plots")
+        if nested:
+            self.read.add(nested[0])
         return nested[0] if nested else None
 
     def json(self, key: str) -> Any:
@@ -141,6 +154,7 @@ class Results:
         out: dict[str, dict] = {}
         for folder in self._dirs("cutflows"):
             for p in sorted(folder.glob("*.json")):
+                self.read.add(p)
                 try:
                     cf = json.loads(p.read_text())
                 except json.JSONDecodeError:
@@ -171,6 +185,7 @@ class Results:
         for folder in self._dirs("hists"):
             path = folder / f"{name}.pkl"
             if path.exists():
+                self.read.add(path)
                 with path.open("rb") as f:
                     return pickle.load(f)
         return None
@@ -190,6 +205,7 @@ class Results:
     def workspaces(self) -> list[Path]:
         """pyhf workspace JSON files of the limits stage (``[*/]workspaces/*.json``)."""
         found = set(self.root.glob("workspaces/*.json")) | set(self.root.glob("*/workspaces/*.json"))
+        self.read |= found
         return sorted(found)
 
     # -- blinding ----------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ Output layout: ``out_dir/<campaign>/run_<RUN>.root`` (skim or trigger level), si
 ``out_dir/<campaign>/signal_m<MeV>MeV_run_<RUN>.root``, ``out_dir/datasets.json`` (a copy of the input
 with the simulated files filled in; paths relative to ``out_dir``), ``out_dir/provenance.json``.
 Nothing half-written is left: files are written atomically and removed again if a later run fails.
+The provenance record lists every written file (path, sha256, events, EOT, seed) and the source
+datasets.json as input; the folder's manifest hashes all of them (``na64ana verify``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,15 @@ def _progress(enabled: bool, total: int):
     return Progress(transient=True)
 
 
+def _record(out: Path, stage: str, src: Path, seed: int, files: list[dict], clock: provenance.Clock,
+            **info: Any) -> None:
+    """The stage's provenance: source datasets.json in, the files written (with their seeds) out."""
+    provenance.write(out, stage, inputs=[src], outputs=[r["path"] for r in files] + ["datasets.json"],
+                     seeds={"seed": seed, "files": {r["path"]: r["seed"] for r in files}},
+                     metrics=clock.metrics(events=sum(r["events"] for r in files)), datasets=str(src),
+                     seed=seed, files=files, **info)
+
+
 @dataclass
 class _File:
     """One file to simulate: where it goes, its seed, how to make its arrays, its datasets.json fields."""
@@ -111,11 +122,11 @@ def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: 
                 n = write_tree(out / f.rel, arrays, compression=compression, tree=tree)
                 written.append(out / f.rel)
                 eot = float(info.get("eot", 0.0))
+                sha = provenance.file_sha256(out / f.rel)  # cached: the manifest reuses it
                 new.setdefault(f.run, []).append(dsets.FileEntry(
-                    path=f.rel, tree=tree, nevents=n, eot=eot, sha256=dsets.sha256sum(out / f.rel),
-                    seed=f.seed, **f.entry))
+                    path=f.rel, tree=tree, nevents=n, eot=eot, sha256=sha, seed=f.seed, **f.entry))
                 report.append({"run": f.run, "events": n, "eot": eot, "seconds": time.perf_counter() - t0,
-                               "path": f.rel, **f.extra(info)})
+                               "path": f.rel, "sha256": sha, "seed": f.seed, **f.extra(info)})
                 if bar:
                     bar.advance(task)
         return _write_datasets(ds, src, out, cname, new)
@@ -141,9 +152,11 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
     camp = ds.campaign(cname, file=str(src))
     _check_options(level, n_events, compression, signal_mass, signal_eps)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
+    clock = provenance.Clock()
     sample = "campaign" if level == "skim" else "trigger"
     signal = (float(signal_mass), float(signal_eps)) if signal_mass is not None else None
     report = [] if report is None else report
+    n0 = len(report)  # the caller's list may hold earlier files
 
     def make(run, rname):
         return lambda rng, info: generate_events(run, campaign=cname, run_name=rname, level=level, rng=rng,
@@ -157,9 +170,8 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
              for rname, run in selected.items()]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label=f"simulate {cname}", report=report)
-    provenance.write(out, STAGE, datasets=str(src), campaign=cname, level=level, seed=seed,
-                     n_events=n_events, signal_mass_GeV=signal_mass, signal_eps=signal_eps,
-                     compression=compression, files=report)
+    _record(out, STAGE, src, seed, report[n0:], clock, campaign=cname, level=level, n_events=n_events,
+            signal_mass_GeV=signal_mass, signal_eps=signal_eps, compression=compression)
     return path
 
 
@@ -185,7 +197,9 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
     for m in masses_GeV:
         _check_options("skim", None, compression, m, eps)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
+    clock = provenance.Clock()
     report = [] if report is None else report
+    n0 = len(report)  # the caller's list may hold earlier files
 
     def make(run, rname, m):
         return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps, rng=rng,
@@ -200,8 +214,8 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
              for rname, run in selected.items() for m in masses_GeV]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label="signal MC", report=report)
-    provenance.write(out, f"{STAGE}_signal", datasets=str(src), campaign=cname, seed=seed, eps=eps,
-                     masses_GeV=list(masses_GeV), n_events=n_events, compression=compression, files=report)
+    _record(out, f"{STAGE}_signal", src, seed, report[n0:], clock, campaign=cname, eps=eps,
+            masses_GeV=list(masses_GeV), n_events=n_events, compression=compression)
     return path
 
 
@@ -225,7 +239,9 @@ def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n
         raise InputError("--n-events must be > 0 for the dimuon sample", field="n_events")
     _check_options("skim", n_events, compression, None, None)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
+    clock = provenance.Clock()
     report = [] if report is None else report
+    n0 = len(report)  # the caller's list may hold earlier files
 
     def make(run, rname):
         return lambda rng, info: simulate_dimuon_sample(run, n_events=int(n_events), rng=rng, campaign=cname,
@@ -238,6 +254,6 @@ def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n
              for rname, run in selected.items()]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label="dimuon MC", report=report)
-    provenance.write(out, f"{STAGE}_dimuon", datasets=str(src), campaign=cname, seed=seed,
-                     n_events=n_events, compression=compression, files=report)
+    _record(out, f"{STAGE}_dimuon", src, seed, report[n0:], clock, campaign=cname, n_events=n_events,
+            compression=compression)
     return path

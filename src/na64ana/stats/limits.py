@@ -22,6 +22,7 @@ log = logging.getLogger("na64ana.stats")
 EPS0 = 1e-4  # eps at which the yield per EOT is evaluated (any value works: yield ~ eps^2)
 BANDS = {"eps_exp": "median", "eps_exp_m1": "m1", "eps_exp_p1": "p1", "eps_exp_m2": "m2", "eps_exp_p2": "p2"}
 METHODS = ("exact", "toys", "asymptotic")
+TOYS_SEED = 1  # seed of the toy CLs method (recorded in provenance)
 
 
 def yields_per_eot(summary: Summary, masses: list[float]) -> np.ndarray:
@@ -89,7 +90,7 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
     else:
         from .model import counting_model_from_spec
 
-        res = _cls.limits(counting_model_from_spec(spec), cl, method=method)
+        res = _cls.limits(counting_model_from_spec(spec), cl, method=method, seed=TOYS_SEED)
         mu_obs, mu_exp = res.mu_obs, res.mu_exp
         extra = {"cls_at_limit": res.cls_obs_at_limit, "n_outcomes": res.n_outcomes}
     to_eps = lambda mu: eps_ref * math.sqrt(mu) if np.isfinite(mu) else None  # noqa: E731
@@ -117,12 +118,17 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
 
 
 def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
-         yields: np.ndarray | None = None) -> dict[str, Any]:
+         yields: np.ndarray | None = None, summary_file: str | Path | None = None) -> dict[str, Any]:
     """Limits for every mass of the summary. ``yields``: A' per EOT at eps = EPS0 per mass (default: physics).
 
-    A mass that fails is reported with an ``error`` field, never as a silent NaN."""
+    A mass that fails is reported with an ``error`` field, never as a silent NaN. With ``out_dir`` the
+    workspaces are written there and recorded (stage "limits" in provenance.json, ``summary_file`` as its
+    input); whoever then writes ``limits.json`` there records the stage again to refresh the manifest."""
+    from .. import provenance
+
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
+    clock = provenance.Clock()
     cl = summary.cl if cl is None else cl
     masses = list(summary.masses_GeV)
     y = yields_per_eot(summary, masses) if yields is None else np.asarray(yields, dtype=float)
@@ -138,6 +144,12 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
             log.warning("mass %.4g GeV failed: %s", m, exc)
             points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
     diffs = [abs(p["simple_rel_diff"]) for p in points if p.get("simple_rel_diff") is not None]
+    if out_dir is not None:
+        provenance.write(out_dir, "limits", inputs=[summary_file] if summary_file else None,
+                         outputs=["workspaces"], blinded=summary.blinded,
+                         seeds={"toys_seed": TOYS_SEED} if method == "toys" else None,
+                         metrics=clock.metrics(masses=len(masses)), method=method, cl=cl,
+                         n_failed=sum("error" in p for p in points))
     return {
         "cl": cl, "method": _method_label(method), "analysis": summary.analysis, "blinded": summary.blinded,
         "cross_section": summary.cross_section, "beam_energy_GeV": summary.beam_energy_GeV,
