@@ -1,0 +1,59 @@
+"""``na64ana verify RESULTS``: check a results folder against what it was made from.
+
+Walks every provenance.json under RESULTS and re-hashes (sha256) every recorded input that still exists
+and every file of every outputs manifest. Errors: an input missing or changed, an output missing or
+modified, a file no manifest lists (``--allow-extra`` makes those warnings). The code version now vs the
+recorded one is shown as information. Exit 0 when everything matches, 3 otherwise. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import DataError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="check a results folder against its recorded inputs and outputs",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", help="results folder (any folder holding provenance.json files)")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="print only errors and warnings (nothing when everything matches)")
+    p.add_argument("--allow-extra", action="store_true",
+                   help="files listed in no manifest are warnings instead of errors")
+    p.set_defaults(func=run)
+
+
+def table(problems: list) -> str:
+    """The problems as a fixed-width table: level, folder, file (long paths cut from the left), what."""
+    rows = [(p.level.upper(), p.folder, p.file or "-", p.detail) for p in problems]
+    head = ("level", "folder", "file", "what")
+    w = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+    w[2] = min(w[2], 48)
+    lines = []
+    for r in [head, *rows]:
+        f = r[2] if len(r[2]) <= w[2] else "..." + r[2][-(w[2] - 3):]
+        lines.append(f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {f:<{w[2]}}  {r[3]}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import provenance
+
+    v = provenance.check(args.results, allow_extra=args.allow_extra)
+    shown = [p for p in v.problems if not (args.quiet and p.level == "info")]
+    if not args.quiet:
+        print(f"verify {args.results}: {v.folders} provenance.json, {v.inputs} inputs, {v.outputs} outputs "
+              f"checked")
+    if shown:
+        print(table(shown))
+    errors = v.errors
+    if errors:
+        sys.stdout.flush()
+        first = errors[0]
+        raise DataError(f"{len(errors)} error(s), first: {first}", file=str(args.results))
+    if not args.quiet:
+        warn = sum(p.level == "warning" for p in v.problems)
+        print("OK: every input and output matches its record" + (f" ({warn} warning(s))" if warn else ""))
+    return 0
