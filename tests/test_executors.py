@@ -39,13 +39,21 @@ def jobs(synth_campaign):
     return execute.plan(synth_campaign.datasets, samples=["campaign", "signal"])
 
 
-def test_chunk_sizes_and_futures_agree(jobs):
+def test_chunk_sizes_and_futures_agree(jobs, tmp_path):
     ref = _summary(execute.run(jobs, "invisible", chunksize=10_000))
     for cs in (37, 256):
         _assert_same(ref, _summary(execute.run(jobs, "invisible", chunksize=cs)))
-    fut = execute.run(jobs, "invisible", executor="futures", workers=2, chunksize=64)
+    cdir = tmp_path / "cache"
+    fut = execute.run(jobs, "invisible", executor="futures", workers=2, chunksize=64, cache_dir=cdir)
     assert fut.metrics["executor"] == "futures" and fut.metrics["chunks"] > 4
     _assert_same(ref, _summary(fut))
+    # The worker processes wrote the chunk cache (counted from the metrics they returned) ...
+    n = fut.metrics["chunks"]
+    assert fut.metrics["cache"]["misses"] == fut.metrics["cache"]["stored"] == n
+    # ... and the same chunks read back in this process are all hits, with the same result.
+    again = execute.run(jobs, "invisible", chunksize=64, cache_dir=cdir)
+    assert again.metrics["cache"]["hits"] == n and again.metrics["cache"]["misses"] == 0
+    _assert_same(ref, _summary(again))
 
 
 @pytest.mark.dask
@@ -142,7 +150,8 @@ def test_cli_run_prints_table_and_writes_layout(synth_campaign, capsys):
     names = {p.name for p in (out / "cutflows").iterdir()}
     assert names == {"B.json", "B.md", "B-signal.json", "B-signal.md"}
     prov = json.loads((out / "provenance.json").read_text())["stages"]["run"]
-    assert prov["unblind"] is True and prov["blinded"] == [] and prov["datasets_sha256"]
+    assert prov["unblind"] is True and prov["blinded"] is False and prov["blinded_keys"] == []
+    assert prov["datasets_sha256"]
     assert set(json.loads((out / "regions.json").read_text())) == {"B", "B-signal"}
 
 
