@@ -157,6 +157,26 @@ def test_bad_data_file(kind, synth_campaign, capsys):
     assert not outputs.is_complete(out)
 
 
+def test_corrupted_basket_fails_the_run_naming_file_and_entries(synth_campaign, capsys):
+    """A file whose header and trailer are intact passes the up-front checks; a basket with garbage
+    inside is found only while processing: the run must still stop naming the file (not a WorkItem repr)."""
+    p = synth_campaign.paths["a2"]
+    with uproot.open(p) as f:
+        branch = f["events"]["ecal_e"]
+        start, size = int(branch.member("fBasketSeek")[0]), int(branch.member("fBasketBytes")[0])
+    data = bytearray(p.read_bytes())
+    data[start + 80: start + size - 4] = b"Z" * (size - 84)  # keep the key header, smash the payload
+    p.write_bytes(bytes(data))
+    inputs.check_inputs(execute.plan(synth_campaign.datasets, runs=["A"]))  # undetectable up front
+    out = synth_campaign.datasets.parent / "out"
+    rc = cli_main(["run", "--datasets", str(synth_campaign.datasets), "--out", str(out), "--runs", "A",
+                   "--no-cache", "--retries", "0"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == DataError.exit_code and not outputs.is_complete(out)
+    assert err.startswith(f"na64ana run: error: {p}:entries 0-") and "processing failed" in err
+    assert "WorkItem" not in err
+
+
 def test_bad_file_also_stops_a_previously_complete_output(synth_campaign):
     """Re-running into a complete folder with a bad input leaves it marked incomplete, not stale."""
     out = synth_campaign.datasets.parent / "out"

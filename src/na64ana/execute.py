@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import resource
 import time
 from collections.abc import Iterable, Sequence
@@ -172,6 +173,22 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
     raise InputError(f"unknown executor '{name}' (choose from {', '.join(EXECUTORS)})", field="--executor")
 
 
+_WORK_ITEM = re.compile(r"WorkItem\(.*?filename='(?P<file>[^']+)'.*?entrystart=(?P<start>\d+), "
+                        r"entrystop=(?P<stop>\d+).*?The error was: (?P<why>.*)", re.S)
+
+
+def processing_error(exc: BaseException) -> DataError:
+    """One-line DataError for a chunk that failed inside coffea (e.g. a corrupted basket that passed the
+    up-front checks): coffea's message buries the file in a WorkItem repr, so name the file and the entry
+    range instead. The message survives pickling, so this also works for errors raised on dask workers."""
+    m = _WORK_ITEM.search(str(exc))
+    if m is None:
+        return DataError(f"processing failed: {type(exc).__name__}: {exc}")
+    why = " ".join(m["why"].split())
+    why = why if len(why) <= 240 else why[:237] + "..."
+    return DataError(f"processing failed: {why}", file=m["file"], field=f"entries {m['start']}-{m['stop']}")
+
+
 @dataclass
 class RunResult:
     output: dict[str, Any]
@@ -226,7 +243,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         with quiet:
             output, cmetrics = runner(fileset(jobs), processor_instance=proc, uproot_options=UPROOT_OPTIONS)
     except Exception as exc:
-        raise DataError(f"processing failed: {type(exc).__name__}: {exc}") from exc
+        raise processing_error(exc) from exc
     finally:
         close()
         from na64ana.processors.base import thaw_chunk_garbage
