@@ -81,13 +81,19 @@ def new_figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
+# Figure file metadata: no creation date in the PDF (matplotlib writes the current time otherwise), so the
+# same figure gives the same bytes and a results folder is reproducible file by file; the PNG carries only
+# matplotlib's "Software" entry. Nothing derived from the data goes into metadata.
+SAVE_METADATA = {".pdf": {"CreationDate": None}, ".png": {}}
+
+
 def save(fig: Figure, outdir: str | Path, name: str) -> list[Path]:
-    """Write ``outdir/name.png`` and ``.pdf``; returns both paths."""
+    """Write ``outdir/name.png`` and ``.pdf`` (byte-reproducible, see SAVE_METADATA); returns both paths."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = [outdir / f"{name}.png", outdir / f"{name}.pdf"]
     for p in paths:
-        fig.savefig(p, bbox_inches="tight")
+        fig.savefig(p, bbox_inches="tight", metadata=SAVE_METADATA[p.suffix])
     return paths
 
 
