@@ -62,3 +62,26 @@ def test_hepdata_submission_validates(results):
     out, _ = results
     ok, msgs = validate_archive(out / "hepdata" / "submission.tar.gz")
     assert ok, msgs
+
+
+def test_adopt_data_copies_the_datasets_with_rebased_paths(tmp_path, synth_campaign):
+    from pathlib import Path
+
+    from na64ana import datasets
+    from na64ana.errors import InputError
+
+    src = synth_campaign.datasets
+    copy = pipeline.adopt_data(src, tmp_path / "out" / "data", campaign="test", runs=["A", "B"])
+    old, new = datasets.load(src), datasets.load(copy)
+    for rname, run in new.campaigns["test"].runs.items():
+        before = old.campaigns["test"].runs[rname].files
+        assert [datasets.resolve_path(f, copy).resolve() for f in run.files] == \
+            [datasets.resolve_path(f, src).resolve() for f in before]
+        assert [f.sha256 for f in run.files] == [f.sha256 for f in before]
+    prov = json.loads((copy.parent / "provenance.json").read_text())["stages"]["data"]
+    assert prov["source"] == str(src)
+    with pytest.raises(InputError, match="differ from the runs"):
+        pipeline.adopt_data(src, tmp_path / "x", campaign="test", runs=["A"])
+    repo = Path(__file__).resolve().parents[1] / "datasets.json"  # campaigns without files
+    with pytest.raises(InputError, match="no data files"):
+        pipeline.adopt_data(repo, tmp_path / "y", campaign="prd2018", runs=["I", "II", "III"])

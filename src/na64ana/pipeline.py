@@ -3,7 +3,7 @@
 Data flows one way; each stage reads only what earlier stages wrote:
 
 ```
-datasets.json -> data/ (simulated runs + filled datasets.json)
+datasets.json -> data/ (simulated runs + filled datasets.json; or a copy of the given --data datasets.json)
   -> run/ (invisible cut flows, histograms)  -> dimuon/ (QED benchmark)
   -> background/background.json (side-band C)  -> signal_mc/ + efficiency/efficiency.json
   -> summary.json -> limits/limits.json (+ workspaces) -> optimisation/ -> plots/, report.md/html, hepdata/
@@ -13,7 +13,9 @@ Blinded unless ``unblind``: the signal box is never opened, so the limits are ex
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,11 +61,17 @@ def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: s
 
 
 def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.json",
-         campaign: str | None = None, seed: int = 2019, unblind: bool = False, n_signal: int = 20_000,
-         executor: str = "iterative", workers: int = 2,
+         data: str | Path | None = None, campaign: str | None = None, seed: int = 2019,
+         unblind: bool = False, n_signal: int = 20_000, executor: str = "iterative", workers: int = 2,
          efficiency_masses: Sequence[float] = EFFICIENCY_MASSES_GEV,
          limit_masses: Sequence[float] = LIMIT_MASSES_GEV, progress: bool = False) -> dict[str, float]:
-    """Simulate -> cut flows -> background -> efficiency -> summary -> limits -> report; returns timings."""
+    """Simulate -> cut flows -> background -> efficiency -> summary -> limits -> report; returns timings.
+
+    ``data``: a datasets.json whose files are the data (simulated elsewhere or real ntuples): the simulate
+    stage is skipped (a "data" stage copies that file to ``out/data/datasets.json`` instead, so every later
+    stage and the report read the same layout either way). The campaign's runs (EOT, efficiencies) are
+    then taken from it; the signal and dimuon MC are still simulated from ``datasets_file``.
+    """
     from . import background, datasets, efficiency, hepdata, report, summary
     from .simulation import campaign as sim
     from .stats import interpret, limits
@@ -72,11 +80,16 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     src = Path(datasets_file)
     ds = datasets.load(src)
     cname = campaign or ds.default_campaign
-    camp = ds.campaign(cname, file=str(src))
+    mc_runs = sorted(ds.campaign(cname, file=str(src)).runs)
     t: dict[str, float] = {}
 
-    data_ds = _stage("simulate", t, lambda: sim.simulate_campaign(
-        src, out_dir=out / "data", campaign=cname, seed=seed, progress=progress))
+    if data is None:
+        data_ds = _stage("simulate", t, lambda: sim.simulate_campaign(
+            src, out_dir=out / "data", campaign=cname, seed=seed, progress=progress))
+    else:
+        data_ds = _stage("data", t, lambda: adopt_data(data, out / "data", campaign=cname, runs=mc_runs))
+    camp = datasets.load(data_ds).campaign(cname, file=str(data_ds))
+    simulated = all(f.seed is not None for r in camp.runs.values() for f in r.files)
     _stage("run", t, lambda: run_processor(data_ds, out / "run", processor="invisible", campaign=cname,
                                            samples=("campaign",), unblind=unblind, executor=executor,
                                            workers=workers))
@@ -86,7 +99,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         bdir = provenance.prepare_outdir(out / "background", stage="background")
         table = background.table_from_run(out / "run", data_ds)
         provenance.write_json(bdir / "background.json", table)
-        provenance.write(bdir, "background", run_dir=str(out / "run"))
+        provenance.write(bdir, "background", run_dir=str(out / "run"), unblind=unblind,
+                         blinded=bool(table.get("blinded")))
         return table
 
     bkg = _stage("background", t, _background)
@@ -95,15 +109,18 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         sig_ds = sim.simulate_signal_samples(src, out_dir=out / "signal_mc",
                                              masses_GeV=list(efficiency_masses), n_events=n_signal,
                                              campaign=cname, seed=seed, progress=progress)
-        return efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
-                                  workers=workers)
+        eff = efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
+                                 workers=workers)
+        _note_unblind(out / "efficiency", "efficiency", unblind)
+        return eff
 
     eff = _stage("efficiency", t, _efficiency)
 
     def _summary() -> Path:
         from .outputs import load_regions
 
-        summ = summary.from_results(analysis=f"na64ana {cname} (simulated)", campaign=camp, background=bkg,
+        label = "simulated" if simulated else f"data: {Path(data).name}"
+        summ = summary.from_results(analysis=f"na64ana {cname} ({label})", campaign=camp, background=bkg,
                                     efficiency=eff, regions=load_regions(out / "run"),
                                     masses_GeV=limit_masses)
         summary.validate(summ, file="summary.json")
@@ -117,11 +134,12 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         interpret.add_interpretation(res)
         res["summary_file"] = str(summary_file)
         provenance.write_json(ldir / "limits.json", res)
-        provenance.write(ldir, "limits", summary=str(summary_file), method="exact", cl=res["cl"])
+        provenance.write(ldir, "limits", summary=str(summary_file), method="exact", cl=res["cl"],
+                         unblind=unblind, blinded=bool(res.get("blinded")))
         return res
 
     _stage("limits", t, _limits)
-    _stage("optimisation", t, lambda: _optimisation(out))
+    _stage("optimisation", t, lambda: _optimisation(out, unblind))
 
     def _report() -> None:
         plots = report.make_plots(out)
@@ -132,8 +150,57 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     _stage("report", t, _report)
     _stage("hepdata", t, lambda: hepdata.export_hepdata(out, out / "hepdata"))
     provenance.write(out, "demo", campaign=cname, seed=seed, unblind=unblind, n_signal=n_signal,
-                     executor=executor, datasets=str(src), stage_seconds=t)
+                     executor=executor, datasets=str(src), data=str(data) if data is not None else None,
+                     stage_seconds=t)
     return t
+
+
+def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Sequence[str]) -> Path:
+    """Take a datasets.json listing the data as the chain's ``data/`` stage; returns the copy's path.
+
+    The copy (``out_dir/datasets.json``) lists the same files with paths rebased to its new folder, so the
+    results folder always describes its own inputs. Refused (InputError): a campaign whose runs differ from
+    ``runs`` (those the MC is simulated for) or a run without data files (kind "data", sample "campaign").
+    """
+    from . import datasets
+    from .errors import InputError
+
+    src = Path(data)
+    ds = datasets.load(src)
+    camp = ds.campaign(campaign, file=str(src))
+    if sorted(camp.runs) != sorted(runs):
+        raise InputError(f"runs {sorted(camp.runs)} differ from the runs {sorted(runs)} the MC is simulated "
+                         "for (--datasets)", file=str(src), field=f"campaigns.{campaign}.runs")
+    empty = [r for r, run in camp.runs.items()
+             if not any(f.kind == "data" and f.sample == "campaign" for f in run.files)]
+    if empty:
+        raise InputError(f"no data files (kind 'data', sample 'campaign') for run(s) {', '.join(empty)}",
+                         file=str(src), field=f"campaigns.{campaign}.runs.{empty[0]}.files")
+    dest = provenance.prepare_outdir(out_dir, stage="data")
+    copy = ds.model_copy(deep=True)
+    for c in copy.campaigns.values():
+        for run in c.runs.values():
+            run.files = [f.model_copy(update={"path": os.path.relpath(datasets.resolve_path(f, src),
+                                                                      dest.resolve())})
+                         for f in run.files]
+    target = dest / "datasets.json"
+    datasets.dump(datasets.validate(copy.model_dump(mode="json"), file=str(target)), target)
+    provenance.write(dest, "data", source=str(src), source_sha256=datasets.sha256sum(src), campaign=campaign)
+    return target
+
+
+def _note_unblind(folder: Path, stage: str, unblind: bool) -> None:
+    """Add the chain's ``unblind`` flag to a stage record written by a library function that does not
+    record it itself (efficiency, optimise: they never read box content), so that every stage record of
+    the results folder states whether the box was opened. An existing value is left alone."""
+    path = folder / "provenance.json"
+    if not path.exists():
+        return
+    doc = json.loads(path.read_text())
+    rec = doc.get("stages", {}).get(stage)
+    if isinstance(rec, dict) and "unblind" not in rec:
+        rec["unblind"] = unblind
+        provenance.write_json(path, doc)
 
 
 def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind: bool, executor: str,
@@ -147,10 +214,11 @@ def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind:
                   unblind=unblind, executor=executor, workers=workers, extra=[(mc_ds, ("dimuon_mc",))])
 
 
-def _optimisation(out: Path) -> None:
+def _optimisation(out: Path, unblind: bool) -> None:
     """Expected limit vs the E_ECAL box edge for two masses (side band C and signal MC only: blinded)."""
     from . import optimise
 
     odir = provenance.prepare_outdir(out / "optimisation", stage="optimise")
     optimise.optimise(out / "run", out / "efficiency", odir, masses=OPTIMISATION_MASSES_GEV,
                       cuts=OPTIMISATION_CUTS_GEV)
+    _note_unblind(odir, "optimise", unblind)

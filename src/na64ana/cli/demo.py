@@ -1,6 +1,8 @@
 """``na64ana demo``: the main job on the embedded default -- simulate runs I-III, cut flows, dimuon benchmark,
 side-band background, signal efficiency, summary, combined limits, cut optimisation, plots, report and
-HEPData export, all into one folder (``make demo`` -> results/). Blinded unless --unblind."""
+HEPData export, all into one folder (``make demo`` -> results/). Blinded unless --unblind.
+With --data, the given datasets file lists the data (real ntuples or simulated elsewhere) and the
+simulation of the data is skipped; the signal and dimuon MC are still simulated from --datasets."""
 
 from __future__ import annotations
 
@@ -14,11 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__)
     p.add_argument("--datasets", default="datasets.json", help="datasets file (default: %(default)s)")
     p.add_argument("--campaign", default=None, help="campaign (default: the datasets file's default)")
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="a datasets.json whose files are the data (e.g. real ntuples): skip the simulation "
+                        "of the data; runs must match the campaign of --datasets")
     p.add_argument("--out", default="results", help="results folder (default: %(default)s)")
     add_seed(p)
     add_unblind(p)
     p.add_argument("--n-signal", type=int, default=20_000,
                    help="generated A' per run and mass (default: %(default)s)")
+    p.add_argument("--efficiency-masses", type=float, nargs="+", default=None, metavar="GEV",
+                   help="A' masses of the signal MC (default: the ten of the analysis, 1 MeV - 1 GeV)")
+    p.add_argument("--limit-masses", type=float, nargs="+", default=None, metavar="GEV",
+                   help="A' masses of the limit scan (default: 31 log-spaced, 1 MeV - 1 GeV)")
     p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=run)
@@ -29,9 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     out = provenance.prepare_outdir(args.out, stage="demo")
     log = setup_logging(out, "demo")
-    timings = pipeline.demo(out, datasets_file=args.datasets, campaign=args.campaign, seed=args.seed,
-                            unblind=args.unblind, n_signal=args.n_signal, executor=args.executor,
-                            workers=args.workers, progress=show_progress())
+    masses = {k: tuple(v) for k, v in (("efficiency_masses", args.efficiency_masses),
+                                        ("limit_masses", args.limit_masses)) if v}
+    timings = pipeline.demo(out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,
+                            seed=args.seed, unblind=args.unblind, n_signal=args.n_signal,
+                            executor=args.executor, workers=args.workers, progress=show_progress(), **masses)
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     log.info("done in %.0f s: %s", sum(timings.values()), steps)
     log.info("report: %s", out / "report.md")
