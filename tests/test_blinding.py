@@ -12,6 +12,9 @@ from na64ana import blinding, selection
 from na64ana.cli import main as cli_main
 
 VOLATILE = {"metrics.json", "provenance.json"}  # timings, command lines, paths
+# The chunk cache is not an output: its entries are named by a key over the input files' sha256, which
+# differ by construction here (their content is the blinded per-chunk output, compared via the outputs).
+NOT_OUTPUTS = {".cache"}
 
 
 def _inputs(tmp: Path, synth, variant: str) -> Path:
@@ -36,7 +39,7 @@ def _run(tmp: Path, dsets: Path, *extra: str) -> tuple[Path, str]:
 def _snapshot(out: Path, root: Path) -> dict[str, bytes]:
     files = {}
     for p in sorted(out.rglob("*")):
-        if p.is_dir() or p.name in VOLATILE:
+        if p.is_dir() or p.name in VOLATILE or NOT_OUTPUTS & set(p.relative_to(out).parts):
             continue
         data = p.read_bytes()
         if p.suffix == ".log":
@@ -100,3 +103,108 @@ def test_is_blinded_and_hidden_rows():
     assert blinding.hidden_cuts(sel) == {"signal_box"}
     vals = {"ecal_e": np.array([30.0, 30.0, 60.0, np.nan]), "hcal_e": np.array([0.5, 2.0, 0.5, 0.5])}
     assert blinding.region_mask(sel, vals).tolist() == [True, False, False, False]
+
+
+# --- na64ana.audit.scan_blinding: it finds what it is meant to find ----------------------------------------
+
+
+@pytest.fixture
+def audited(pair, capsys):
+    """A blinded run output whose input has signal-like events in the box (the scan must stay quiet)."""
+    d, dsets = pair["signal"]
+    return _run(d, dsets)
+
+
+def _pickle_hist(out: Path, name: str, fill: dict) -> None:
+    import pickle
+
+    path = out / "hists" / f"{name}.pkl"
+    h = pickle.loads(path.read_bytes())
+    h.fill(run="I", **fill)
+    path.write_bytes(pickle.dumps(h))
+
+
+def _edit_json(path: Path, edit) -> None:
+    import json
+
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_audit_blinded_run_is_clean(audited):
+    from na64ana import audit
+
+    res = audit.scan(audited)
+    assert res.findings == [] and res.blinded is True
+    assert {"cutflows/I.json", "regions.json", "hists/plane_final.pkl", "logs/run.log"} <= set(res.scanned)
+
+
+def test_audit_finds_box_content_in_histograms(audited):
+    from na64ana import audit
+
+    _pickle_hist(audited, "plane_final", {"ecal": [30.0], "hcal": [0.4]})  # inside the box
+    _pickle_hist(audited, "plane_loose", {"ecal": [60.0], "hcal": [0.4]})  # side band C: allowed
+    # N-1 of the SRD cut: its events pass the HCAL and box cuts, so any entry is a box event
+    _pickle_hist(audited, "nminus1_srd_srd_e_min", {"srd_e_min": [10.0]})
+    found = {(f.file, f.where) for f in audit.scan_blinding(audited)}
+    assert found == {("hists/plane_final.pkl", "run=I"), ("hists/nminus1_srd_srd_e_min.pkl", "run=I")}
+
+
+def test_audit_finds_counts_in_cutflows_regions_and_limits(audited):
+    from na64ana import audit
+
+    def unhide(cf):
+        cf["rows"][-1].update(events=3, blinded=False)
+
+    _edit_json(audited / "cutflows" / "I.json", unhide)
+    _edit_json(audited / "regions.json", lambda r: r["I"].update(signal_box=3))
+    md = audited / "cutflows" / "I.md"
+    md.write_text(re.sub(r"(\| signal_box \|[^|]*\|) blinded", r"\1 3", md.read_text()))
+    (audited / "limits.json").write_text('{"blinded": true, "points": [{"mass_GeV": 0.01, "eps_obs": 1e-5}]}')
+    (audited / "ws.json").write_text('{"observations": [{"name": "run_I", "data": [3.0]}]}')
+    found = {(f.file, f.where.split("[")[0]) for f in audit.scan_blinding(audited)}
+    assert found == {("cutflows/I.json", "rows"), ("cutflows/I.md", "line 5 row 9"),
+                     ("regions.json", "I.signal_box"), ("limits.json", "points"), ("ws.json", "observations")}
+
+
+def test_audit_finds_text_tables_and_figure_metadata(audited):
+    from matplotlib.figure import Figure
+
+    from na64ana import audit, plots
+
+    (audited / "report.md").write_text(
+        "**I** (data, blinded)\n\n| cut | events |\n|---|---|\n| all | 10 |\n| signal_box | 3 |\n\n"
+        "| m | eps observed |\n|---|---|\n| 0.01 | blinded |\n| 0.1 | 2e-4 |\n")
+    log = audited / "logs" / "run.log"
+    log.write_text(log.read_text() + "2026-01-01 00:00:00,000 INFO x: observed: 3 events\n")
+    log_line = f"line {len(log.read_text().splitlines())}"
+    fig = Figure()
+    fig.subplots().plot([0, 1])
+    plots.save(fig, audited / "plots", "clean")
+    fig.savefig(audited / "plots" / "tagged.png", metadata={"Title": "observed = 3"})
+    fig.savefig(audited / "plots" / "tagged.pdf", metadata={"Subject": "3 events in the box"})
+    found = {(f.file, f.where) for f in audit.scan_blinding(audited)}
+    assert found == {("report.md", "line 3 row 2"), ("report.md", "line 8 row 2"),
+                     ("logs/run.log", log_line), ("plots/tagged.png", "metadata Title"),
+                     ("plots/tagged.pdf", "metadata Subject")}
+
+
+def test_audit_provenance_must_state_blinding(audited):
+    from na64ana import audit
+
+    def forget(doc):
+        for key in ("unblind", "blinded"):
+            doc["stages"]["run"].pop(key, None)
+
+    _edit_json(audited / "provenance.json", forget)
+    assert [(f.kind, f.where) for f in audit.scan_blinding(audited)] == [("provenance", "stages.run")]
+
+
+def test_audit_unblinded_run_is_reported_not_a_leak(pair, capsys):
+    from na64ana import audit
+
+    d, dsets = pair["signal"]
+    out = _run(d, dsets, "--unblind")
+    findings = audit.scan_blinding(out)
+    assert [(f.kind, f.file) for f in findings] == [("unblinded", "provenance.json")]
