@@ -11,6 +11,11 @@ in ~/.local/share/jupyter) could point at another Python, so the test puts a ``p
 
 Also checked, without executing: the notebooks are committed without outputs and each ``.ipynb`` has the
 same cells as its jupytext-paired ``.py`` (percent format), so neither copy can silently drift.
+
+Blinding (issue 8): after execution, every run output a notebook wrote passes
+:func:`na64ana.audit.scan_blinding` (blinded ones carry no box content; an unblinded one must say so in its
+provenance), and no cell output states box content (:func:`na64ana.audit.scan_notebook`) except in cells
+that open a box explicitly (``unblind=True``, on simulation) or show a published paper's observed counts.
 """
 
 from __future__ import annotations
@@ -108,4 +113,24 @@ def test_notebook_executes(path, tmp_path, monkeypatch, jupyter_path):
 
     assert out.is_dir() and any(out.iterdir()), "the notebook wrote nothing into NA64ANA_NB_OUT"
     assert sorted(p.name for p in NB_DIR.iterdir()) == before, "the notebook wrote into notebooks/"
+    _assert_blinding_kept(nb, out)
+
+
+# Cells allowed to show box content, matched on their source: they open the box on purpose on simulation
+# (``unblind=True``) or use the published PRL 2019 summary (``prl``: the paper's observed counts and
+# limits, not our data).
+OPENS_THE_BOX = re.compile(r"unblind=True|\bprl\b|_prl\b|prl2019_published")
+
+
+def _assert_blinding_kept(nb, out: Path) -> None:
+    from na64ana import audit
+
+    # Leaks only: stage records written by library calls in a notebook (e.g. efficiency.measure) are not
+    # all complete provenance-wise; the full chain's provenance is checked in test_blinding_audit.
+    for folder in sorted(p.parent for p in out.rglob("run.complete")):
+        leaks = [f for f in audit.scan_blinding(folder) if f.kind == "leak"]
+        assert not leaks, f"{folder.relative_to(out)}:\n" + "\n".join(map(str, leaks))
+    for f in audit.scan_notebook(nb):
+        cell = nb.cells[int(f.where.split()[1])]
+        assert OPENS_THE_BOX.search(cell.source), f"cell output states box content: {f}\n{cell.source}"
 
