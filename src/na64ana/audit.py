@@ -9,9 +9,10 @@ blinded outputs); this scan is the check a collaborator can run on a folder befo
 Checked (a :class:`Finding` per problem; ``kind`` "leak", "provenance" or "unblinded"):
 
 - provenance: every stage record of an output folder says whether the box was opened (``unblind`` or
-  ``blinded``), consistently; the folder's state is *blinded* unless every record touching data says
-  ``unblind: true``. An unblinded folder gives one "unblinded" finding (box content there is expected)
-  and only the self-describing checks below; mixed states are a "provenance" finding.
+  ``blinded``; ``blinded: null`` = no data read, e.g. signal MC), consistently; the folder's state is
+  *blinded* unless every record touching data says ``unblind: true``. An unblinded folder gives one
+  "unblinded" finding (box content there is expected) and only the self-describing checks below; mixed
+  states are a "provenance" finding.
 - histograms (``*.pkl`` holding a ``hist.Hist``): for every run key in ``metadata["blinded_region"]``, with
   that run's own box edges, every bin that lies inside the box is empty. A bin counts as inside when its
   E_ECAL/E_HCAL edges are within the box, or when the histogram's fill selection (N-1 and plane histograms,
@@ -246,6 +247,8 @@ def _provenance(ctx: _Ctx, provs: list[Path], res: Audit) -> None:
     for prov in provs:
         for stage, rec in _stages(prov).items():
             state = _state(rec)
+            if state is None and "blinded" in rec and rec["blinded"] is None:
+                continue  # provenance: null = no data read (simulation, signal MC), blinding does not apply
             if state is None:
                 ctx.add(prov, f"stages.{stage}", "the record does not say whether the box was opened "
                         "(no 'unblind' or 'blinded')", "provenance")

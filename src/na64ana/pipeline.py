@@ -13,7 +13,6 @@ Blinded unless ``unblind``: the signal box is never opened, so the limits are ex
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -99,8 +98,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         bdir = provenance.prepare_outdir(out / "background", stage="background")
         table = background.table_from_run(out / "run", data_ds)
         provenance.write_json(bdir / "background.json", table)
-        provenance.write(bdir, "background", run_dir=str(out / "run"), unblind=unblind,
-                         blinded=bool(table.get("blinded")))
+        provenance.write(bdir, "background", inputs=[out / "run", data_ds], outputs=["background.json"],
+                         run_dir=str(out / "run"), unblind=unblind, blinded=bool(table.get("blinded")))
         return table
 
     bkg = _stage("background", t, _background)
@@ -109,10 +108,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         sig_ds = sim.simulate_signal_samples(src, out_dir=out / "signal_mc",
                                              masses_GeV=list(efficiency_masses), n_events=n_signal,
                                              campaign=cname, seed=seed, progress=progress)
-        eff = efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
-                                 workers=workers)
-        _note_unblind(out / "efficiency", "efficiency", unblind)
-        return eff
+        return efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
+                                  workers=workers)
 
     eff = _stage("efficiency", t, _efficiency)
 
@@ -124,13 +121,18 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
                                     efficiency=eff, regions=load_regions(out / "run"),
                                     masses_GeV=limit_masses)
         summary.validate(summ, file="summary.json")
-        return provenance.write_json(out / "summary.json", summ)
+        path = provenance.write_json(out / "summary.json", summ)
+        read = [out / "background" / "background.json", out / "efficiency" / "efficiency.json",
+                out / "run" / "regions.json"]
+        provenance.write(out, "summary", inputs=read, outputs=["summary.json"], unblind=unblind,
+                         blinded=all(r["observed"] is None for r in summ["runs"]))
+        return path
 
     summary_file = _stage("summary", t, _summary)
 
     def _limits() -> dict[str, Any]:
         ldir = provenance.prepare_outdir(out / "limits", stage="limits")
-        res = limits.scan(summary.load(summary_file), method="exact", out_dir=ldir)
+        res = limits.scan(summary.load(summary_file), method="exact", out_dir=ldir, summary_file=summary_file)
         interpret.add_interpretation(res)
         res["summary_file"] = str(summary_file)
         provenance.write_json(ldir / "limits.json", res)
@@ -149,7 +151,9 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
 
     _stage("report", t, _report)
     _stage("hepdata", t, lambda: hepdata.export_hepdata(out, out / "hepdata"))
-    provenance.write(out, "demo", campaign=cname, seed=seed, unblind=unblind, n_signal=n_signal,
+    metrics = {"wall_time_s": round(sum(t.values()), 2), "peak_rss_MB": provenance.peak_rss_mb()}
+    provenance.write(out, "demo", inputs=[src], workers=workers, metrics=metrics,
+                     campaign=cname, seed=seed, unblind=unblind, n_signal=n_signal,
                      executor=executor, datasets=str(src), data=str(data) if data is not None else None,
                      stage_seconds=t)
     return t
@@ -185,22 +189,8 @@ def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Se
                          for f in run.files]
     target = dest / "datasets.json"
     datasets.dump(datasets.validate(copy.model_dump(mode="json"), file=str(target)), target)
-    provenance.write(dest, "data", source=str(src), source_sha256=datasets.sha256sum(src), campaign=campaign)
+    provenance.write(dest, "data", inputs=[src], source=str(src), campaign=campaign)
     return target
-
-
-def _note_unblind(folder: Path, stage: str, unblind: bool) -> None:
-    """Add the chain's ``unblind`` flag to a stage record written by a library function that does not
-    record it itself (efficiency, optimise: they never read box content), so that every stage record of
-    the results folder states whether the box was opened. An existing value is left alone."""
-    path = folder / "provenance.json"
-    if not path.exists():
-        return
-    doc = json.loads(path.read_text())
-    rec = doc.get("stages", {}).get(stage)
-    if isinstance(rec, dict) and "unblind" not in rec:
-        rec["unblind"] = unblind
-        provenance.write_json(path, doc)
 
 
 def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind: bool, executor: str,
@@ -221,4 +211,3 @@ def _optimisation(out: Path, unblind: bool) -> None:
     odir = provenance.prepare_outdir(out / "optimisation", stage="optimise")
     optimise.optimise(out / "run", out / "efficiency", odir, masses=OPTIMISATION_MASSES_GEV,
                       cuts=OPTIMISATION_CUTS_GEV)
-    _note_unblind(odir, "optimise", unblind)

@@ -53,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .common import reliable_interrupt
+
     try:
-        return int(args.func(args) or 0)
+        with reliable_interrupt():  # Ctrl-C stops every command, even when it lands in a finalizer
+            return int(args.func(args) or 0)
     except Na64Error as exc:
         print(f"na64ana {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -3,7 +3,11 @@
 Walks every provenance.json under RESULTS and re-hashes (sha256) every recorded input that still exists
 and every file of every outputs manifest. Errors: an input missing or changed, an output missing or
 modified, a file no manifest lists (``--allow-extra`` makes those warnings). The code version now vs the
-recorded one is shown as information. Exit 0 when everything matches, 3 otherwise. Nothing is written.
+recorded one is shown as information. Then the blinding audit (:mod:`na64ana.audit`): in a blinded
+folder any signal-box content in an output (histogram box bins, cut-flow rows, observed counts, report
+tables, logs, HEPData, figure metadata) or a stage record that does not say whether the box was opened is
+an error; an explicitly unblinded folder is shown as information. Exit 0 when everything matches, 3
+otherwise. Nothing is written.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="print only errors and warnings (nothing when everything matches)")
     p.add_argument("--allow-extra", action="store_true",
                    help="files listed in no manifest are warnings instead of errors")
+    p.add_argument("--no-blinding-scan", action="store_true",
+                   help="skip the signal-box audit of the outputs (provenance checks only)")
     p.set_defaults(func=run)
 
 
@@ -38,22 +44,46 @@ def table(problems: list) -> str:
     return "\n".join(lines)
 
 
+def blinding_problems(results: str) -> tuple[list, int]:
+    """The blinding audit's findings as verify problems, and the number of files it scanned.
+
+    A leak is an error; a record that does not state the blinding, or a folder mixing blinded and
+    unblinded stages, is a warning (shown, not failing: e.g. limits from a published summary beside a
+    blinded run); an explicitly unblinded folder is information."""
+    from .. import audit
+    from ..provenance import Problem
+
+    res = audit.scan(results)
+    level = {"leak": "error", "provenance": "warning", "unblinded": "info"}
+    return [Problem(level.get(f.kind, "error"), "blinding", f.file, f"{f.kind} [{f.where}]: {f.what}",
+                    kind="provenance" if f.kind != "leak" else "output")
+            for f in res.findings], len(res.scanned)
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import provenance
 
     v = provenance.check(args.results, allow_extra=args.allow_extra)
-    shown = [p for p in v.problems if not (args.quiet and p.level == "info")]
+    problems = list(v.problems)
+    scanned = 0
+    if not args.no_blinding_scan:
+        found, scanned = blinding_problems(args.results)
+        problems += found
+    shown = [p for p in problems if not (args.quiet and p.level == "info")]
     if not args.quiet:
+        audit = f", {scanned} outputs audited for signal-box content" if not args.no_blinding_scan else ""
         print(f"verify {args.results}: {v.folders} provenance.json, {v.inputs} inputs, {v.outputs} outputs "
-              f"checked")
+              f"checked{audit}")
     if shown:
         print(table(shown))
-    errors = v.errors
+    errors = [p for p in problems if p.level == "error"]
     if errors:
         sys.stdout.flush()
         first = errors[0]
         raise DataError(f"{len(errors)} error(s), first: {first}", file=str(args.results))
     if not args.quiet:
-        warn = sum(p.level == "warning" for p in v.problems)
-        print("OK: every input and output matches its record" + (f" ({warn} warning(s))" if warn else ""))
+        warn = sum(p.level == "warning" for p in problems)
+        blind = "" if args.no_blinding_scan else "; no signal-box content found"
+        print("OK: every input and output matches its record" + blind
+              + (f" ({warn} warning(s))" if warn else ""))
     return 0
