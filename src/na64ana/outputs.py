@@ -113,7 +113,8 @@ def cutflow_markdown(rec: Mapping[str, Any]) -> str:
         lines += [f"*{rec['note']}*", ""]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for i, r in enumerate(rec["rows"]):
-        cells = [str(i), r["cut"], r["label"], _fmt(r["events"]), *([_fmt(r["weighted"], "w")] if mc else []),
+        label = r["label"].replace("|", "\\|")  # e.g. "|t| < 2 ns" must not split the row
+        cells = [str(i), r["cut"], label, _fmt(r["events"]), *([_fmt(r["weighted"], "w")] if mc else []),
                  _fmt(r["eff_abs"], "eff"), _fmt(r["eff_rel"], "eff")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

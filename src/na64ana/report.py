@@ -373,9 +373,12 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
-    """A markdown table (cells formatted with :func:`_fmt`)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c if isinstance(c, str) else _fmt(c) for c in r) + " |" for r in rows]
+    """A markdown table (cells formatted with :func:`_fmt`; a ``|`` in a cell, e.g. "|t| < 2 ns", escaped)."""
+    def cell(c: Any) -> str:
+        return (c if isinstance(c, str) else _fmt(c)).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -496,7 +499,8 @@ def _sec_cutflows(res: Results, ps: PlotSet) -> str:
             + table(["cut", "label", "events", "weighted", "eff. abs", "eff. rel"], rows)
             + "\n"
         )
-    regions = res.json("regions")
+    # the invisible run's regions (run/regions.json), not the first regions.json found (dimuon/ sorts first)
+    regions = res.json("regions") if (res.root / "regions.json").exists() else res.json("run/regions.json")
     if regions:
         names = list(
             dict.fromkeys(
