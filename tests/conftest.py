@@ -191,3 +191,17 @@ def synth_campaign(tmp_path):
     })
     return SimpleNamespace(datasets=dsets, cats={"A": np.concatenate([c1, c2]), "B": cb, "B-signal": cm},
                            arrays={"a1": a1, "a2": a2, "b1": b1, "sig": mc}, paths=p)
+
+
+def assert_same_hists(h0: dict, h1: dict, *, variance_rtol: float = 0.0) -> None:
+    """Two ``{name: hist.Hist}`` outputs hold the same histograms: values exactly (flow bins included),
+    variances within ``variance_rtol`` (sums of w^2 depend on the chunk merge order at ~1e-13)."""
+    assert h0.keys() == h1.keys() and len(h0) > 10
+    for name in h0:
+        a, b = h0[name], h1[name]
+        assert set(a.axes["run"]) == set(b.axes["run"]), name
+        for run in a.axes["run"]:
+            x, y = a[{"run": run}], b[{"run": run}]
+            np.testing.assert_array_equal(x.values(flow=True), y.values(flow=True), err_msg=f"{name} {run}")
+            np.testing.assert_allclose(x.variances(flow=True), y.variances(flow=True), rtol=variance_rtol,
+                                       atol=0, err_msg=f"{name} {run}")

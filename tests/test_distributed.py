@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_hists
 
 from na64ana.cli import main as cli_main
 
@@ -124,15 +125,7 @@ def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluste
         # identical records, except for what describes the execution itself (none expected in cut flows)
         assert c0[key] == c1[key], key
     assert r0 == r1
-    assert h0.keys() == h1.keys() and len(h0) > 10
-    for name in h0:
-        a, b = h0[name], h1[name]
-        assert set(a.axes["run"]) == set(b.axes["run"]), name  # category order follows the merge order
-        for run in a.axes["run"]:
-            x, y = a[{"run": run}], b[{"run": run}]
-            np.testing.assert_array_equal(x.values(flow=True), y.values(flow=True), err_msg=f"{name} {run}")
-            np.testing.assert_allclose(x.variances(flow=True), y.variances(flow=True), rtol=1e-12,
-                                       err_msg=f"{name} {run}")
+    assert_same_hists(h0, h1, variance_rtol=1e-12)
 
     # The same command again: every chunk comes from the cache, also through dask, with the same outputs.
     assert cli_main([*common, "--out", str(dask_dir), "--scheduler", address, "--chunksize", "60"]) == 0

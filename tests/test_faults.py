@@ -20,9 +20,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-from conftest import CATEGORIES, file_entry, make_arrays, write_datasets, write_tree
+from conftest import CATEGORIES, assert_same_hists, file_entry, make_arrays, write_datasets, write_tree
 
 from na64ana import execute, outputs
 from na64ana.cli import main as cli_main
@@ -58,18 +57,6 @@ def load_outputs(out: Path) -> tuple[dict, dict, dict, dict]:
         with open(p, "rb") as f:
             hists[p.stem] = pickle.load(f)
     return cutflows, regions, hists, json.loads((out / "metrics.json").read_text())
-
-
-def assert_same_hists(h0: dict, h1: dict) -> None:
-    assert h0.keys() == h1.keys() and len(h0) > 10
-    for name in h0:
-        a, b = h0[name], h1[name]
-        assert set(a.axes["run"]) == set(b.axes["run"]), name  # category order follows the merge order
-        for run in a.axes["run"]:
-            x, y = a[{"run": run}], b[{"run": run}]
-            np.testing.assert_array_equal(x.values(flow=True), y.values(flow=True), err_msg=f"{name} {run}")
-            np.testing.assert_array_equal(x.variances(flow=True), y.variances(flow=True),
-                                          err_msg=f"{name} {run}")
 
 
 @pytest.fixture(scope="module")
