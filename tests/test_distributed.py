@@ -10,7 +10,6 @@ Re-running the dask command then takes every chunk from the chunk cache the work
 from __future__ import annotations
 
 import json
-import pickle
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_hists
+from conftest import assert_same_hists, load_run_outputs
 
 from na64ana.cli import main as cli_main
 
@@ -88,16 +87,6 @@ def _transitions(sfile: Path) -> int:
         return client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
 
 
-def _load_outputs(out: Path) -> tuple[dict, dict, dict]:
-    cutflows = {p.stem: json.loads(p.read_text()) for p in sorted((out / "cutflows").glob("*.json"))}
-    regions = json.loads((out / "regions.json").read_text())
-    hists = {}
-    for p in sorted((out / "hists").glob("*.pkl")):
-        with open(p, "rb") as f:
-            hists[p.stem] = pickle.load(f)
-    return cutflows, regions, hists
-
-
 def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluster, tmp_path):
     address, sfile = dask_cluster
     assert address.startswith("tcp://127.0.0.1:")
@@ -118,8 +107,8 @@ def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluste
     # The chunk cache (default DIR/.cache) is written by the workers and counted on the client side.
     assert metrics["cache"]["misses"] == metrics["cache"]["stored"] == metrics["chunks"]
     assert metrics["cache"]["hits"] == 0
-    c0, r0, h0 = _load_outputs(ref_dir)
-    c1, r1, h1 = _load_outputs(dask_dir)
+    c0, r0, h0 = load_run_outputs(ref_dir)
+    c1, r1, h1 = load_run_outputs(dask_dir)
     assert set(c0) == set(c1) == {"A", "B", "B-signal"}
     for key in c0:
         # identical records, except for what describes the execution itself (none expected in cut flows)
@@ -132,7 +121,7 @@ def test_run_on_external_scheduler_matches_iterative(synth_campaign, dask_cluste
     again = json.loads((dask_dir / "metrics.json").read_text())
     assert again["cache"]["hits"] == again["chunks"] == metrics["chunks"] and again["cache"]["misses"] == 0
     assert again["events"] == metrics["events"]
-    c2, r2, h2 = _load_outputs(dask_dir)
+    c2, r2, h2 = load_run_outputs(dask_dir)
     assert c2 == c1 and r2 == r1
     for name in h1:
         for run in h1[name].axes["run"]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -21,7 +20,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import CATEGORIES, assert_same_hists, file_entry, make_arrays, write_datasets, write_tree
+from conftest import (
+    CATEGORIES,
+    assert_same_hists,
+    file_entry,
+    load_run_outputs,
+    make_arrays,
+    write_datasets,
+    write_tree,
+)
 
 from na64ana import execute, outputs
 from na64ana.cli import main as cli_main
@@ -49,14 +56,7 @@ def big_campaign(tmp_path_factory):
 
 
 def load_outputs(out: Path) -> tuple[dict, dict, dict, dict]:
-    assert outputs.is_complete(out)
-    cutflows = {p.stem: json.loads(p.read_text()) for p in sorted((out / "cutflows").glob("*.json"))}
-    regions = json.loads((out / "regions.json").read_text())
-    hists = {}
-    for p in sorted((out / "hists").glob("*.pkl")):
-        with open(p, "rb") as f:
-            hists[p.stem] = pickle.load(f)
-    return cutflows, regions, hists, json.loads((out / "metrics.json").read_text())
+    return (*load_run_outputs(out), json.loads((out / "metrics.json").read_text()))
 
 
 @pytest.fixture(scope="module")
