@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from na64ana.errors import InputError
-from na64ana.physics import crosssection as xs
 from na64ana.physics import yields as y
+from na64ana.physics.production import brem as xs
 
 RNG = np.random.default_rng(0)
 

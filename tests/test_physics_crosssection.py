@@ -10,7 +10,8 @@ from scipy import integrate
 
 from na64ana import published
 from na64ana.errors import InputError
-from na64ana.physics import crosssection as xs
+from na64ana.physics.models import widths
+from na64ana.physics.production import brem as xs
 
 
 @pytest.mark.parametrize("e0", [20.0, 100.0])
@@ -109,12 +110,12 @@ def test_widths():
     me = published.get("physics.electron_mass_GeV")
     m = 0.1
     # far above threshold: alpha eps^2 m / 3
-    assert float(xs.width_ll(m, 1e-3)) == pytest.approx(alpha * 1e-6 * m / 3, rel=1e-3)
-    assert float(xs.width_ll(1.5 * me, 1e-3)) == 0.0  # below threshold: closed, not NaN
+    assert float(widths.width_ll(m, 1e-3)) == pytest.approx(alpha * 1e-6 * m / 3, rel=1e-3)
+    assert float(widths.width_ll(1.5 * me, 1e-3)) == 0.0  # below threshold: closed, not NaN
     # same formula for Dirac chi with alpha_D in place of alpha eps^2
-    assert float(xs.width_chichi_dirac(m, 0.5, me)) == pytest.approx(
-        float(xs.width_ll(m, 1.0)) * 0.5 / alpha, rel=1e-12)
+    assert float(widths.width_chichi_dirac(m, 0.5, me)) == pytest.approx(
+        float(widths.width_ll(m, 1.0)) * 0.5 / alpha, rel=1e-12)
     # scalar: 1/4 of the Dirac width for a massless chi; m_A' = 3 m_chi gives (5/9)^(3/2)/12 alpha_D m
-    assert float(xs.width_chichi_scalar(m, 0.5, 1e-9)) == pytest.approx(
-        float(xs.width_chichi_dirac(m, 0.5, 1e-9)) / 4, rel=1e-9)
-    assert float(xs.width_chichi_scalar(m, 0.5, m / 3)) == pytest.approx(0.5 / 12 * m * (5 / 9) ** 1.5)
+    assert float(widths.width_chichi_scalar(m, 0.5, 1e-9)) == pytest.approx(
+        float(widths.width_chichi_dirac(m, 0.5, 1e-9)) / 4, rel=1e-9)
+    assert float(widths.width_chichi_scalar(m, 0.5, m / 3)) == pytest.approx(0.5 / 12 * m * (5 / 9) ** 1.5)

@@ -1,0 +1,34 @@
+"""Mediator models: couplings -> widths, BR_inv and the effective electron coupling eps_eff(m).
+
+Why a package: a new mediator (L_mu - L_tau, B-L, a user-defined vector) is one class here, registered by
+name, and the yields (:mod:`na64ana.physics.yields`) and the searches (:mod:`na64ana.searches`) use it
+without change. Map:
+
+* :mod:`.widths`: two-body widths of a vector (to fermions, complex scalars, neutrinos) vs the coupling;
+* :mod:`.base`: :class:`DarkMatter`, :class:`VectorCouplings`, the abstract :class:`VectorMediator`
+  and the name registry (:func:`get`, :func:`available`, :func:`register`);
+* :mod:`.dark_photon`: :class:`DarkPhoton` (eps).
+
+Examples:
+    >>> from na64ana.physics import models
+    >>> models.available()
+    ('dark_photon',)
+"""
+
+from __future__ import annotations
+
+from . import widths
+from .base import (
+           DM_KINDS,
+           INVISIBLE_CHANNELS,
+           DarkMatter,
+           VectorCouplings,
+           VectorMediator,
+           available,
+           get,
+           register,
+)
+from .dark_photon import DarkPhoton
+
+__all__ = ["DM_KINDS", "INVISIBLE_CHANNELS", "DarkMatter", "DarkPhoton", "VectorCouplings", "VectorMediator",
+           "available", "get", "register", "widths"]
