@@ -1,0 +1,436 @@
+"""Two-sided (band) limits in eps for the visible mode, A' -> e+ e- (X17).
+
+Why a band: the signal count N(eps) = sum_runs EOT_r eff_r n_r(eps) rises like eps^4 at small eps (eps^2
+production x eps^2 decay probability in the decay volume) and falls exponentially at large eps (the A'
+decays inside the WCAL). A mass is excluded for every eps with N(eps) >= s_up, where s_up is the CLs upper
+limit on the total signal count -- a set {eps_lo <= eps <= eps_hi}, possibly empty.
+
+s_up comes from the package's exact small-count hybrid CLs (:mod:`na64ana.stats.cls`): a multi-run counting
+model, one channel per run with its background, efficiency/EOT and shared A'-yield log-normal
+uncertainties, exactly as :mod:`na64ana.stats.limits` builds it for the invisible mode. In the visible mode
+the runs' signal *shares* depend on eps (the setups differ in geometry and beam energy), so s_up is
+computed with the shares at the edge being solved for, and the edge is solved again with that s_up (two
+passes; the shares are rounded to 0.05 so that CLs results are reused -- at zero observed events s_up
+moves by < 0.1% over all shares). Edges: N - s_up is evaluated on a log-eps grid, every sign change is
+refined with brentq in ln eps; the lower edge is the first crossing, the upper the last.
+
+The visible yields summary (``"signature": "visible"``) lists runs with a ``setup`` each (a configuration
+of ``data/visible_setup.toml``), EOT, efficiency, background and observed count; :func:`load_summary`
+validates it strictly and :func:`band_limits` turns it into a limits record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from scipy import optimize
+
+from ..errors import InputError, from_validation
+from ..physics import visible as vis
+from . import cls as _cls
+
+__all__ = [
+    "BAND_KEYS",
+    "EdgeSolver",
+    "VisibleRun",
+    "VisibleSummary",
+    "band_limits",
+    "band_point",
+    "load_summary",
+    "plot_band",
+    "s_up",
+    "validate_summary",
+]
+
+log = logging.getLogger("na64ana.stats")
+
+# output key (lower edge) -> CLs quantile of s_up; the upper edge is the same key + "_upper"
+BAND_KEYS = {"eps_obs": "obs", "eps_exp": "median", "eps_exp_m1": "m1", "eps_exp_p1": "p1",
+             "eps_exp_m2": "m2", "eps_exp_p2": "p2"}
+EPS_RANGE = (1e-7, 1e-1)
+GRID_PER_DECADE = 24
+SHARE_ROUND = 0.05
+X17_MASS_GeV = 0.0167
+
+
+# --------------------------------------------------------------------------------------------------
+# The visible yields summary
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VisibleRun(_Strict):
+    """One run of a visible-mode summary; ``setup`` names its configuration in the setup file."""
+
+    name: str = Field(min_length=1)
+    setup: str = Field(min_length=1, description="configuration name in visible_setup.toml")
+    eot: float = Field(gt=0)
+    eot_unc: float = Field(0.0, ge=0, lt=1)
+    efficiency: float = Field(gt=0, le=1)
+    efficiency_unc: float = Field(0.0, ge=0, lt=1)
+    background: float = Field(ge=0)
+    background_unc: float = Field(0.0, ge=0)
+    observed: StrictInt | None = Field(ge=0)
+    notes: dict[str, str] | str | None = None
+
+    @model_validator(mode="after")
+    def _bkg(self) -> VisibleRun:
+        if self.background > 0 and self.background_unc >= self.background:
+            raise ValueError("background_unc must be below background (a >= 100% uncertainty is a limit)")
+        if self.background == 0 and self.background_unc != 0:
+            raise ValueError("background = 0 needs background_unc = 0")
+        return self
+
+
+class VisibleSummary(_Strict):
+    """The visible-mode yields summary (``signature: "visible"``)."""
+
+    analysis: str
+    signature: Literal["visible"]
+    cross_section: Literal["etl", "ww"] = "etl"
+    cl: float = Field(0.9, gt=0, lt=1)
+    correlated: dict[str, float] = Field(default_factory=dict)
+    setup_file: str | None = None
+    runs: list[VisibleRun] = Field(min_length=1)
+    masses_GeV: list[float] = Field(default_factory=list)
+    notes: dict[str, str] | str | None = None
+
+    @field_validator("correlated")
+    @classmethod
+    def _rel(cls, v: dict[str, float]) -> dict[str, float]:
+        for k, x in v.items():
+            if not (math.isfinite(x) and 0 <= x < 1):
+                raise ValueError(f"relative uncertainty '{k}' must be in [0, 1)")
+        return v
+
+    @field_validator("masses_GeV")
+    @classmethod
+    def _masses(cls, v: list[float]) -> list[float]:
+        if any(not (math.isfinite(m) and m > 0) for m in v):
+            raise ValueError("masses must be finite and > 0 GeV")
+        return v
+
+    @field_validator("runs")
+    @classmethod
+    def _runs(cls, v: list[VisibleRun]) -> list[VisibleRun]:
+        names = [r.name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"run names must be unique, got {names}")
+        if len({r.observed is None for r in v}) > 1:
+            raise ValueError("either every run is blinded (observed: null) or none")
+        return v
+
+    @property
+    def blinded(self) -> bool:
+        return self.runs[0].observed is None
+
+
+def validate_summary(data: Any, *, file: str | None = None,
+                     setups: vis.VisibleSetups | None = None) -> VisibleSummary:
+    """A :class:`VisibleSummary` from parsed JSON; every run's setup must exist in the setup file."""
+    if not isinstance(data, Mapping):
+        raise InputError("a visible summary must be a JSON object", file=file)
+    try:
+        summary = VisibleSummary.model_validate(data)
+    except ValidationError as err:
+        raise from_validation(err, file=file) from None
+    setups = setups or _setups_for(summary, file)
+    for i, r in enumerate(summary.runs):
+        if r.setup not in setups.setups:
+            raise InputError(f"unknown setup '{r.setup}' (known: {', '.join(sorted(setups.setups))})",
+                             file=file, field=f"runs.{i}.setup")
+    return summary
+
+
+def _setups_for(summary: VisibleSummary, file: str | None) -> vis.VisibleSetups:
+    if summary.setup_file is None:
+        return vis.load_setups()
+    p = Path(summary.setup_file)
+    if not p.is_absolute() and file is not None:
+        p = Path(file).parent / p
+    return vis.load_setups(p)
+
+
+def load_summary(path: str | Path) -> VisibleSummary:
+    """Read and validate a visible summary JSON file (one-line InputError naming file and field)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} (line {exc.lineno})", file=str(p)) from None
+    return validate_summary(data, file=str(p))
+
+
+# --------------------------------------------------------------------------------------------------
+# s_up: the CLs upper limit on the total signal count
+
+
+class _SupCache:
+    """CLs limits on the total signal count per (rounded) share vector; one result serves all quantiles."""
+
+    def __init__(self, summary: VisibleSummary, method: str):
+        self.summary = summary
+        self.method = method
+        self._cache: dict[tuple[int, ...], _cls.LimitResult] = {}
+
+    def result(self, shares: np.ndarray) -> _cls.LimitResult:
+        key = tuple(int(round(x / SHARE_ROUND)) for x in shares / shares.sum())
+        if key not in self._cache:
+            q = np.maximum(np.asarray(key, dtype=float), 0.0)
+            q = q / q.sum() if q.sum() > 0 else np.full(q.size, 1.0 / q.size)
+            q = np.maximum(q, 1e-3)  # every channel keeps a sliver of signal (the model needs s > 0)
+            self._cache[key] = s_up(self.summary, q / q.sum(), method=self.method)
+        return self._cache[key]
+
+    def value(self, shares: np.ndarray, quantile: str) -> float:
+        res = self.result(shares)
+        return res.mu_obs if quantile == "obs" else res.mu_exp[quantile]
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def s_up(summary: VisibleSummary, shares: Sequence[float] | np.ndarray, *, method: str = "exact"
+         ) -> _cls.LimitResult:
+    """CLs limits on mu for a total signal of 1 event split over the runs as ``shares``: mu = s_up.
+
+    The model is the one of the invisible mode: per run a channel with its background (log-normal,
+    background_unc/background), efficiency and EOT (per run), and the ``correlated`` signal terms shared by
+    every run. Blinded runs use 0 observed events (the observed limit is then not reported)."""
+    s = np.asarray(shares, dtype=float)
+    s = s / s.sum()
+    runs = summary.runs
+    model = _cls.CountingModel.build(
+        s, [r.background for r in runs], [0 if r.observed is None else r.observed for r in runs],
+        shared_rel=list(summary.correlated.values()),
+        signal_rel=[[r.efficiency_unc, r.eot_unc] for r in runs],
+        background_rel=[r.background_unc / r.background if r.background > 0 else 0.0 for r in runs])
+    return _cls.limits(model, summary.cl, method=method)
+
+
+# --------------------------------------------------------------------------------------------------
+# The band at one mass
+
+
+@dataclass
+class EdgeSolver:
+    """N_r(eps) per run for one mass (vectorised over eps) and the crossings of N(eps) = s."""
+
+    mass_GeV: float
+    summary: VisibleSummary
+    setups: vis.VisibleSetups
+
+    def __post_init__(self) -> None:
+        runs = self.summary.runs
+        self._folds = [vis.decay_fold(self.mass_GeV, self.setups.setups[r.setup], setups=self.setups,
+                                      xsec=self.summary.cross_section) for r in runs]
+        self._scale = np.array([r.eot * r.efficiency for r in runs])
+        self._crossings: dict[float, list[float]] = {}
+
+    def per_run(self, eps: np.ndarray | float) -> np.ndarray:
+        """Signal events per run, shape (runs, len(eps))."""
+        e = np.atleast_1d(np.asarray(eps, dtype=float))
+        return self._scale[:, None] * np.array([f(e) for f in self._folds])
+
+    def total(self, eps: np.ndarray | float) -> np.ndarray:
+        return self.per_run(eps).sum(axis=0)
+
+    def crossings(self, s: float, grid: np.ndarray, n_grid: np.ndarray) -> list[float]:
+        """All eps with N(eps) = s, bracketed on ``grid`` (N on it: ``n_grid``) and refined in ln eps."""
+        if s in self._crossings:
+            return self._crossings[s]
+        f_grid = np.log(np.maximum(n_grid, 1e-300)) - math.log(s)
+        idx = np.flatnonzero(np.sign(f_grid[:-1]) * np.sign(f_grid[1:]) < 0)
+
+        def f(t: float) -> float:
+            return math.log(max(float(self.total(math.exp(t))[0]), 1e-300)) - math.log(s)
+
+        out = []
+        for i in idx:
+            lo, hi = math.log(grid[i]), math.log(grid[i + 1])
+            out.append(math.exp(optimize.brentq(f, lo, hi, xtol=1e-10, rtol=1e-10)))
+        self._crossings[s] = out
+        return out
+
+
+def _grid() -> np.ndarray:
+    lo, hi = EPS_RANGE
+    n = int(round(GRID_PER_DECADE * math.log10(hi / lo))) + 1
+    return np.logspace(math.log10(lo), math.log10(hi), n)
+
+
+def band_point(summary: VisibleSummary, mass: float, *, setups: vis.VisibleSetups | None = None,
+               cache: _SupCache | None = None, method: str = "exact") -> dict[str, Any]:
+    """Lower and upper eps edges at ``mass`` for the observed and expected (median, +-1, +-2 sigma) s_up.
+
+    A quantile with no exclusion (N(eps) < s_up everywhere) gives None edges; the record says why."""
+    setups = setups or vis.load_setups()
+    cache = cache if cache is not None else _SupCache(summary, method)
+    solver = EdgeSolver(float(mass), summary, setups)
+    grid = _grid()
+    per_run = solver.per_run(grid)
+    n_grid = per_run.sum(axis=0)
+    k_peak = int(np.argmax(n_grid))
+    point: dict[str, Any] = {"mass_GeV": float(mass), "coupling": "eps",
+                             "n_signal_max": float(n_grid[k_peak]), "eps_at_max": float(grid[k_peak])}
+    s_used: dict[str, list[float | None]] = {}
+    for key, q in BAND_KEYS.items():
+        if q == "obs" and summary.blinded:
+            point[key] = point[key + "_upper"] = None
+            continue
+        edges: list[float | None] = [None, None]
+        s_pair: list[float | None] = [None, None]
+        if n_grid[k_peak] > 0:
+            s0 = cache.value(per_run[:, k_peak], q)
+            for side in (0, 1):
+                s = s0
+                eps_edge: float | None = None
+                for _ in range(2):  # shares at the edge -> s_up -> edge again
+                    if not (math.isfinite(s) and n_grid[k_peak] > s):
+                        eps_edge = None
+                        break
+                    cross = solver.crossings(s, grid, n_grid)
+                    if not cross:
+                        eps_edge = None
+                        break
+                    eps_edge = cross[0] if side == 0 else cross[-1]
+                    s_new = cache.value(solver.per_run(eps_edge)[:, 0], q)
+                    if math.isclose(s_new, s, rel_tol=1e-9):
+                        break
+                    s = s_new
+                edges[side] = eps_edge
+                s_pair[side] = s if eps_edge is not None else None
+        point[key], point[key + "_upper"] = edges
+        s_used[key] = s_pair
+    point["s_up"] = s_used
+    if summary.blinded:
+        point["blinded"] = True
+    if point.get("eps_exp") is None:
+        point["note"] = (f"no exclusion: the largest signal count {n_grid[k_peak]:.3g} (at eps = "
+                         f"{grid[k_peak]:.3g}) is below s_up")
+    for key in list(BAND_KEYS):
+        for suffix in ("", "_upper"):
+            point["coupling" + key.removeprefix("eps") + suffix] = point[key + suffix]
+    return point
+
+
+def band_limits(summary: VisibleSummary, masses: Sequence[float] | np.ndarray | None = None, *,
+                setups: vis.VisibleSetups | None = None, method: str = "exact") -> dict[str, Any]:
+    """The limits record of a visible summary: one band point per mass (default: the summary's masses)."""
+    setups = setups or _setups_for(summary, None)
+    masses = list(summary.masses_GeV if masses is None else masses)
+    if not masses:
+        raise InputError("no masses to scan (give masses or fill masses_GeV)", field="masses_GeV")
+    cache = _SupCache(summary, method)
+    t0 = time.perf_counter()
+    points = []
+    for m in masses:
+        try:
+            points.append(band_point(summary, float(m), setups=setups, cache=cache, method=method))
+        except InputError as exc:  # e.g. a mass outside the k-factor table: reported per mass
+            log.warning("mass %.4g GeV failed: %s", m, exc)
+            points.append({"mass_GeV": float(m), "coupling": "eps", "error": str(exc)})
+    return {
+        "analysis": summary.analysis, "signature": "visible", "cl": summary.cl, "blinded": summary.blinded,
+        "cross_section": summary.cross_section, "coupling": "eps",
+        "method": ("exact-hybrid-cls s_up on the total signal count; band edges N(eps) = s_up "
+                   "(brentq in ln eps)"),
+        "runs": [{"name": r.name, "setup": r.setup, "eot": r.eot, "efficiency": r.efficiency,
+                  "background": r.background, "observed": r.observed} for r in summary.runs],
+        "points": points,
+        "n_failed": sum("error" in p for p in points),
+        "n_cls_evaluations": len(cache),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# The figure
+
+
+def _curve(points: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mass in MeV, lower edge, upper edge) of ``key``; None edges become NaN (gaps in the curves)."""
+    m = np.array([1e3 * p["mass_GeV"] for p in points])
+    lo = np.array([np.nan if p.get(key) is None else p[key] for p in points], dtype=float)
+    hi = np.array([np.nan if p.get(key + "_upper") is None else p[key + "_upper"] for p in points],
+                  dtype=float)
+    return m, lo, hi
+
+
+def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: str | None = None) -> Any:
+    """The excluded band in (m_A', eps), log-log (mass in MeV): observed (filled, solid edges), expected
+    median (dashed) with its +-1/+-2 sigma bands, X17 (16.7 MeV) marked. Returns a matplotlib Figure (save
+    with ``presentation.plots.save``).
+
+    The presentation helpers are imported here, not at the module top, so that the statistics layer does
+    not import matplotlib/mplhep (nor depend on the presentation layer) unless a figure is asked for."""
+    import matplotlib.style
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from ..presentation import plots as pp
+
+    pts = [p for p in record["points"] if "error" not in p]
+    cl = float(record.get("cl", 0.9))
+    with matplotlib.style.context(pp.STYLE):
+        fig = pp.new_figure((8, 6.5))
+        ax = fig.subplots()
+        if not record.get("blinded"):
+            m, o_lo, o_hi = _curve(pts, "eps_obs")
+            ax.fill_between(m, o_lo, o_hi, color="#3f90da", alpha=0.25, lw=0, zorder=1,
+                            label=f"Excluded ({100 * cl:.0f}% CL)")
+        bands = (("eps_exp_m2", "eps_exp_p2", "#ffdf00", r"Expected $\pm 2\sigma$"),
+                 ("eps_exp_m1", "eps_exp_p1", "#00c000", r"Expected $\pm 1\sigma$"))
+        for lo_key, hi_key, color, lab in bands:
+            m, a_lo, a_hi = _curve(pts, lo_key)  # the stronger s_up quantile: the wider band
+            _, b_lo, b_hi = _curve(pts, hi_key)
+            # the +-n sigma region around each edge lies between the edges of the two quantiles
+            ax.fill_between(m, a_lo, np.where(np.isnan(b_lo), a_hi, b_lo), color=color, lw=0, zorder=2,
+                            label=lab)
+            ax.fill_between(m, np.where(np.isnan(b_hi), a_lo, b_hi), a_hi, color=color, lw=0, zorder=2)
+        if not record.get("blinded"):
+            m, o_lo, o_hi = _curve(pts, "eps_obs")
+            ax.plot(m, o_lo, "-", color="#1f4e8c", lw=2.5, zorder=3, label="Observed")
+            ax.plot(m, o_hi, "-", color="#1f4e8c", lw=2.5, zorder=3)
+        m, e_lo, e_hi = _curve(pts, "eps_exp")
+        ax.plot(m, e_lo, "--", color="k", lw=1.5, zorder=4, label="Expected (median)")
+        ax.plot(m, e_hi, "--", color="k", lw=1.5, zorder=4)
+        ax.axvline(1e3 * X17_MASS_GeV, color="#bd1f01", ls=":", lw=1.5, zorder=5)
+        ax.text(1e3 * X17_MASS_GeV * 1.03, 0.97, "X17 (16.7 MeV)", color="#bd1f01", rotation=90, ha="left",
+                va="top", transform=ax.get_xaxis_transform(), fontsize=12)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        edges = np.concatenate([_curve(pts, "eps_exp_m2")[1], _curve(pts, "eps_exp_m2")[2]])
+        edges = edges[np.isfinite(edges)]
+        if edges.size:
+            ax.set_ylim(10 ** math.floor(math.log10(edges.min()) - 0.6),
+                        10 ** math.ceil(math.log10(edges.max()) + 0.3))
+        ax.set_xlim(m.min(), m.max())
+        ax.set_xlabel(r"$m_{A'}$ [MeV]")
+        ax.set_ylabel(r"$\varepsilon$")
+        ax.legend(fontsize=10, loc="lower left", ncol=2, frameon=True, framealpha=0.9)
+        pp.label(ax, llabel=llabel, rlabel=rlabel)
+    return fig
