@@ -1,4 +1,4 @@
-"""Cross sections (brief Sec. 8): DMG4 ETL references, photon flux, shape normalisation, k-factor, widths."""
+"""Cross sections (brief Sec. 8): DMG4 ETL references, photon flux, shape normalisation, k-factor."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from scipy import integrate
 
 from na64ana import published
 from na64ana.errors import InputError
-from na64ana.physics.models import widths
 from na64ana.physics.production import brem as xs
 
 
@@ -105,17 +104,3 @@ def test_k_factor_mass_off_grid_is_an_error():
     assert exc.value.field == "mass"
 
 
-def test_widths():
-    alpha = published.get("physics.alpha_em")
-    me = published.get("physics.electron_mass_GeV")
-    m = 0.1
-    # far above threshold: alpha eps^2 m / 3
-    assert float(widths.width_ll(m, 1e-3)) == pytest.approx(alpha * 1e-6 * m / 3, rel=1e-3)
-    assert float(widths.width_ll(1.5 * me, 1e-3)) == 0.0  # below threshold: closed, not NaN
-    # same formula for Dirac chi with alpha_D in place of alpha eps^2
-    assert float(widths.width_chichi_dirac(m, 0.5, me)) == pytest.approx(
-        float(widths.width_ll(m, 1.0)) * 0.5 / alpha, rel=1e-12)
-    # scalar: 1/4 of the Dirac width for a massless chi; m_A' = 3 m_chi gives (5/9)^(3/2)/12 alpha_D m
-    assert float(widths.width_chichi_scalar(m, 0.5, 1e-9)) == pytest.approx(
-        float(widths.width_chichi_dirac(m, 0.5, 1e-9)) / 4, rel=1e-9)
-    assert float(widths.width_chichi_scalar(m, 0.5, m / 3)) == pytest.approx(0.5 / 12 * m * (5 / 9) ** 1.5)

@@ -129,10 +129,9 @@ def line_fraction_in_box(e_miss: float | np.ndarray, e0: float, ecal_max: float,
         raise InputError(f"ECAL stochastic term must be >= 0, got {stochastic!r}", field="stochastic")
     e_ecal = e0 - np.asarray(e_miss, dtype=float)
     sigma = a * np.sqrt(np.clip(e_ecal, 0.0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(sigma > 0, (ecal_max - e_ecal) / np.where(sigma > 0, sigma, 1.0),
-                     np.sign(ecal_max - e_ecal) * np.inf)
-    return np.where(z == 0, 0.5, special.ndtr(z))
+    diff = ecal_max - e_ecal
+    sharp = np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
+    return np.where(sigma > 0, special.ndtr(diff / np.where(sigma > 0, sigma, 1.0)), sharp)
 
 
 @dataclass(frozen=True)
