@@ -332,7 +332,7 @@ def em_ps_from(e_shower: np.ndarray, start_X0: np.ndarray, rng: np.random.Genera
 @cache
 def _emitter_table(mass_GeV: float, e_nominal: float) -> tuple[np.ndarray, np.ndarray]:
     """(x grid, integral of the A' shape S above x) on a grid dense towards x -> 1 (S ~ 1/(1 - x))."""
-    from ..physics import crosssection as xs
+    from ..physics.production import brem as xs
 
     x_max = float(xs.x_range(mass_GeV, e_nominal)[1])
     w = np.linspace(np.log(1.0 - tune("signal.emitter_x_min")), np.log(1.0 - x_max), 400)
