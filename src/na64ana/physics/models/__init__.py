@@ -11,8 +11,10 @@ without change. Map:
 
 Examples:
     >>> from na64ana.physics import models
-    >>> models.available()
-    ('dark_photon',)
+    >>> "dark_photon" in models.available()
+    True
+    >>> models.get("dark_photon", eps=1e-4, alpha_d=0.1, dm="scalar").dark.kind
+    'scalar'
 """
 
 from __future__ import annotations

@@ -224,7 +224,13 @@ def sigma_etl(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0
 
 def sigma_total(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0,
                 xsec: str = "etl") -> np.ndarray:
-    """Total production cross section in pb for ``xsec`` in {"ww", "etl"}."""
+    """Total production cross section in pb for ``xsec`` in {"ww", "etl"}.
+
+    Examples:
+        >>> from na64ana.physics.production import brem
+        >>> round(float(brem.sigma_total(0.1, 100.0, 1e-4)), 1)   # DMG4 testCS ETL reference: 106.04 pb
+        106.0
+    """
     return sigma_etl(mass, e0, eps) if check_xsec(xsec) == "etl" else sigma_ww(mass, e0, eps)
 
 
