@@ -133,3 +133,64 @@ def markdown_table() -> str:
         doc = b.doc + (" (MC only)" if b.mc_only else "")
         rows.append(f"| `{b.name}` | {b.dtype} | {b.unit or '-'} | {doc} |")
     return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Visible mode (A' -> e+ e- behind the tungsten calorimeter WCAL): a separate branch set.
+#
+# Why separate: the visible-mode detector is a different arrangement (WCAL as the target, V2/W2 veto, the
+# decay volume with the counters S1-S4, the ECAL as the e+e- detector, V3 and the HCAL behind it), so its
+# files carry other branches; the invisible contract above and everything keyed on it stay unchanged.
+# Detectors common to both setups keep their invisible-mode names and meaning (run/event bookkeeping,
+# tracker, SRD, ECAL, HCAL modules), so the shared cut variables (srd_e_min, hcal_e, ...) apply as they
+# are. Energies in GeV except the counters S1-S4, V2/W2 and V3 (MeV; one MIP ~ 1 MeV), times in ns.
+
+VISIBLE_BRANCHES: tuple[Branch, ...] = (
+    *(b for b in BRANCHES if b.name in ("run", "spill", "event", "trigger", "track_n", "track_p")),
+    *(b for b in BRANCHES if b.name.startswith("srd_")),
+    Branch("wcal_e", "float32", "GeV", "WCAL (tungsten-scintillator target calorimeter) total energy"),
+    Branch("wcal_ps_e", "float32", "GeV", "WCAL energy in its first ~2 X0 (early shower start)"),
+    Branch("wcal_t", "float32", "ns", "WCAL signal time w.r.t. trigger"),
+    Branch("v2_e", "float32", "MeV", "veto right behind the WCAL: V2 (2017) or the thin W2 (2018)"),
+    Branch("s1_e", "float32", "MeV", "beam counter S1 energy (upstream)"),
+    Branch("s2_e", "float32", "MeV", "beam counter S2 energy (upstream)"),
+    Branch("s3_e", "float32", "MeV", "beam counter S3 energy (upstream, in front of the WCAL)"),
+    Branch("s4_e", "float32", "MeV", "counter S4 at the end of the decay volume (e+e- pair: two MIPs)"),
+    *(b for b in BRANCHES if b.name in ("ecal_e", "ecal_chi2", "ecal_x", "ecal_y", "ecal_t")),
+    Branch("ecal_ncl", "int16", "", "number of separated e-m clusters in the ECAL (signal: 1)"),
+    Branch("v3_e", "float32", "MeV", "veto V3 between the ECAL and the HCAL"),
+    *(b for b in BRANCHES if b.name in ("hcal_e0", "hcal_e1", "hcal_e2", "hcal_e3")),
+    Branch("truth_process", "int8", "", "simulated process id (see VisibleProcess)", mc_only=True),
+    Branch("truth_pdg", "int32", "", "true beam particle PDG id", mc_only=True),
+    Branch("truth_e0", "float32", "GeV", "true beam-particle energy", mc_only=True),
+    Branch("truth_eaprime", "float32", "GeV", "true A' energy (0 if no A')", mc_only=True),
+    Branch("truth_decay_z", "float32", "mm", "true A' (or K0_S) decay point from the WCAL front (0 if none)",
+           mc_only=True),
+    Branch("weight", "float32", "", "event weight (events per generated event)", mc_only=True),
+)
+
+VISIBLE_BY_NAME = {b.name: b for b in VISIBLE_BRANCHES}
+
+
+class VisibleProcess(IntEnum):
+    """Simulated process ids of the visible mode, stored in ``truth_process`` of visible files."""
+
+    EM_SHOWER = 0
+    BEAM_HADRON = 1
+    K0_CONVERSION = 2
+    PILEUP = 3
+    SIGNAL = 10
+
+
+def visible_branch_types(mc: bool = True) -> dict[str, np.dtype]:
+    """``{branch: numpy dtype}`` of the visible-mode contract (for ``mktree``)."""
+    return {b.name: np.dtype(b.dtype) for b in VISIBLE_BRANCHES if mc or not b.mc_only}
+
+
+def visible_markdown_table() -> str:
+    """The visible-mode contract as a markdown table (docs/visible.md)."""
+    rows = ["| branch | dtype | unit | meaning |", "|---|---|---|---|"]
+    for b in VISIBLE_BRANCHES:
+        doc = b.doc + (" (MC only)" if b.mc_only else "")
+        rows.append(f"| `{b.name}` | {b.dtype} | {b.unit or '-'} | {doc} |")
+    return "\n".join(rows)

@@ -50,6 +50,8 @@ class Run(_Strict):
     background: float | None = Field(None, ge=0, description="published expected background in the box")
     background_unc: float | None = Field(None, ge=0, description="absolute uncertainty on background")
     sideband_slope_per_GeV: float | None = None
+    setup: str | None = Field(None, description="visible mode: the configuration of this run in "
+                              "data/visible_setup.toml (geometry, beam energy); None for invisible runs")
     sources: dict[str, str] = Field(description="source of every published number above, by field name")
     files: list[FileEntry] = Field(default_factory=list)
 
