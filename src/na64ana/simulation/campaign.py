@@ -26,6 +26,7 @@ from .. import provenance
 from ..errors import InputError
 from .generate import LEVELS, generate_events
 from .signal import simulate_signal_sample
+from .visible import generate_visible_run, write_visible_tree
 from .writer import COMPRESSIONS, write_tree
 
 STAGE = "simulate"
@@ -103,6 +104,7 @@ class _File:
     make: Callable[[np.random.Generator, dict], dict[str, np.ndarray]]  # (rng, info) -> arrays
     entry: dict[str, Any]
     extra: Callable[[dict], dict[str, Any]] = lambda info: {}  # report fields from the generator's info
+    write: Callable[..., int] = write_tree  # the branch set's writer (visible mode: write_visible_tree)
 
 
 def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: str, files: list[_File], *,
@@ -119,7 +121,7 @@ def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: 
                 t0 = time.perf_counter()
                 info: dict = {}
                 arrays = f.make(np.random.default_rng(f.seed), info)
-                n = write_tree(out / f.rel, arrays, compression=compression, tree=tree)
+                n = f.write(out / f.rel, arrays, compression=compression, tree=tree)
                 written.append(out / f.rel)
                 eot = float(info.get("eot", 0.0))
                 sha = provenance.file_sha256(out / f.rel)  # cached: the manifest reuses it
@@ -163,10 +165,18 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
                                                  n_events=n_events, beam_energy=camp.beam_energy_GeV,
                                                  signal=signal, emiss_min=camp.emiss_min_GeV, info=info)
 
+    writer: Callable[..., int] = write_tree
+    if camp.selection == "visible":  # A' -> e+e- behind the WCAL: its own detector, generator and branches
+        def make(run, rname):
+            return lambda rng, info: generate_visible_run(run, campaign=cname, run_name=rname, rng=rng,
+                                                          beam_energy=camp.beam_energy_GeV, n_events=n_events,
+                                                          signal=signal, info=info)
+        writer = write_visible_tree
+
     entry = {"kind": "data", "sample": sample, "signal_mass_GeV": signal[0] if signal else None,
              "signal_eps": signal[1] if signal else None}
     files = [_File(rname, f"{cname}/run_{rname}.root", run_seed(seed, cname, rname, sample), make(run, rname),
-                   entry, lambda info: {"generated": info.get("generated", {})})
+                   entry, lambda info: {"generated": info.get("generated", {})}, writer)
              for rname, run in selected.items()]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label=f"simulate {cname}", report=report)
