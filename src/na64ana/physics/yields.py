@@ -23,6 +23,7 @@ eps^2 (BR(A' -> invisible) = 1 unless given).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -338,7 +339,7 @@ def annihilation_yield_breit_wigner(model: VectorMediator, masses_GeV: np.ndarra
         s_edges = ann.mandelstam_s(edges)[None, :]
         # integral of dE / [(s - M^2)^2 + M^2 Gamma^2] over each slice, ds = 2 m_e dE
         den = (np.arctan((s_edges[:, 1:] - m2) / mg) - np.arctan((s_edges[:, :-1] - m2) / mg)) / (mg * 2 * me)
-        num = ann.sigma_breit_wigner(centre[None, :], m[:, None], 1.0, alpha_d=float(dark.alpha_d),
+        num = ann.sigma_breit_wigner(centre[None, :], m[:, None], 1.0, alpha_d=dark.alpha_d,
                                      m_chi=m_chi, total_width=0.0, dm=dark.kind)
         num = num * ((ann.mandelstam_s(centre)[None, :] - m2) ** 2)  # sigma x denominator at Gamma = 0
         acc = _acceptance(centre, e_beam, e0, emiss_min, ecal_stochastic)
@@ -347,7 +348,7 @@ def annihilation_yield_breit_wigner(model: VectorMediator, masses_GeV: np.ndarra
         # the beam positron's spike: a delta at the (spread) beam energy
         spike = 0.0
         if tab.config.beam == "e+":
-            sig = ann.sigma_breit_wigner(e_beam, m, 1.0, alpha_d=float(dark.alpha_d), m_chi=m_chi[:, 0],
+            sig = ann.sigma_breit_wigner(e_beam, m, 1.0, alpha_d=dark.alpha_d, m_chi=m_chi[:, 0],
                                          total_width=mg[:, 0] / m, dm=dark.kind)
             spike = tab.spike * sig * _acceptance(np.array([e_beam]), e_beam, e0, emiss_min, ecal_stochastic)
         out += wb * (cont + spike)
@@ -376,7 +377,7 @@ class SignalYields:
         return np.sum(self.per_mechanism, axis=0)
 
 
-def _check_mechanisms(mechanisms: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def _check_mechanisms(mechanisms: Sequence[str]) -> tuple[str, ...]:
     mech = tuple(mechanisms)
     bad = [x for x in mech if x not in MECHANISMS]
     if not mech or bad or len(set(mech)) != len(mech):
@@ -398,7 +399,7 @@ def _brem_or_zero(m: np.ndarray, e0: float, emiss_min: float, xsec: str, target:
 
 
 def signal_yield(masses_GeV: np.ndarray | list[float], eps: float, *,
-                 mechanisms: tuple[str, ...] | list[str] = MECHANISMS, beam: str = "e-", e0: float = 100.0,
+                 mechanisms: Sequence[str] = MECHANISMS, beam: str = "e-", e0: float = 100.0,
                  emiss_min: float = 50.0, xsec: str = "etl", target: str = "ecal", beam_spread: float = 0.0
                  ) -> SignalYields:
     """Dark-photon signal per EOT by mechanism (BR_inv = 1, exactly proportional to eps^2).
@@ -429,7 +430,7 @@ def signal_yield(masses_GeV: np.ndarray | list[float], eps: float, *,
 
 
 def model_signal_yield(model: VectorMediator, masses_GeV: np.ndarray | list[float], *,
-                       mechanisms: tuple[str, ...] | list[str] = MECHANISMS, beam: str = "e-",
+                       mechanisms: Sequence[str] = MECHANISMS, beam: str = "e-",
                        e0: float = 100.0, emiss_min: float = 50.0, xsec: str = "etl", target: str = "ecal",
                        beam_spread: float = 0.0, lineshape: str = "narrow") -> SignalYields:
     """Invisible signal per EOT of any mediator: the dark-photon yields at eps = eps_eff(m) times BR_inv(m).

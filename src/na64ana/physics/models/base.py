@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
@@ -52,15 +52,13 @@ class DarkMatter:
     Give ``m_chi`` (GeV, fixed) or ``ratio`` = m_A'/m_chi (default: the published convention, 3).
     """
 
-    alpha_d: float | None = None
+    alpha_d: float = field(default_factory=lambda: float(published.get("darkmatter.alpha_d_benchmarks")[0]))
     kind: DMKind = "fermion"
     m_chi: float | None = None
     ratio: float | None = None
 
     def __post_init__(self) -> None:
-        if self.alpha_d is None:
-            object.__setattr__(self, "alpha_d", float(published.get("darkmatter.alpha_d_benchmarks")[0]))
-        _finite(self.alpha_d, "alpha_d")  # type: ignore[arg-type]
+        _finite(self.alpha_d, "alpha_d")
         if self.kind not in DM_KINDS:
             raise InputError(f"unknown dark-matter kind '{self.kind}' (choose one of {', '.join(DM_KINDS)})",
                              field="dm")
@@ -76,13 +74,16 @@ class DarkMatter:
     def mass(self, mediator_mass: float | np.ndarray) -> np.ndarray:
         """m_chi (GeV) for a mediator of mass ``mediator_mass``."""
         m = np.asarray(mediator_mass, dtype=float)
-        return np.full_like(m, float(self.m_chi)) if self.m_chi is not None else m / float(self.ratio)
+        if self.m_chi is not None:
+            return np.full_like(m, self.m_chi)
+        ratio = self.ratio if self.ratio is not None else published.get("darkmatter.mass_ratio_aprime_chi")
+        return m / float(ratio)
 
     def width(self, mediator_mass: float | np.ndarray) -> np.ndarray:
         """Gamma(V -> chi chi) in GeV."""
         m = np.asarray(mediator_mass, dtype=float)
         f = widths.vector_to_fermions if self.kind == "fermion" else widths.vector_to_scalars
-        return f(m, float(self.alpha_d), self.mass(m))  # type: ignore[arg-type]
+        return f(m, self.alpha_d, self.mass(m))
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,9 @@ class VectorMediator(ABC):
             "ee": widths.vector_to_fermions(m, a(c.e), g("physics.electron_mass_GeV")),
             "mumu": widths.vector_to_fermions(m, a(c.mu), g("physics.muon_mass_GeV")),
             "tautau": widths.vector_to_fermions(m, a(c.tau), g("physics.models.tau_mass_GeV")),
-            "nu_nu": sum(widths.vector_to_neutrinos(m, a(x), self.neutrino_helicities)
-                         for x in (c.nu_e, c.nu_mu, c.nu_tau)),
+            "nu_nu": (widths.vector_to_neutrinos(m, a(c.nu_e), self.neutrino_helicities)
+                      + widths.vector_to_neutrinos(m, a(c.nu_mu), self.neutrino_helicities)
+                      + widths.vector_to_neutrinos(m, a(c.nu_tau), self.neutrino_helicities)),
         }
         out["chi_chi"] = self.dark.width(m) if self.dark is not None else np.zeros_like(m)
         return out
@@ -195,9 +197,10 @@ def get(name: str, **params: float | str | None) -> VectorMediator:
     if name not in _REGISTRY:
         raise InputError(f"unknown model '{name}' (choose one of {', '.join(available())})", field="model")
     cls = _REGISTRY[name]
-    dm = {_DM_PARAMS[k]: params.pop(k) for k in list(params) if k in _DM_PARAMS}
+    kwargs: dict[str, object] = {k: v for k, v in params.items() if k not in _DM_PARAMS}
+    dm = {_DM_PARAMS[k]: v for k, v in params.items() if k in _DM_PARAMS}
     own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(params) - own)
+    unknown = sorted(set(kwargs) - own)
     if unknown:
         known = ", ".join(sorted(own))
         raise InputError(f"model '{name}' has no parameter '{unknown[0]}' (parameters: {known})",
@@ -205,5 +208,5 @@ def get(name: str, **params: float | str | None) -> VectorMediator:
     if dm:
         if "dark" not in own:
             raise InputError(f"model '{name}' has no dark-matter parameters", field=next(iter(dm)))
-        params["dark"] = DarkMatter(**dm)  # type: ignore[arg-type]
-    return cls(**params)  # type: ignore[arg-type]
+        kwargs["dark"] = DarkMatter(**dm)  # type: ignore[arg-type]
+    return cls(**kwargs)
