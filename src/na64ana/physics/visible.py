@@ -63,7 +63,7 @@ __all__ = [
 SETUP_FILE = "data/visible_setup.toml"
 _PB_TO_CM2 = 1e-36
 _MM_TO_CM = 0.1
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(12)
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,8 +190,10 @@ class VisibleSetups(_Strict):
         return math.hypot((t.unc or 0.0) / t.f, (s.unc or 0.0) / s.f)
 
     def box_GeV(self, setup: Setup) -> tuple[float, float]:
-        lo, hi = self.analysis["box_fraction"].value  # type: ignore[misc]
-        return lo * setup.e0, hi * setup.e0
+        v = self.analysis["box_fraction"].value
+        if not (isinstance(v, list) and len(v) == 2):
+            raise InputError("box_fraction must be [lo, hi]", field="analysis.box_fraction")
+        return v[0] * setup.e0, v[1] * setup.e0
 
 
 def _validate(data: Mapping[str, Any], file: str) -> VisibleSetups:
@@ -367,12 +369,14 @@ def _spectrum(mass: float, e0: float, e_min: float, n_bins: int, xsec: str) -> A
     # (S ~ 1/(1 - x) near x_max, so S (1 - x) is smooth in w); ~20x cheaper than cumulative integrals per edge
     x_lo = np.clip(edges[None, :-1] / energies[:, None], xmin[:, None], xmax[:, None])
     x_hi = np.clip(edges[None, 1:] / energies[:, None], xmin[:, None], xmax[:, None])
-    wa, wb = np.log1p(-x_lo), np.log1p(-x_hi)  # wa >= wb
+    live = np.nonzero(x_hi > x_lo)  # (emitter, bin) pairs with phase space: E_A' bin below the emitter
+    wa, wb = np.log1p(-x_lo[live]), np.log1p(-x_hi[live])  # wa > wb
     half = 0.5 * (wa - wb)
-    w = wb[..., None] + half[..., None] * (_GL_X + 1.0)
+    w = wb[:, None] + half[:, None] * (_GL_X + 1.0)
     x = -np.expm1(w)
-    vals = xs.shape_s(x, mass, energies[:, None, None]) * (1.0 - x)
-    in_bin = (vals @ _GL_W) * half  # (E, bins)
+    vals = xs.shape_s(x, mass, energies[live[0]][:, None]) * (1.0 - x)
+    in_bin = np.zeros(x_lo.shape)
+    in_bin[live] = (vals @ _GL_W) * half  # (E, bins)
     frac = np.where(open_[:, None], in_bin / np.where(open_, total, 1.0)[:, None], 0.0)
     weight = np.where(open_, sigma, 0.0) * path
     counts = atoms_per_x0_cm2(setups) * _PB_TO_CM2 * (weight @ frac)

@@ -185,7 +185,7 @@ def _k0_conversion(a, idx, setup, setups, rng):
     """pi- -> leading K0_S (x E0) in the WCAL; K0_S -> pi0 pi0 in the decay volume; a photon converts."""
     n = idx.size
     e0 = setup.e0
-    lo, hi = setups.simulation["k0_energy_fraction_range"].value  # type: ignore[misc]
+    lo, hi = setups.simulation["k0_energy_fraction_range"].value
     x = rng.uniform(lo, hi, n)
     _quiet_downstream(a, idx, setups, rng)
     depth = rng.exponential(float(_t(setups, "hadron_lambda_X0")), n)
