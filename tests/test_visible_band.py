@@ -174,3 +174,16 @@ def test_bad_mass_is_reported_per_point(summary):
     assert rec["n_failed"] == 1 and "error" in rec["points"][1]
     with pytest.raises(InputError):
         band.band_limits(summary.model_copy(update={"masses_GeV": []}))
+
+
+def test_published_summary_agrees_with_the_setup_file(summary):
+    """The example summary restates the setup file's EOT, efficiency and background per run."""
+    setups = vis.load_setups()
+    for r in summary.runs:
+        s = setups.setups[r.setup]
+        assert r.eot == s.eot.f
+        assert r.efficiency == pytest.approx(setups.efficiency(s), abs=1e-4)
+        assert r.efficiency_unc == pytest.approx(setups.efficiency_unc(), abs=1e-4)
+        assert r.background == s.background.f and r.background_unc == s.background.unc
+        assert r.observed == 0
+    assert summary.correlated == {"aprime_yield": setups.a("aprime_yield_unc")}
