@@ -187,3 +187,17 @@ def test_published_summary_agrees_with_the_setup_file(summary):
         assert r.background == s.background.f and r.background_unc == s.background.unc
         assert r.observed == 0
     assert summary.correlated == {"aprime_yield": setups.a("aprime_yield_unc")}
+
+
+def test_band_reaching_the_end_of_the_scan_is_open(summary, monkeypatch):
+    """An excluded band that extends past the scanned eps range has a None edge on that side, never a
+    spurious one (here the range stops at 3e-4, inside the 16.7 MeV band)."""
+    full = band.band_point(summary, 0.0167)
+    monkeypatch.setattr(band, "EPS_RANGE", (1e-7, 3e-4))
+    p = band.band_point(summary, 0.0167)
+    assert p["eps_obs"] == pytest.approx(full["eps_obs"], rel=1e-8)
+    assert p["eps_obs_upper"] is None and p["open_edges"] == ["upper"] and "end of the scanned" in p["note"]
+    monkeypatch.setattr(band, "EPS_RANGE", (1e-4, 1.0))
+    p = band.band_point(summary, 0.0167)
+    assert p["eps_obs"] is None and p["eps_obs_upper"] == pytest.approx(full["eps_obs_upper"], rel=1e-8)
+    assert p["open_edges"] == ["lower"]

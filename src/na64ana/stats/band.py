@@ -64,7 +64,7 @@ log = logging.getLogger("na64ana.stats")
 # output key (lower edge) -> CLs quantile of s_up; the upper edge is the same key + "_upper"
 BAND_KEYS = {"eps_obs": "obs", "eps_exp": "median", "eps_exp_m1": "m1", "eps_exp_p1": "p1",
              "eps_exp_m2": "m2", "eps_exp_p2": "p2"}
-EPS_RANGE = (1e-7, 1e-1)
+EPS_RANGE = (1e-7, 1.0)
 GRID_PER_DECADE = 24
 SHARE_ROUND = 0.05
 X17_MASS_GeV = 0.0167
@@ -295,6 +295,7 @@ def band_point(summary: VisibleSummary, mass: float, *, setups: vis.VisibleSetup
     point: dict[str, Any] = {"mass_GeV": float(mass), "coupling": "eps",
                              "n_signal_max": float(n_grid[k_peak]), "eps_at_max": float(grid[k_peak])}
     s_used: dict[str, list[float | None]] = {}
+    opened: set[str] = set()
     for key, q in BAND_KEYS.items():
         if q == "obs" and summary.blinded:
             point[key] = point[key + "_upper"] = None
@@ -311,7 +312,11 @@ def band_point(summary: VisibleSummary, mass: float, *, setups: vis.VisibleSetup
                         eps_edge = None
                         break
                     cross = solver.crossings(s, grid, n_grid)
-                    if not cross:
+                    # N >= s_up at the end of the scanned range: that edge lies outside it (open)
+                    open_end = n_grid[0] >= s if side == 0 else n_grid[-1] >= s
+                    if open_end:
+                        opened.add("lower" if side == 0 else "upper")
+                    if not cross or open_end:
                         eps_edge = None
                         break
                     eps_edge = cross[0] if side == 0 else cross[-1]
@@ -324,9 +329,13 @@ def band_point(summary: VisibleSummary, mass: float, *, setups: vis.VisibleSetup
         point[key], point[key + "_upper"] = edges
         s_used[key] = s_pair
     point["s_up"] = s_used
+    if opened:
+        point["open_edges"] = sorted(opened)
+        point["note"] = (f"the excluded band reaches the end of the scanned eps range {EPS_RANGE}: its "
+                         f"{' and '.join(sorted(opened))} edge(s) are reported as None")
     if summary.blinded:
         point["blinded"] = True
-    if point.get("eps_exp") is None:
+    if point.get("eps_exp") is None and not opened:
         point["note"] = (f"no exclusion: the largest signal count {n_grid[k_peak]:.3g} (at eps = "
                          f"{grid[k_peak]:.3g}) is below s_up")
     for key in list(BAND_KEYS):
