@@ -41,7 +41,19 @@ class OutputError(Na64Error):
 
 # pydantic puts the tried union member into the error location (e.g. "float", "MassCurve", "list[...]"):
 # not a field name the user wrote, so it is dropped from the reported path.
-_UNION_TAGS = ("float", "int", "str", "bool", "list", "dict", "tuple", "MassCurve", "constrained")
+_UNION_TAGS = frozenset({"float", "int", "str", "bool", "list", "dict", "tuple", "MassCurve"})
+_UNION_TAG_PREFIXES = ("list[", "dict[", "tuple[", "constrained-", "function-", "json-or-python[")
+
+
+def is_union_tag(part: Any) -> bool:
+    """True for a pydantic union-member tag in an error location, never for a field name the user wrote
+    (``interpretation`` or ``integral`` are fields; ``int`` and ``list[float]`` are tags).
+
+    Examples:
+        >>> [is_union_tag(p) for p in ("int", "list[float]", "constrained-float", "interpretation", 3)]
+        [True, True, True, False, False]
+    """
+    return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(_UNION_TAG_PREFIXES))
 
 
 def from_validation(err: Any, *, file: str | None = None) -> InputError:
@@ -49,7 +61,7 @@ def from_validation(err: Any, *, file: str | None = None) -> InputError:
     and how many more problems there are."""
     problems = err.errors()
     first = problems[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(_UNION_TAGS))
+    loc = ".".join(str(p) for p in first["loc"] if not is_union_tag(p))
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     return InputError(msg + more, file=file, field=loc or None)
