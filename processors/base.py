@@ -66,10 +66,21 @@ class CutMasks:
     Plain in-place ANDs of numpy bool arrays: coffea's ``PackedSelection`` packs every mask into a uint32
     word on ``add`` and unpacks/compares on each ``all``, which cost ~50 ms per 1e6 events and chunk here
     (a third of the processor's compute); this gives the same masks for ~5 ms.
+
+    With the cut order and the blinding mask ``keep`` it also gives, each computed once per chunk:
+    :meth:`passed` (``keep`` AND the first k cuts: the cut-flow rows and the planes) and :meth:`nminus1`
+    (``keep`` AND every cut but one), from running prefix and suffix ANDs: 2n array ANDs for all n N-1
+    masks instead of n(n-1). Masks returned by these two are shared: do not modify them in place.
     """
 
-    def __init__(self, masks: Mapping[str, np.ndarray]):
+    def __init__(self, masks: Mapping[str, np.ndarray], keep: np.ndarray | None = None,
+                 regions: Mapping[str, np.ndarray] | None = None):
         self._masks = {name: np.asarray(m, dtype=bool) for name, m in masks.items()}
+        self._keep = keep
+        #: ``{region: mask}`` of the selection (not combined with the cuts), when the processor gave them
+        self.regions = dict(regions) if regions is not None else None
+        self._prefix: list[np.ndarray] | None = None
+        self._nminus1: dict[str, np.ndarray] | None = None
 
     @property
     def names(self) -> list[str]:
@@ -83,6 +94,43 @@ class CutMasks:
             np.logical_and(out, self._masks[name], out=out)
         return out
 
+    def _keep_mask(self) -> np.ndarray:
+        if self._keep is None:
+            n = len(next(iter(self._masks.values()))) if self._masks else 0
+            self._keep = np.ones(n, dtype=bool)
+        return self._keep
+
+    def passed(self, k: int) -> np.ndarray:
+        """``keep`` AND the first ``k`` cuts (``passed(0)`` is ``keep``)."""
+        if self._prefix is None:
+            run = [self._keep_mask()]
+            for m in self._masks.values():
+                run.append(np.logical_and(run[-1], m))
+            self._prefix = run
+        return self._prefix[k]
+
+    def passed_all(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
+        """``keep`` AND the cuts ``names`` (a shared prefix mask when they are the first len(names) cuts)."""
+        names = tuple(names)
+        if names == tuple(self._masks)[: len(names)]:
+            return self.passed(len(names))
+        return np.logical_and(self.all(*names), self._keep_mask()) if names else self._keep_mask()
+
+    def nminus1(self, name: str) -> np.ndarray:
+        """``keep`` AND every cut except ``name``."""
+        if self._nminus1 is None:
+            order = list(self._masks)
+            suffix: list[np.ndarray | None] = [None] * (len(order) + 1)
+            for i in range(len(order) - 1, -1, -1):
+                m = self._masks[order[i]]
+                suffix[i] = m if suffix[i + 1] is None else np.logical_and(m, suffix[i + 1])
+            self._nminus1 = {}
+            for i, cut in enumerate(order):
+                after = suffix[i + 1]
+                before = self.passed(i)
+                self._nminus1[cut] = before if after is None else np.logical_and(before, after)
+        return self._nminus1[name]
+
 
 _FROZEN = False
 
@@ -92,14 +140,16 @@ def collect_chunk_garbage() -> None:
 
     Only the cyclic GC frees them, at moments unrelated to chunk boundaries, so without this the peak RSS
     grew with the number of chunks (bench_memory: ~450 -> ~830 MB from 10 to 80 chunks of 500k events) and
-    is flat with it (~200 MB anonymous memory per 500k-event chunk). The first call also freezes the objects
-    alive at that moment (modules, the processor), so each later full collection takes ~0.1 ms, not ~60 ms.
+    is flat with it (~200 MB anonymous memory per 500k-event chunk). The first call first freezes the
+    objects alive at that moment (modules, the processor), so each full collection takes ~0.1 ms, not ~60 ms.
     """
     global _FROZEN
-    gc.collect()
     if not _FROZEN:
+        # Freeze without the first full collection (~60-140 ms over the whole heap): what is alive now
+        # (modules, the processor; garbage of earlier work too, until thaw_chunk_garbage) is never scanned.
         gc.freeze()
         _FROZEN = True
+    gc.collect()
 
 
 def thaw_chunk_garbage() -> None:
@@ -155,7 +205,8 @@ class SelectionProcessor(processor.ProcessorABC):
         keep = ~blinding.region_mask(sel, values) if blinded else np.ones(n, dtype=bool)
 
         names = [c.name for c in sel.cuts]
-        ps = CutMasks(cut_masks(sel, values))
+        memo: dict = {}  # each distinct requirement evaluated once per chunk (cuts and regions)
+        ps = CutMasks(cut_masks(sel, values, memo), keep, region_masks(sel, values, memo))
 
         # Cut flow (running AND) and N-1 from plain bool masks. coffea's Cutflow/NminusOne objects give the
         # same numbers but build 2-D mask stacks and one-cut masks we never use (~3x slower).
@@ -163,32 +214,33 @@ class SelectionProcessor(processor.ProcessorABC):
             return float(np.count_nonzero(mask)) if w is None else float(w[mask].sum())
 
         events_row, weighted_row = [n], [float(n) if w is None else float(w.sum())]
-        m = keep.copy()
-        for name in names:
-            np.logical_and(m, ps.all(name), out=m)
+        for i in range(1, len(names) + 1):
+            m = ps.passed(i)
             events_row.append(int(np.count_nonzero(m)))
             weighted_row.append(total(m))
 
         hists: dict[str, hist.Hist] = {}
 
-        def fill(h: hist.Hist, mask: np.ndarray, **axes: np.ndarray) -> hist.Hist:
-            h.fill(run=key, **{a: v[mask] for a, v in axes.items()}, weight=None if w is None else w[mask])
+        def fill(h: hist.Hist, mask: np.ndarray, **axes: Any) -> hist.Hist:
+            # an array axis value is selected by ``mask``; a scalar (e.g. a category) applies to every entry
+            h.fill(run=key, **{a: v[mask] if isinstance(v, np.ndarray) else v for a, v in axes.items()},
+                   weight=None if w is None else w[mask])
             return h
 
         ecal, hcal = values["ecal_e"], values["hcal_e"]
-        for name, mask in (("plane_loose", keep), ("plane_i_iv", ps.all(*sel.plane_i_iv) & keep)):
+        for name, mask in (("plane_loose", keep), ("plane_i_iv", ps.passed_all(sel.plane_i_iv))):
             hists[name] = fill(new_hist(key, ecal_axis(), hcal_axis()), mask, ecal=ecal, hcal=hcal)
-        final = ps.all(*sel.plane_final) & keep
+        final = ps.passed_all(sel.plane_final)
         hists["plane_final"] = fill(new_hist(key, ecal_axis(), hcal_axis()), final, ecal=ecal, hcal=hcal)
 
         for cut in sel.cuts:
-            mask = ps.all(*[c for c in names if c != cut.name]) & keep
+            mask = ps.nminus1(cut.name)
             for var in cut.variables:
                 hists[f"nminus1_{cut.name}_{var}"] = fill(new_hist(key, variable_axis(var)), mask,
                                                          **{var: values[var]})
 
         regions = {}
-        for rname, rmask in region_masks(sel, values).items():
+        for rname, rmask in ps.regions.items():
             m = final & rmask
             regions[rname] = np.array([np.count_nonzero(m), total(m)], dtype=np.float64)
 

@@ -24,14 +24,16 @@ class InvisibleProcessor(SelectionProcessor):
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: CutMasks,
               keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         ecal = values["ecal_e"]
-        final = ps.all(*sel.plane_final) & keep
+        final = ps.passed_all(sel.plane_final)
         side_c = final & (values["hcal_e"] < sel.box_hcal_max)
         out = {"ecal_sideband_c": fill(new_hist(key, ecal_axis()), side_c, ecal=ecal)}
-        regions = region_masks(sel, values)
+        regions = ps.regions if ps.regions is not None else region_masks(sel, values)
         if "validation" in regions:
             valid = final & regions["validation"]
             out["ecal_validation"] = fill(new_hist(key, ecal_axis()), valid, ecal=ecal)
         if kind == "mc":
-            before_box = ps.all(*[c.name for c in sel.cuts if c.name != "signal_box"]) & keep
+            others = [c.name for c in sel.cuts if c.name != "signal_box"]
+            before_box = (ps.nminus1("signal_box") if len(others) < len(sel.cuts)
+                          else ps.passed_all(others))
             out["signal_ecal"] = fill(new_hist(key, ecal_axis()), before_box, ecal=ecal)
         return out

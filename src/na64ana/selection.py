@@ -58,29 +58,42 @@ _SRD_T = ("srd_t0", "srd_t1", "srd_t2")
 
 
 def _hcal_e(c: Mapping[str, np.ndarray]) -> np.ndarray:
-    a, b, d, e = _stack(c, _HCAL, np.float64)  # sum in double: threshold decisions independent of order
-    return a + b + d + e
+    # Sum in double, ((e0 + e1) + e2) + e3: threshold decisions independent of the modules' order. The
+    # float32 modules are widened inside the add loop (exact), not into three temporary float64 copies.
+    a, b, d, e = _stack(c, _HCAL)
+    out = np.array(a, dtype=np.float64)
+    for x in (b, d, e):
+        np.add(out, x, out=out, dtype=np.float64)
+    return out
+
+
+def _fold(fn: Any, arrays: list[np.ndarray]) -> np.ndarray:
+    """``fn(fn(a, b), c)...`` (same order, same result dtype), written into the first result when that
+    keeps its dtype instead of allocating a temporary per step."""
+    out = fn(arrays[0], arrays[1])
+    for x in arrays[2:]:
+        if np.result_type(out, x) == out.dtype:
+            fn(out, x, out=out)
+        else:
+            out = fn(out, x)
+    return out
 
 
 def _veto_e_max(c: Mapping[str, np.ndarray]) -> np.ndarray:
     # np.maximum propagates NaN, so a NaN counter makes the event fail (never pass) the VETO cut.
-    a, b, d = _stack(c, _VETO)
-    return np.maximum(np.maximum(a, b), d)
+    return _fold(np.maximum, _stack(c, _VETO))
 
 
 def _srd_e_min(c: Mapping[str, np.ndarray]) -> np.ndarray:
-    a, b, d = _stack(c, _SRD_E)
-    return np.minimum(np.minimum(a, b), d)
+    return _fold(np.minimum, _stack(c, _SRD_E))
 
 
 def _srd_e_max(c: Mapping[str, np.ndarray]) -> np.ndarray:
-    a, b, d = _stack(c, _SRD_E)
-    return np.maximum(np.maximum(a, b), d)
+    return _fold(np.maximum, _stack(c, _SRD_E))
 
 
 def _srd_t_absmax(c: Mapping[str, np.ndarray]) -> np.ndarray:
-    a, b, d = _stack(c, _SRD_T)
-    return np.maximum(np.maximum(np.abs(a), np.abs(b)), np.abs(d))
+    return _fold(np.maximum, [np.abs(x) for x in _stack(c, _SRD_T)])
 
 
 _DERIVED = (
@@ -197,6 +210,12 @@ class SelectionFile(_Strict):
 # Resolved selection (numbers only): what the processor applies and what the hash covers
 
 
+def _finite_in(v: float, dtype: np.dtype) -> bool:
+    """Whether the bound ``v`` stays finite when numpy compares it on ``dtype`` (1e39 is inf in float32)."""
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.asarray(v).astype(dtype)))
+
+
 @dataclass(frozen=True)
 class Req:
     variable: str
@@ -205,15 +224,36 @@ class Req:
     equals: float | None = None
 
     def mask(self, x: np.ndarray) -> np.ndarray:
-        """Pass mask; non-finite values fail."""
+        """Pass mask; non-finite values fail.
+
+        Compared on the column's own dtype (numpy's weak-scalar rule: a float32 column is compared in
+        float32, as always). The explicit finiteness test is skipped when the comparisons already fail
+        NaN and both infinities: ``x == e`` and ``lo <= x < hi`` with bounds finite in that dtype (NaN
+        fails every comparison). A one-sided window keeps it (``x >= lo`` passes +inf). Same masks, 2-3
+        passes over the column instead of 3-5.
+        """
         x = np.asarray(x)
-        ok = np.isfinite(x) if x.dtype.kind == "f" else np.ones(x.shape, dtype=bool)
+        floating = x.dtype.kind == "f"
         if self.equals is not None:
-            return ok & (x == self.equals)
-        if self.min is not None:
-            ok &= x >= self.min
-        if self.max is not None:
-            ok &= x < self.max
+            if floating and not _finite_in(self.equals, x.dtype):
+                return np.isfinite(x) & (x == self.equals)
+            return x == self.equals
+        lo, hi = self.min, self.max
+        if floating and not (lo is not None and hi is not None and _finite_in(lo, x.dtype)
+                             and _finite_in(hi, x.dtype)):
+            ok = np.isfinite(x)
+            if lo is not None:
+                ok &= x >= lo
+            if hi is not None:
+                ok &= x < hi
+            return ok
+        if lo is None and hi is None:  # (not constructible from a file: a requirement needs a bound)
+            return np.ones(x.shape, dtype=bool)
+        if lo is None:
+            return x < hi
+        ok = x >= lo
+        if hi is not None:
+            np.logical_and(ok, x < hi, out=ok)
         return ok
 
     def as_dict(self) -> dict[str, Any]:
@@ -439,20 +479,36 @@ def compute(cols: Mapping[str, np.ndarray], names: Iterable[str]) -> dict[str, n
     return {n: VARIABLES[n](cols) for n in names}
 
 
-def cut_masks(sel: Resolved, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``{cut: pass mask}`` in cut-flow order."""
-    return {c.name: _all(c.requires, values) for c in sel.cuts}
+def cut_masks(sel: Resolved, values: Mapping[str, np.ndarray],
+              memo: dict[Req, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """``{cut: pass mask}`` in cut-flow order.
+
+    ``memo`` (one dict per chunk, shared with :func:`region_masks`): each distinct requirement is
+    evaluated once, e.g. the box edges used by a cut and by the regions. The masks may then be shared
+    objects: do not modify them in place."""
+    memo = {} if memo is None else memo
+    return {c.name: _all(c.requires, values, memo) for c in sel.cuts}
 
 
-def region_masks(sel: Resolved, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``{region: mask}`` in the (E_ECAL, E_HCAL) plane (not yet combined with the cuts)."""
-    return {n: _all(reqs, values) for n, reqs in sel.regions}
+def region_masks(sel: Resolved, values: Mapping[str, np.ndarray],
+                 memo: dict[Req, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """``{region: mask}`` in the (E_ECAL, E_HCAL) plane (not yet combined with the cuts); ``memo`` as for
+    :func:`cut_masks`."""
+    memo = {} if memo is None else memo
+    return {n: _all(reqs, values, memo) for n, reqs in sel.regions}
 
 
-def _all(reqs: Iterable[Req], values: Mapping[str, np.ndarray]) -> np.ndarray:
+def _all(reqs: Iterable[Req], values: Mapping[str, np.ndarray], memo: dict[Req, np.ndarray]) -> np.ndarray:
     out = None
     for r in reqs:
-        m = r.mask(values[r.variable])
-        out = m if out is None else out & m
+        m = memo.get(r)
+        if m is None:
+            m = memo[r] = r.mask(values[r.variable])
+        if out is None:
+            out = m
+        else:
+            if any(out is v for v in memo.values()):
+                out = out.copy()  # never AND into a memoised mask
+            np.logical_and(out, m, out=out)
     assert out is not None
     return out

@@ -1,0 +1,282 @@
+"""From datasets.json to processor outputs: fileset, input checks, coffea Runner with a chosen executor.
+
+Executors (identical outputs, tested): ``iterative`` (tests, notebooks), ``futures`` (local processes)
+and ``dask`` (a ``dask.distributed.LocalCluster`` of N worker processes, or an existing scheduler with
+``scheduler="tcp://host:port"``). The processor and the selection modules are installed packages
+(na64ana.processors, na64ana.selection), so dask workers import them like any other module.
+
+Every input file is checked before processing (:mod:`na64ana.processing.inputs`) so that a bad file is a
+:class:`DataError` naming it instead of a failure deep inside a worker after minutes of processing.
+With ``cache_dir`` every chunk's output is kept under a content key (:mod:`na64ana.processing.cache`, coffea's
+checkpointer): an interrupted run resumes, and a change re-processes only the chunks it affects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import re
+import resource
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import contract
+from .. import datasets as ds
+from .. import selection as selmod
+from ..errors import DataError, InputError
+from . import inputs, sources
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("iterative", "futures", "dask")
+PROCESSOR_NAMES = ("invisible", "dimuon")  # = na64ana.processors.PROCESSORS (imported lazily: coffea)
+# 2M events per chunk: coffea reopens the file for every chunk (~0.06 CPU-s), which dominates on fast lz4
+# reads; 2M events cost ~0.8 GB per worker. benchmarks/RESULTS.md: (b)/(a) 0.38 (500k), 0.47 (1M), 0.67 (2M).
+DEFAULT_CHUNKSIZE = 2_000_000
+# Inputs are local files (check_file requires it): read them through mmap. uproot's default fsspec source
+# sends every column request through an asyncio loop thread, and coffea requests one column at a time:
+# with 20 columns per chunk that doubled the CPU time per event (benchmarks/RESULTS.md). coffea reopens
+# the file for every chunk: KeptOpenSource maps each unchanged file once per process (sources.py).
+# No array cache: a kept TTree would otherwise hold up to 100 MB of old chunks' arrays per file.
+UPROOT_OPTIONS = {"handler": sources.KeptOpenSource, "array_cache": None}
+# dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap threshold at
+# 128 kB: every column array of every chunk is then mmap'ed, page-faulted and unmapped again, which cost ~2x
+# CPU per event in a worker compared with the same code in one process. Our chunks are fixed-size, so let
+# the heap keep up to 256 MB and serve arrays below 32 MB from it (see docs/distributed.md for own clusters).
+WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**28), "MALLOC_MMAP_THRESHOLD_": str(2**25)}
+
+
+@dataclass
+class Job:
+    """One coffea dataset: the files of one sample of one run, with the selection resolved for it."""
+
+    key: str
+    campaign: str
+    run: str
+    kind: str
+    sample: str
+    eot: float
+    hcal0: bool
+    tree: str
+    files: list[Path]
+    selection: selmod.Resolved
+    branch_map: dict[str, str] = field(default_factory=dict)
+    nevents: int = 0
+    file_eot: list[float] = field(default_factory=list)  # EOT of each file, as datasets.json gives it
+    signal_mass_GeV: float | None = None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {"key": self.key, "campaign": self.campaign, "run": self.run, "kind": self.kind,
+                "sample": self.sample, "eot": self.eot, "hcal0": self.hcal0,
+                "selection_hash": self.selection.hash, "branch_map": self.branch_map}
+
+
+def dataset_key(run: str, entry: ds.FileEntry) -> str:
+    """Output key of a file: the run name for the campaign sample, else ``<run>-<sample>[-m<mass>]``."""
+    if entry.sample == "campaign":
+        return run
+    key = f"{run}-{entry.sample}"
+    return f"{key}-m{entry.signal_mass_GeV:g}" if entry.signal_mass_GeV is not None else key
+
+
+def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequence[str] | None = None,
+         samples: Iterable[str] = ("campaign",), selection: str | Path | None = None,
+         processor: str = "invisible") -> list[Job]:
+    """The jobs for a campaign: one per (run, sample[, mass]) with files, metadata and resolved selection.
+
+    ``selection`` defaults to the processor's selection (the campaign's for ``invisible``).
+    """
+    datasets_file = Path(datasets_file)
+    dsets = ds.load(datasets_file)
+    cname = campaign or dsets.default_campaign
+    camp = dsets.campaign(cname, file=str(datasets_file))
+    chosen = dsets.runs(cname, list(runs) if runs else None, file=str(datasets_file))
+    sel_name = selection or (camp.selection if processor == "invisible" else processor)
+    sel_file = selmod.load(sel_name)
+    try:
+        bmap = contract.load_branch_map(camp.branch_map, base=datasets_file.resolve().parent)
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(str(exc), file=str(datasets_file), field=f"campaigns.{cname}.branch_map") from None
+    samples = set(samples)
+    jobs: dict[str, Job] = {}
+    for rname, run in chosen.items():
+        resolved = selmod.resolve(sel_file, campaign=cname, run=rname, hcal0=run.hcal0,
+                                  file=str(selmod.selection_path(sel_name)))
+        for i, entry in enumerate(run.files):
+            if entry.sample not in samples:
+                continue
+            key = dataset_key(rname, entry)
+            job = jobs.get(key)
+            if job is None:
+                job = jobs[key] = Job(key, cname, rname, entry.kind, entry.sample, 0.0, run.hcal0,
+                                      entry.tree or camp.tree, [], resolved, bmap,
+                                      signal_mass_GeV=entry.signal_mass_GeV)
+            if entry.kind != job.kind or (entry.tree or camp.tree) != job.tree:
+                raise InputError(f"files of '{key}' mix kinds or trees", file=str(datasets_file),
+                                 field=f"campaigns.{cname}.runs.{rname}.files.{i}")
+            job.files.append(ds.resolve_path(entry, datasets_file))
+            job.file_eot.append(entry.eot)
+            job.eot += entry.eot
+            job.nevents += entry.nevents
+    if not jobs:
+        raise InputError(f"no files of sample(s) {sorted(samples)} in the chosen runs {list(chosen)}",
+                         file=str(datasets_file), field=f"campaigns.{cname}.runs")
+    return list(jobs.values())
+
+
+def fileset(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
+    """coffea fileset ``{"<campaign>/<key>": {"files": {path: tree}, "metadata": {...}}}``."""
+    return {f"{j.campaign}/{j.key}": {"files": {str(p): j.tree for p in j.files}, "metadata": j.metadata}
+            for j in jobs}
+
+
+# ------------------------------------------------------------------------------------------------------
+# Executors
+
+
+def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, retries: int = 2,
+                  status: bool = False) -> tuple[Any, Any]:
+    """``(coffea executor, closer)``; call ``closer()`` when done (shuts a LocalCluster down)."""
+    from coffea import processor
+
+    if scheduler is not None:
+        name = "dask"
+    if name == "iterative":
+        return processor.IterativeExecutor(status=status, retries=retries), lambda: None
+    if name == "futures":
+        return processor.FuturesExecutor(status=status, workers=workers, retries=retries), lambda: None
+    if name == "dask":
+        from distributed import Client, LocalCluster
+
+        if scheduler is not None:
+            client = Client(scheduler)
+            cluster = None
+        else:
+            import dask
+
+            env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
+            with dask.config.set(env):
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=":0")  # a free port: never clash on 8787
+            client = Client(cluster)
+
+        def close() -> None:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+        return processor.DaskExecutor(client=client, status=status, retries=retries), close
+    raise InputError(f"unknown executor '{name}' (choose from {', '.join(EXECUTORS)})", field="--executor")
+
+
+_WORK_ITEM = re.compile(r"WorkItem\(.*?filename='(?P<file>[^']+)'.*?entrystart=(?P<start>\d+), "
+                        r"entrystop=(?P<stop>\d+).*?The error was: (?P<why>.*)", re.S)
+
+
+def processing_error(exc: BaseException) -> DataError:
+    """One-line DataError for a chunk that failed inside coffea (e.g. a corrupted basket that passed the
+    up-front checks): coffea's message buries the file in a WorkItem repr, so name the file and the entry
+    range instead. The message survives pickling, so this also works for errors raised on dask workers."""
+    m = _WORK_ITEM.search(str(exc))
+    if m is None:
+        return DataError(f"processing failed: {type(exc).__name__}: {exc}")
+    why = " ".join(m["why"].split())
+    why = why if len(why) <= 240 else why[:237] + "..."
+    return DataError(f"processing failed: {why}", file=m["file"], field=f"entries {m['start']}-{m['stop']}")
+
+
+@dataclass
+class RunResult:
+    output: dict[str, Any]
+    metrics: dict[str, Any]
+    jobs: list[Job]
+    inputs: list[inputs.InputFile] = field(default_factory=list)  # every listed file, processed or skipped
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and of its (finished) children, in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0
+
+
+def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "iterative", workers: int = 2,
+        scheduler: str | None = None, chunksize: int = DEFAULT_CHUNKSIZE, unblind: bool = False,
+        retries: int = 2, status: bool = False, align_clusters: bool = False,
+        on_bad_file: str = "fail", cache_dir: str | Path | None = None) -> RunResult:
+    """Check the inputs, then run the processor over all jobs with the chosen executor.
+
+    ``on_bad_file="skip"`` drops unusable files instead of failing (see :func:`inputs.check_inputs`).
+    ``cache_dir``: reuse/store chunk outputs there (:class:`~.cache.ChunkCache`); None = no cache.
+    Dask workers must see it at the same path to share it."""
+    from coffea import processor
+    from coffea.nanoevents import BaseSchema
+
+    from na64ana.processors import PROCESSORS
+
+    if processor_name not in PROCESSORS:
+        raise InputError(f"unknown processor '{processor_name}' (choose from {', '.join(PROCESSORS)})",
+                         field="--processor")
+    if chunksize <= 0:
+        raise InputError("must be positive", field="--chunksize")
+    proc_cls = PROCESSORS[processor_name]
+    checked = inputs.check_inputs(jobs, proc_cls.extra_variables, on_bad=on_bad_file)
+    n_checked = sum(f.nevents for f in checked if f.status == "ok")
+    proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
+    checkpointer = None
+    if cache_dir is not None:
+        from . import cache
+
+        checkpointer = cache.ChunkCache(cache_dir, cache.file_hashes(checked), cache.code_version(),
+                                        identities=cache.file_identities(checked))
+        checkpointer.remove_stale_tmp()
+    ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
+    runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
+                              metadata_cache={}, align_clusters=align_clusters, checkpointer=checkpointer)
+    t0 = time.perf_counter()
+    try:
+        # coffea's rich progress bars ignore status=False (cosmetic bug): swallow them explicitly.
+        quiet = contextlib.nullcontext() if status else contextlib.redirect_stdout(io.StringIO())
+        with quiet:
+            output, cmetrics = runner(fileset(jobs), processor_instance=proc, uproot_options=UPROOT_OPTIONS)
+    except Exception as exc:
+        inputs.confirm_unchanged(checked)  # a file changed under the run: that is the error to report
+        raise processing_error(exc) from exc
+    finally:
+        close()
+        from na64ana.processors.base import thaw_chunk_garbage
+
+        thaw_chunk_garbage()  # a failed run never reaches postprocess: don't leave the caller's GC frozen
+        sources.release()  # the files this process kept mapped (iterative executor, preprocessing)
+    wall = time.perf_counter() - t0
+    inputs.confirm_unchanged(checked)  # inputs cannot change under a run (identity.py)
+    nread = int(sum(output["nevents"].values()))
+    if nread != n_checked:
+        raise DataError(f"read {nread} events but the input files hold {n_checked}: events were lost")
+    nchunks = int(sum(output["chunks"].values()))
+    metrics = {
+        "events": nread,
+        "chunks": nchunks,
+        "wall_time_s": wall,
+        "events_per_s": nread / wall if wall > 0 else None,
+        "process_time_s": float(cmetrics.get("processtime", 0.0)) if isinstance(cmetrics, dict) else None,
+        "executor": "dask" if scheduler else executor,
+        "workers": 1 if executor == "iterative" and not scheduler else workers,
+        "scheduler": scheduler,
+        "chunksize": chunksize,
+        "peak_rss_MB": peak_rss_mb(),
+    }
+    metrics.update(inputs.skip_report(checked))  # skipped_files + eot_skipped per key (empty: none skipped)
+    if checkpointer is not None:
+        hits = int(cmetrics.get("cache_hits", 0))  # summed over chunks by coffea, see ChunkCache
+        metrics["cache"] = {"dir": str(checkpointer.directory), "hits": hits, "misses": nchunks - hits,
+                            "stored": int(cmetrics.get("cache_stored", 0)),
+                            "code_version": checkpointer.code_version}
+    # Only content-independent numbers: bytesread depends on compressed contents (and is unreliable, #717).
+    log.debug("coffea: %s entries in %s chunks", cmetrics.get("entries"), cmetrics.get("chunks"))
+    return RunResult(output, metrics, jobs, checked)
