@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench regen-refs clean
+.PHONY: demo test test-fast lint bench regen-refs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,14 +15,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## simulate runs I-III -> cut flows -> background -> limits -> report in results/
 	$(BIN)/na64ana demo --out results
 
-test: $(STAMP)  ## the whole test suite (unit, regression, notebooks)
-	$(BIN)/python -m pytest -q tests
+test: $(STAMP)  ## the whole test suite (unit, integration, regression, notebooks) and the docstring examples
+	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests
 
-lint: $(STAMP)
+test-fast: $(STAMP)  ## unit tests and docstring examples only (the edit loop, < 60 s)
+	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests -m "not slow and not dask" \
+		--ignore=tests/integration
+
+lint: $(STAMP)  ## ruff on everything, mypy on the package
 	$(BIN)/ruff check .
+	$(BIN)/mypy src/na64ana
 
 regen-refs: $(STAMP)  ## regenerate the CI cut-flow references after an intended change
-	$(BIN)/python -m na64ana.regression --write
+	$(BIN)/python tests/regression.py --write
 
 clean:
 	rm -rf $(VENV) results

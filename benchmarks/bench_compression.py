@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     variants += [("lz4", None, int(float(b))) for b in args.baskets]
     rows = []
     print("write = write_tree; read20 = the processor's 20 columns, readall = all branches (uproot -> numpy);"
-          f" proc = na64ana.execute.run iterative, chunksize {args.chunksize}, not cluster-aligned (CPU s)")
+          f" proc = execute.run iterative, chunksize {args.chunksize}, not cluster-aligned (CPU s)")
     print(f"{'variant':14s} {'MB':>7s} {'B/ev':>5s} {'write s':>7s} {'w Mev/s':>7s} {'read20 s':>8s} "
           f"{'r20 Mev/s':>9s} {'readall s':>9s} {'rall Mev/s':>10s} {'proc s':>6s} {'proc cpu':>8s} "
           f"{'p Mev/cpu-s':>11s}  load1")

@@ -112,7 +112,7 @@ def replicated_jobs(dj: Path, copies: int, workdir: Path) -> list:
 
 
 def child(args: argparse.Namespace) -> None:
-    from na64ana import execute
+    from na64ana.processing import execute
 
     dj = bp.make_sample(int(args.events), workdir=args.workdir, seed=args.seed, nfiles=1)
     jobs = replicated_jobs(dj, args.copies, args.workdir)

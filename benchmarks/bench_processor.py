@@ -4,7 +4,7 @@ Generates its own seeded trigger-level sample with the simulator (``na64ana.simu
 ``--workdir`` and reused when the same size/seed/compression is asked again), then prints, for each of
 
   (a) floor: ``uproot.iterate`` over exactly the processor's columns + the numpy cuts + the 2D plane fill
-  (b) ``na64ana.execute.run(..., executor="iterative")`` (coffea ``processor.Runner``, one core)
+  (b) ``na64ana.processing.execute.run(..., executor="iterative")`` (coffea ``processor.Runner``, one core)
   (c) the same through the dask executor on a ``LocalCluster`` of 1 and of 2 worker processes
       (cluster started once per size, outside the timing; its start-up time is printed separately)
   (d) optionally ROOT RDataFrame, single-threaded, on the same files and cuts (``--rdf-python`` = a Python
@@ -104,7 +104,7 @@ def make_sample(n_events: int, *, workdir: Path = DEFAULT_WORK, seed: int = 7, c
 
 
 def plan_trigger(dj: Path) -> list:
-    from na64ana import execute
+    from na64ana.processing import execute
 
     return execute.plan(dj, samples=["trigger"])
 
@@ -225,7 +225,7 @@ def final_count(output: dict, jobs: list) -> int:
 
 def processor_run(jobs: list, chunksize: int, *, executor: str = "iterative", scheduler: str | None = None,
                   align_clusters: bool = False) -> dict:
-    from na64ana import execute
+    from na64ana.processing import execute
 
     res = execute.run(jobs, "invisible", executor=executor, scheduler=scheduler, chunksize=chunksize,
                       align_clusters=align_clusters)
@@ -238,7 +238,7 @@ def local_cluster(n: int):
     import dask
     from distributed import LocalCluster
 
-    from na64ana import execute
+    from na64ana.processing import execute
 
     t0 = time.perf_counter()
     env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in execute.WORKER_ENV.items()}

@@ -1,7 +1,7 @@
 """Scale test: >= 1e8 trigger-level events through the dask executor, with memory of every process (issue 7).
 
 A ``dask scheduler`` and a ``dask worker --nworkers N --nthreads 1`` are started as separate processes
-(as on a batch site) and the campaign is processed with ``na64ana.execute.run(..., scheduler=tcp://...)``
+(as on a batch site) and the campaign is processed with ``na64ana.processing.execute.run(..., scheduler=tcp://...)``
 (= ``na64ana run --scheduler``). While it runs, psutil samples the RSS of the client (this process), the
 scheduler, the nannies and the workers every 0.1 s. Prints wall time, events/s (total, per worker) and the
 peak RSS per process, then extrapolates to the full NA64 invisible-mode data set (9.37e11 EOT, ~1e9
@@ -51,7 +51,7 @@ def start_cluster(workdir: Path, nworkers: int, memory_limit: str) -> tuple[str,
             raise RuntimeError(f"scheduler did not start; see {logs / 'scheduler.log'}")
         time.sleep(0.1)
     # the worker malloc settings of execute.WORKER_ENV, through a dask config file (see docs/distributed.md)
-    from na64ana import execute
+    from na64ana.processing import execute
 
     cfg = workdir / "dask-config"
     cfg.mkdir(exist_ok=True)
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.unique, args.copies = 1e6, 4
-    from na64ana import execute
+    from na64ana.processing import execute
 
     bp.print_machine()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,11 +38,13 @@
 
 from IPython.display import Markdown, display
 
-from na64ana import background, datasets, execute, outputs, plots, published
-from na64ana.locations import repo_root, scratch_dir
+from na64ana import background, datasets, published
+from na64ana.bookkeeping.locations import repo_root, scratch_dir
 from na64ana.physics.yields import signal_yield_per_eot
-from na64ana.report import table
-from na64ana.resultsdir import Box
+from na64ana.presentation import plots
+from na64ana.presentation.report import table
+from na64ana.presentation.results import Box
+from na64ana.processing import execute, outputs
 from na64ana.simulation import simulate_campaign
 
 REPO = repo_root()

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -38,11 +38,14 @@ import numpy as np
 import pyhf
 from IPython.display import Markdown, display
 
-from na64ana import background, datasets, efficiency, execute, outputs, plots, provenance, published, summary
-from na64ana.locations import repo_root, scratch_dir
+from na64ana import background, datasets, efficiency, published, summary
+from na64ana.bookkeeping import provenance
+from na64ana.bookkeeping.locations import repo_root, scratch_dir
 from na64ana.physics import darkmatter
-from na64ana.report import table
-from na64ana.resultsdir import alpha_d_limits, eps_limits, interp_loglog, y_limits
+from na64ana.presentation import plots
+from na64ana.presentation.report import table
+from na64ana.presentation.results import alpha_d_limits, eps_limits, interp_loglog, y_limits
+from na64ana.processing import execute, outputs
 from na64ana.simulation import simulate_campaign, simulate_signal_samples
 from na64ana.stats import cls, interpret
 from na64ana.stats import limits as lim

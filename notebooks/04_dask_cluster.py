@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -17,7 +17,7 @@
 # # Running on a dask cluster
 #
 # A full campaign at trigger level is hundreds of millions of events: the processor then runs on a
-# cluster. `na64ana.execute.run` drives coffea's `Runner` with one of three executors that give
+# cluster. `na64ana.processing.execute.run` drives coffea's `Runner` with one of three executors that give
 # **identical** outputs: `iterative` (this process), `futures` (local processes) and `dask`
 # (a `dask.distributed` cluster). Here we
 #
@@ -35,8 +35,8 @@ from collections import Counter
 import numpy as np
 from distributed import Client, LocalCluster, get_task_stream
 
-from na64ana import execute, outputs
-from na64ana.locations import repo_root, scratch_dir
+from na64ana.bookkeeping.locations import repo_root, scratch_dir
+from na64ana.processing import execute, outputs
 from na64ana.simulation import simulate_campaign
 
 REPO = repo_root()

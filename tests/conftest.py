@@ -210,7 +210,7 @@ def assert_same_hists(h0: dict, h1: dict, *, variance_rtol: float = 0.0) -> None
 def load_run_outputs(out: Path) -> tuple[dict, dict, dict]:
     """Cut flows, regions and every histogram of a complete ``na64ana run`` folder (through the package's
     readers, which refuse an incomplete folder)."""
-    from na64ana import outputs
+    from na64ana.processing import outputs
 
     cutflows = {p.stem: outputs.load_cutflow(out, p.stem) for p in sorted((out / "cutflows").glob("*.json"))}
     hists = {name: outputs.load_hist(out, name) for name in outputs.list_hists(out)}

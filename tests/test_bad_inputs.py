@@ -22,12 +22,14 @@ from types import SimpleNamespace
 import awkward as ak
 import numpy as np
 import pytest
+import regression
 import uproot
 
-from na64ana import background, contract, execute, inputs, outputs, regression, selection, summary
+from na64ana import background, contract, selection, summary
 from na64ana import datasets as ds
 from na64ana.cli import main as cli_main
 from na64ana.errors import DataError, InputError, Na64Error, OutputError
+from na64ana.processing import execute, inputs, outputs
 
 
 def _same(a: str | Path | None, b: str | Path) -> bool:
@@ -536,9 +538,10 @@ def test_skip_policy_end_to_end(two_file_run, caplog):
     # default policy: the same input stops the run
     assert cli_main(args) == DataError.exit_code and not outputs.is_complete(t.out)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="na64ana.inputs"):
+    with caplog.at_level(logging.WARNING, logger="na64ana.processing.inputs"):
         assert cli_main([*args, "--on-bad-file", "skip"]) == 0
-    warned = [r for r in caplog.records if r.name == "na64ana.inputs" and r.levelno == logging.WARNING]
+    warned = [r for r in caplog.records
+              if r.name == "na64ana.processing.inputs" and r.levelno == logging.WARNING]
     assert len(warned) == 1 and "a2.root" in warned[0].getMessage() and "4e+08 EOT" in warned[0].getMessage()
 
     metrics = json.loads((t.out / "metrics.json").read_text())

@@ -82,7 +82,7 @@ def test_unblinded_outputs_differ(pair, capsys):
 
 
 def test_blinded_hists_have_empty_box_and_flag(pair, capsys):
-    from na64ana import outputs
+    from na64ana.processing import outputs
 
     d, dsets = pair["signal"]
     out = _run(d, dsets)
@@ -105,7 +105,7 @@ def test_is_blinded_and_hidden_rows():
     assert blinding.region_mask(sel, vals).tolist() == [True, False, False, False]
 
 
-# --- na64ana.audit.scan_blinding: it finds what it is meant to find ----------------------------------------
+# --- na64ana.bookkeeping.audit.scan_blinding: it finds what it is meant to find ------------------------
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def _edit_json(path: Path, edit) -> None:
 
 
 def test_audit_blinded_run_is_clean(audited):
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     res = audit.scan(audited)
     assert res.findings == [] and res.blinded is True
@@ -141,7 +141,7 @@ def test_audit_blinded_run_is_clean(audited):
 
 
 def test_audit_finds_box_content_in_histograms(audited):
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     _pickle_hist(audited, "plane_final", {"ecal": [30.0], "hcal": [0.4]})  # inside the box
     _pickle_hist(audited, "plane_loose", {"ecal": [60.0], "hcal": [0.4]})  # side band C: allowed
@@ -152,7 +152,7 @@ def test_audit_finds_box_content_in_histograms(audited):
 
 
 def test_audit_finds_counts_in_cutflows_regions_and_limits(audited):
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     def unhide(cf):
         cf["rows"][-1].update(events=3, blinded=False)
@@ -171,7 +171,8 @@ def test_audit_finds_counts_in_cutflows_regions_and_limits(audited):
 def test_audit_finds_text_tables_and_figure_metadata(audited):
     from matplotlib.figure import Figure
 
-    from na64ana import audit, plots
+    from na64ana.bookkeeping import audit
+    from na64ana.presentation import plots
 
     (audited / "report.md").write_text(
         "**I** (data, blinded)\n\n| cut | events |\n|---|---|\n| all | 10 |\n| signal_box | 3 |\n\n"
@@ -191,7 +192,7 @@ def test_audit_finds_text_tables_and_figure_metadata(audited):
 
 
 def test_audit_provenance_must_state_blinding(audited):
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     def forget(doc):
         for key in ("unblind", "blinded"):
@@ -202,7 +203,7 @@ def test_audit_provenance_must_state_blinding(audited):
 
 
 def test_audit_unblinded_run_is_reported_not_a_leak(pair, capsys):
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     d, dsets = pair["signal"]
     out = _run(d, dsets, "--unblind")

@@ -4,7 +4,8 @@ One simulated prd2018 campaign gives two data sets, A and B, that differ **only 
 B = {E_ECAL < 50 GeV, E_HCAL < 1 GeV}: in B, ``N_CANARY`` box events per run are signal-like (they pass
 every cut), in A the same events fail a cut. Both run through the CLI (``na64ana demo --data``) blinded;
 every file written must then be identical after normalising the genuinely volatile content (the explicit
-list above :func:`normalise`), and :func:`na64ana.audit.scan_blinding` must find nothing. Unblinded, the
+list above :func:`normalise`), and :func:`na64ana.bookkeeping.audit.scan_blinding` must find nothing.
+Unblinded, the
 canary must be visible (box counts, observed limits), or the first comparison would prove nothing.
 
 Why events are *moved* into the box: the skim-level prd2018 simulation has only ~2 events inside B (the
@@ -32,9 +33,11 @@ import numpy as np
 import pytest
 import uproot
 
-from na64ana import audit, datasets, report, selection
+from na64ana import datasets, selection
+from na64ana.bookkeeping import audit
 from na64ana.cli import build_parser
 from na64ana.cli import main as cli_main
+from na64ana.presentation import report
 from na64ana.simulation.campaign import simulate_campaign
 from na64ana.simulation.writer import write_tree
 

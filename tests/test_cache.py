@@ -1,4 +1,4 @@
-"""The chunk cache (na64ana.cache) reuses exactly the chunks whose output cannot have changed.
+"""The chunk cache (na64ana.processing.cache) reuses exactly the chunks whose output cannot have changed.
 
 Every case runs the synthetic campaign of conftest.py twice through ``execute.run`` with the iterative
 executor and records, per chunk, whether coffea's checkpointer found it (a wrapper around
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from na64ana import cache, execute, outputs, selection
+from na64ana import selection
 from na64ana.cli import main as cli_main
+from na64ana.processing import cache, execute, outputs
 
 CHUNK = 64  # 272 events per data file -> 4 chunks each; the 45-event signal file -> 1 chunk
 
@@ -206,7 +207,7 @@ def test_corrupt_entry_is_a_logged_miss(synth_campaign, tmp_path, probe, caplog,
             victim.write_bytes(b"")
 
     probe.clear()
-    with caplog.at_level(logging.WARNING, logger="na64ana.cache"):
+    with caplog.at_level(logging.WARNING, logger="na64ana.processing.cache"):
         res = _run(synth_campaign.datasets, cdir)
     assert res.metrics["cache"]["hits"] == 12 and res.metrics["cache"]["misses"] == 1
     assert res.metrics["cache"]["stored"] == 1  # the entry is rewritten, valid and with the same output
@@ -220,7 +221,7 @@ def test_corrupt_entry_is_a_logged_miss(synth_campaign, tmp_path, probe, caplog,
 def test_unwritable_cache_is_a_warning_not_a_failure(synth_campaign, tmp_path, caplog):
     blocker = tmp_path / "cache"
     blocker.write_text("a file where the cache folder should be")
-    with caplog.at_level(logging.WARNING, logger="na64ana.cache"):
+    with caplog.at_level(logging.WARNING, logger="na64ana.processing.cache"):
         res = _run(synth_campaign.datasets, blocker)
     assert res.metrics["cache"] | {"dir": None, "code_version": None} == {
         "dir": None, "code_version": None, "hits": 0, "misses": 13, "stored": 0}

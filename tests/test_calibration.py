@@ -10,8 +10,8 @@ import math
 import pytest
 
 from na64ana import background, published
-from na64ana.outputs import load_cutflow, load_regions
 from na64ana.pipeline import run_processor
+from na64ana.processing.outputs import load_cutflow, load_regions
 from na64ana.simulation import campaign as sim
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 from scipy import stats
 
-from na64ana import closure, datasets
+from na64ana import datasets
+from na64ana.studies import closure
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 MASS, EPS, SCALE = 0.01, 3.2e-4, 0.5  # ~15 signal events at half the prd2018 EOT (N90 = 2.3)

@@ -6,7 +6,8 @@ every chunk); this test keeps coffea's implementation as the reference, on a sam
 import numpy as np
 from coffea.analysis_tools import PackedSelection
 
-from na64ana import execute, outputs, selection
+from na64ana import selection
+from na64ana.processing import execute, outputs
 
 
 def test_processor_bookkeeping_equals_packed_selection(tmp_path, synth):

@@ -45,7 +45,8 @@ import uproot
 import uproot.writing._cascade as cascade
 import uproot.writing._cascadetree as tree_writer
 
-from na64ana import datasets, execute
+from na64ana import datasets
+from na64ana.processing import execute
 from na64ana.simulation import (
     generate_events,
     simulate_campaign,

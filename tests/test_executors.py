@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from na64ana import execute, inputs, outputs
 from na64ana.cli import main as cli_main
 from na64ana.errors import DataError, InputError
+from na64ana.processing import execute, inputs, outputs
 
 
 def _summary(res: execute.RunResult) -> tuple[dict, dict, dict]:

@@ -30,9 +30,9 @@ from conftest import (
     write_tree,
 )
 
-from na64ana import execute, outputs
 from na64ana.cli import main as cli_main
 from na64ana.cli.common import reliable_interrupt
+from na64ana.processing import execute, outputs
 
 NA64ANA = Path(sys.executable).with_name("na64ana")  # the installed console script
 SCALE = 40  # x the conftest categories: 10,880 events per file

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 import yaml
 
-from na64ana.hepdata import export_hepdata, validate_archive
+from na64ana.presentation.hepdata import export_hepdata, validate_archive
 
 try:
     from results_factory import BOX_COUNT, RUNS, make_results

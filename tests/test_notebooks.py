@@ -13,8 +13,9 @@ Also checked, without executing: the notebooks are committed without outputs and
 same cells as its jupytext-paired ``.py`` (percent format), so neither copy can silently drift.
 
 Blinding (issue 8): after execution, every run output a notebook wrote passes
-:func:`na64ana.audit.scan_blinding` (blinded ones carry no box content; an unblinded one must say so in its
-provenance), and no cell output states box content (:func:`na64ana.audit.scan_notebook`) except in cells
+:func:`na64ana.bookkeeping.audit.scan_blinding` (blinded ones carry no box content; an unblinded one
+must say so in its provenance), and no cell output states box content
+(:func:`na64ana.bookkeeping.audit.scan_notebook`) except in cells
 that open a box explicitly (``unblind=True``, on simulation) or show a published paper's observed counts.
 """
 
@@ -123,7 +124,7 @@ OPENS_THE_BOX = re.compile(r"unblind=True|\bprl\b|_prl\b|prl2019_published")
 
 
 def _assert_blinding_kept(nb, out: Path) -> None:
-    from na64ana import audit
+    from na64ana.bookkeeping import audit
 
     # Leaks only: stage records written by library calls in a notebook (e.g. efficiency.measure) are not
     # all complete provenance-wise; the full chain's provenance is checked in test_blinding_audit.

@@ -9,9 +9,9 @@ import hist
 import numpy as np
 import pytest
 
-from na64ana import optimise as opt
-from na64ana import resultsdir
+from na64ana.presentation import results
 from na64ana.stats import cls
+from na64ana.studies import optimise as opt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 P2 = 0.35
@@ -122,7 +122,7 @@ def optimised(tmp_path_factory):
 def test_cli_output_is_read_by_the_plotting_adapter(optimised):
     rec = json.loads((optimised / "opt" / "optimisation.json").read_text())
     assert rec["blinded"] is True and (optimised / "opt" / "provenance.json").exists()
-    parsed = resultsdir.Results(optimised / "opt").optimisation()
+    parsed = results.Results(optimised / "opt").optimisation()
     assert set(parsed) == {"0.01"}
     d = rec["optimisation"]["0.01"]
     assert parsed["0.01"]["cut"].tolist() == d["cut_GeV"] == [40.0, 45.0, 50.0, 55.0, 60.0]

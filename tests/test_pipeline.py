@@ -7,7 +7,7 @@ import re
 import pytest
 
 from na64ana import pipeline
-from na64ana.hepdata import validate_archive
+from na64ana.presentation.hepdata import validate_archive
 
 pytestmark = pytest.mark.slow
 

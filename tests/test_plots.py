@@ -6,8 +6,8 @@ import hist
 import numpy as np
 from matplotlib.collections import QuadMesh
 
-from na64ana import plots
-from na64ana.resultsdir import Box
+from na64ana.presentation import plots
+from na64ana.presentation.results import Box
 
 
 def _plane_with_box_events() -> hist.Hist:
@@ -67,7 +67,7 @@ def test_cutflow_blinded_rows_are_not_plotted_and_files_are_written(tmp_path):
 
 
 def test_eps_plot_without_observed_has_no_observed_line():
-    from na64ana.resultsdir import EpsLimits
+    from na64ana.presentation.results import EpsLimits
 
     m = np.array([0.001, 0.01, 0.1])
     lim = EpsLimits(m, 1e-5 * m / 1e-3, None, {k: 1e-5 * m / 1e-3 * f for k, f in

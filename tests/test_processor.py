@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from na64ana import execute, outputs
+from na64ana.processing import execute, outputs
 
 # First cut each synthetic category fails ("" = passes all cuts); hcal0 only where the run has HCAL0.
 FIRST_FAIL = {

@@ -21,10 +21,13 @@ import pytest
 import uproot
 from conftest import file_entry, make_arrays, write_datasets, write_tree
 
-from na64ana import datasets, efficiency, execute, hepdata, outputs, provenance, report
+from na64ana import datasets, efficiency
 from na64ana import summary as summ
+from na64ana.bookkeeping import provenance
 from na64ana.cli import main as cli_main
 from na64ana.errors import DataError
+from na64ana.presentation import hepdata, report
+from na64ana.processing import execute, outputs
 from na64ana.simulation import simulate_campaign, simulate_signal_samples
 from na64ana.stats import limits
 

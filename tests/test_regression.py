@@ -1,17 +1,16 @@
-"""CI regression: the seeded simulated sample reproduces the stored cut flows (see na64ana.regression)."""
+"""CI regression: the seeded simulated sample reproduces the stored cut flows (see tests/regression.py)."""
 
 from __future__ import annotations
 
 import copy
 
 import pytest
-
-from na64ana import regression
+import regression
 
 
 def test_cutflows_match_reference(tmp_path):
     if not regression.REFERENCE.exists():
-        pytest.fail(f"{regression.REFERENCE} missing: run `python -m na64ana.regression --write`")
+        pytest.fail(f"{regression.REFERENCE} missing: run `python tests/regression.py --write`")
     got = regression.compute(tmp_path)
     diffs = regression.compare(regression.load_reference(), got)
     assert not diffs, "cut flows differ from the reference (intended? make regen-refs):\n" + "\n".join(diffs)

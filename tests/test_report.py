@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from na64ana.report import SECTIONS, build_report
-from na64ana.resultsdir import Results
+from na64ana.presentation.report import SECTIONS, build_report
+from na64ana.presentation.results import Results
 
 try:
     from results_factory import BOX_COUNT, make_results

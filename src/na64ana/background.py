@@ -349,8 +349,9 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
     """
     import hist
 
-    from . import datasets, outputs
+    from . import datasets
     from .errors import DataError, InputError
+    from .processing import outputs
 
     run_dir = Path(run_dir)
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")

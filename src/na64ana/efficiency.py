@@ -263,7 +263,8 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
     samples (default: all listed). ``syst`` adds the run's published relative efficiency systematic.
     """
     from . import datasets as ds
-    from . import execute, outputs, provenance
+    from .bookkeeping import provenance
+    from .processing import execute, outputs
 
     clock = provenance.Clock()
     datasets_file = Path(datasets_file)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import provenance
+from .bookkeeping import provenance
 
 log = logging.getLogger("na64ana.pipeline")
 
@@ -50,7 +50,7 @@ def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: s
 
     ``extra``: more (datasets file, samples) to process in the same run, e.g. an MC prediction simulated
     into its own folder, so no datasets file is edited behind the user's back."""
-    from . import execute, outputs
+    from .processing import execute, outputs
 
     jobs = execute.plan(datasets_file, campaign=campaign, samples=samples, processor=processor)
     for ds_file, ds_samples in extra:
@@ -71,7 +71,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     stage and the report read the same layout either way). The campaign's runs (EOT, efficiencies) are
     then taken from it; the signal and dimuon MC are still simulated from ``datasets_file``.
     """
-    from . import background, datasets, efficiency, hepdata, report, summary
+    from . import background, datasets, efficiency, summary
+    from .presentation import hepdata, report
     from .simulation import campaign as sim
     from .stats import interpret, limits
 
@@ -114,7 +115,7 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     eff = _stage("efficiency", t, _efficiency)
 
     def _summary() -> Path:
-        from .outputs import load_regions
+        from .processing.outputs import load_regions
 
         label = "simulated" if simulated else f"data: {Path(data).name}"
         summ = summary.from_results(analysis=f"na64ana {cname} ({label})", campaign=camp, background=bkg,
@@ -206,7 +207,7 @@ def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind:
 
 def _optimisation(out: Path, unblind: bool) -> None:
     """Expected limit vs the E_ECAL box edge for two masses (side band C and signal MC only: blinded)."""
-    from . import optimise
+    from .studies import optimise
 
     odir = provenance.prepare_outdir(out / "optimisation", stage="optimise")
     optimise.optimise(out / "run", out / "efficiency", odir, masses=OPTIMISATION_MASSES_GEV,

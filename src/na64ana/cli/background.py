@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import background as bg
-    from .. import provenance
+    from ..bookkeeping import provenance
 
     out = provenance.prepare_outdir(args.out, stage="background")
     setup_logging(out, "background")

@@ -1,7 +1,7 @@
 """``na64ana closure``: signal-injection closure (inject A', run the chain unblinded, fit mu; null limit).
 
 Writes ``DIR/closure.json`` and ``DIR/closure.md`` plus every intermediate stage output (simulated
-campaigns, run outputs, background tables, summaries, efficiency) under DIR. See na64ana.closure.
+campaigns, run outputs, background tables, summaries, efficiency) under DIR. See na64ana.studies.closure.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import closure
+    from ..studies import closure
 
     common.setup_logging(None, "closure")
     rec = closure.run_closure(args.datasets, mass=args.mass, eps=args.eps, out=args.out, seed=args.seed,

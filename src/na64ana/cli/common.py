@@ -34,7 +34,7 @@ def add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes for futures/dask (default: %(default)s)")
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="address of an existing dask scheduler (implies --executor dask)")
-    from ..execute import DEFAULT_CHUNKSIZE
+    from ..processing.execute import DEFAULT_CHUNKSIZE
 
     p.add_argument("--chunksize", type=int, default=DEFAULT_CHUNKSIZE,
                    help="events per chunk (default: %(default)s)")

@@ -34,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import pipeline, provenance
+    from .. import pipeline
+    from ..bookkeeping import provenance
 
     out = provenance.prepare_outdir(args.out, stage="demo")
     log = setup_logging(out, "demo")

@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import efficiency, provenance
+    from .. import efficiency
+    from ..bookkeeping import provenance
     from ..simulation import simulate_signal_samples
 
     out = provenance.prepare_outdir(args.out, stage="efficiency")

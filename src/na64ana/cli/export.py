@@ -24,9 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_hepdata(args: argparse.Namespace) -> int:
-    from .. import provenance
+    from ..bookkeeping import provenance
     from ..errors import InputError
-    from ..hepdata import export_hepdata
+    from ..presentation.hepdata import export_hepdata
 
     results = Path(args.results)
     if not results.is_dir():

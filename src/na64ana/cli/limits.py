@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import provenance, summary
+    from .. import summary
+    from ..bookkeeping import provenance
     from ..errors import InputError
     from ..stats import interpret, limits
 

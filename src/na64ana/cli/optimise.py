@@ -1,7 +1,7 @@
 """``na64ana optimise``: expected 90% CL eps limit vs the E_ECAL box edge (blinded) -> optimisation.json.
 
 Inputs: a blinded campaign run output (side band C only) and an efficiency output (signal MC
-``signal_ecal`` per run and mass, efficiency.json). See na64ana.optimise for the method.
+``signal_ecal`` per run and mass, efficiency.json). See na64ana.studies.optimise for the method.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def cut_grid(lo: float, hi: float, step: float) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import optimise, provenance
+    from ..bookkeeping import provenance
+    from ..studies import optimise
 
     out = provenance.prepare_outdir(args.out, stage="optimise")
     common.setup_logging(out, "optimise")

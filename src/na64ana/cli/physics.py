@@ -98,8 +98,8 @@ def _cmd_yield(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from ..bookkeeping.provenance import prepare_outdir, write, write_json
     from ..physics.yields import yield_per_eot_grid
-    from ..provenance import prepare_outdir, write, write_json
 
     if args.masses:
         masses = np.asarray(args.masses, dtype=float)
@@ -125,8 +125,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> int:
+    from ..bookkeeping.provenance import prepare_outdir, write
     from ..physics.yields import aprime_energy_spectrum
-    from ..provenance import prepare_outdir, write
 
     edges, dnde = aprime_energy_spectrum(args.mass, e0=args.e0, xsec=args.xsec, bins=args.bins, eps=args.eps,
                                          target=args.target)

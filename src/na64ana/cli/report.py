@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _claim(results: Path) -> None:
     """Mark the results folder for the report stage. A folder without our marker is accepted only when the
     stage outputs inside it carry theirs (a folder assembled from na64ana outputs); else OutputError."""
-    from .. import provenance
+    from ..bookkeeping import provenance
 
     if not (results / provenance.MARKER).exists() and any(results.glob(f"*/{provenance.MARKER}")):
         (results / provenance.MARKER).write_text('{"tool": "na64ana", "stages": []}\n')
@@ -32,9 +32,9 @@ def _claim(results: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import provenance
+    from ..bookkeeping import provenance
     from ..errors import InputError
-    from ..report import build_report, make_plots
+    from ..presentation.report import build_report, make_plots
 
     results = Path(args.results)
     if not results.is_dir():

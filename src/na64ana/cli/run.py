@@ -11,7 +11,8 @@ import argparse
 import logging
 import sys
 
-from .. import execute, outputs, provenance
+from ..bookkeeping import provenance
+from ..processing import execute, outputs
 from .common import (
     add_cache,
     add_campaign,

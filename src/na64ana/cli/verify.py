@@ -3,7 +3,7 @@
 Walks every provenance.json under RESULTS and re-hashes (sha256) every recorded input that still exists
 and every file of every outputs manifest. Errors: an input missing or changed, an output missing or
 modified, a file no manifest lists (``--allow-extra`` makes those warnings). The code version now vs the
-recorded one is shown as information. Then the blinding audit (:mod:`na64ana.audit`): in a blinded
+recorded one is shown as information. Then the blinding audit (:mod:`na64ana.bookkeeping.audit`): in a blinded
 folder any signal-box content in an output (histogram box bins, cut-flow rows, observed counts, report
 tables, logs, HEPData, figure metadata) or a stage record that does not say whether the box was opened is
 an error; an explicitly unblinded folder is shown as information. Exit 0 when everything matches, 3
@@ -50,8 +50,8 @@ def blinding_problems(results: str) -> tuple[list, int]:
     A leak is an error; a record that does not state the blinding, or a folder mixing blinded and
     unblinded stages, is a warning (shown, not failing: e.g. limits from a published summary beside a
     blinded run); an explicitly unblinded folder is information."""
-    from .. import audit
-    from ..provenance import Problem
+    from ..bookkeeping import audit
+    from ..bookkeeping.provenance import Problem
 
     res = audit.scan(results)
     level = {"leak": "error", "provenance": "warning", "unblinded": "info"}
@@ -61,7 +61,7 @@ def blinding_problems(results: str) -> tuple[list, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import provenance
+    from ..bookkeeping import provenance
 
     v = provenance.check(args.results, allow_extra=args.allow_extra)
     problems = list(v.problems)

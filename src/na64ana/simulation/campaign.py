@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import datasets as dsets
-from .. import provenance
+from ..bookkeeping import provenance
 from ..errors import InputError
 from .generate import LEVELS, generate_events
 from .signal import simulate_signal_sample

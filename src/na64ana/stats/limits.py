@@ -79,7 +79,7 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
     eps_ref = EPS0 * math.sqrt(n_ref / s_eps0)
     spec = mass_spec(summary, mass, n_ref)
     if ws_dir is not None:
-        from ..provenance import write_json
+        from ..bookkeeping.provenance import write_json
 
         name = f"workspace_m{mass * 1e3:.4g}MeV.json"
         write_json(ws_dir / name, spec)
@@ -124,7 +124,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
     A mass that fails is reported with an ``error`` field, never as a silent NaN. With ``out_dir`` the
     workspaces are written there and recorded (stage "limits" in provenance.json, ``summary_file`` as its
     input); whoever then writes ``limits.json`` there records the stage again to refresh the manifest."""
-    from .. import provenance
+    from ..bookkeeping import provenance
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")

@@ -4,7 +4,8 @@ Order follows the analysis: data sets, selection, cut flows, (E_ECAL, E_HCAL) pl
 background, dimuon benchmark, signal, statistical model, limits, cut optimisation, provenance. A stage
 that did not run gives a clearly marked "not available" section (never a crash, never a silent gap).
 
-Blinding: when any input is blinded (see :class:`na64ana.resultsdir.Results`) the report shows only what
+Blinding: when any input is blinded (see :class:`~na64ana.presentation.results.Results`) the report
+shows only what
 blinded outputs contain; box counts and observed limits are printed as "blinded" even if present.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import plots
-from .resultsdir import (
+from .results import (
     BENCHMARK_MASSES_GEV,
     Box,
     Results,
@@ -33,7 +34,7 @@ from .resultsdir import (
     workspace_modifiers,
 )
 
-log = logging.getLogger("na64ana.report")
+log = logging.getLogger(__name__)
 
 PLANES = (
     ("plane_loose", "loose SRD-tagged"),
@@ -333,7 +334,7 @@ def _cl(res: Results) -> float:
 def make_plots(results_dir: str | Path) -> PlotSet:
     """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF), recorded in
     ``plots/provenance.json`` (stage "plots": the files read, blinding, the figures)."""
-    from . import provenance
+    from ..bookkeeping import provenance
 
     clock = provenance.Clock()
     res = Results(results_dir)
@@ -749,7 +750,7 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     Recorded as stage "report" in ``results_dir/provenance.json`` (the files the report read, blinding)."""
     import markdown
 
-    from . import provenance
+    from ..bookkeeping import provenance
 
     clock = provenance.Clock()
     results_dir = Path(results_dir)

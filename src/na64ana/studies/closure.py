@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("na64ana.closure")
+log = logging.getLogger(__name__)
 BKG_UNC_CAP = 0.9  # summary contract: relative background width < 100% (see na64ana.summary)
 
 
@@ -33,8 +33,8 @@ def scaled_datasets(src: str | Path, dst: str | Path, scale: float) -> Path:
     """Copy of a datasets file with every run's EOT multiplied by ``scale`` (reduced-EOT closure).
 
     Per-EOT rates are unchanged, so the expected signal and background scale with the EOT."""
-    from . import datasets as dsets
-    from .errors import InputError
+    from .. import datasets as dsets
+    from ..errors import InputError
 
     if not (math.isfinite(scale) and scale > 0):
         raise InputError(f"EOT scale must be positive, got {scale!r}", field="--eot-scale")
@@ -83,9 +83,9 @@ def summary_dict(*, analysis: str, campaign: Any, regions: Mapping[str, Any], ba
 
 def eps_reference(summary: Any, mass: float) -> tuple[float, float]:
     """(eps_ref, n_ref) of the limits model: nominal total signal n_ref = N90(n=0) at eps_ref."""
-    from .stats import cls
-    from .stats.limits import EPS0, yields_per_eot
-    from .summary import signal_shares
+    from ..stats import cls
+    from ..stats.limits import EPS0, yields_per_eot
+    from ..summary import signal_shares
 
     n_ref = cls.poisson_upper_limit(0, 0.0, summary.cl)
     y0 = float(yields_per_eot(summary, [mass])[0])
@@ -100,7 +100,7 @@ def profile_fit(spec: dict[str, Any], *, mu_max: float) -> dict[str, Any]:
     import pyhf
     from scipy import optimize
 
-    from .stats.model import pyhf_model
+    from ..stats.model import pyhf_model
 
     spec = json.loads(json.dumps(spec))
     spec["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, mu_max]]
@@ -146,8 +146,9 @@ def within_band(point: Mapping[str, Any], n_sigma: int = 2) -> bool | None:
 def _process(sim_ds: Path, out: Path, campaign: str, runs: Sequence[str] | None, executor: str,
              workers: int) -> Path:
     """``na64ana run --unblind`` then ``na64ana background`` on one simulated campaign; returns run dir."""
-    from . import background as bg
-    from . import execute, outputs, provenance
+    from .. import background as bg
+    from ..bookkeeping import provenance
+    from ..processing import execute, outputs
 
     run_dir = provenance.prepare_outdir(out / "run", stage="run")
     outputs.begin(run_dir)
@@ -165,8 +166,8 @@ def _process(sim_ds: Path, out: Path, campaign: str, runs: Sequence[str] | None,
 
 def _chain_summary(sample_dir: Path, sim_ds: Path, campaign: str, eff: Mapping[str, Any], mass: float,
                    label: str) -> dict[str, Any]:
-    from . import datasets as dsets
-    from . import outputs
+    from .. import datasets as dsets
+    from ..processing import outputs
 
     run_dir = sample_dir / "run"
     regions = outputs.load_regions(run_dir)
@@ -183,13 +184,13 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
                 n_signal_mc: int = 20_000, executor: str = "iterative", workers: int = 2,
                 efficiency_dir: str | Path | None = None) -> dict[str, Any]:
     """The closure test end to end; writes ``out/closure.json`` and ``out/closure.md``, returns the record."""
-    from . import datasets as dsets
-    from . import efficiency as effmod
-    from . import provenance
-    from . import summary as summ
-    from .simulation import simulate_campaign, simulate_signal_samples
-    from .stats import limits as lim
-    from .stats.limits import mass_spec
+    from .. import datasets as dsets
+    from .. import efficiency as effmod
+    from .. import summary as summ
+    from ..bookkeeping import provenance
+    from ..simulation import simulate_campaign, simulate_signal_samples
+    from ..stats import limits as lim
+    from ..stats.limits import mass_spec
 
     out = provenance.prepare_outdir(out, stage="closure")
     clock = provenance.Clock()

@@ -21,10 +21,11 @@ from typing import Any
 
 import hist
 
-from . import blinding, provenance
-from .errors import OutputError
+from .. import blinding
+from ..bookkeeping import provenance
+from ..errors import OutputError
+from ..selection import Req, Resolved
 from .execute import Job, RunResult
-from .selection import Req, Resolved
 
 COMPLETE = "run.complete"
 STAGING = ".run-staging"
@@ -142,7 +143,7 @@ def _pickle(path: Path, obj: Any) -> None:
 def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind: bool,
               datasets_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Write all outputs of a run; return ``{key: cut-flow record}``. ``run.complete`` is written last."""
-    from . import datasets as ds
+    from .. import datasets as ds
 
     outdir = begin(outdir)
     stage = outdir / STAGING

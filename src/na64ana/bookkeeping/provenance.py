@@ -33,7 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputError
+from ..errors import OutputError
 
 MARKER = ".na64ana"
 PROVENANCE = "provenance.json"
@@ -83,7 +83,7 @@ def package_version() -> str:
     try:
         return metadata.version("na64ana")
     except metadata.PackageNotFoundError:
-        from . import __version__
+        from .. import __version__
 
         return __version__
 
@@ -196,7 +196,8 @@ def _relpath(p: Path, base: Path) -> str:
 
 def describe_input(item: Any, base: str | Path) -> dict[str, Any]:
     """One input record: ``path`` (absolute), ``rel`` (from the provenance folder ``base``), ``sha256``,
-    ``size`` and any fields the item brings (an :class:`na64ana.inputs.InputFile`: key, tree, eot, nevents,
+    ``size`` and any fields the item brings (an :class:`~na64ana.processing.inputs.InputFile`:
+    key, tree, eot, nevents,
     status, reason). A folder input (a run output read as a whole) gets ``type: "folder"``, its ``files``
     ``{rel: sha256}`` and ``sha256`` = digest of that list."""
     base = Path(base).resolve()
@@ -266,7 +267,8 @@ def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str
     Call it after the stage has written all its files: the manifest (sha256 + size of every file of the
     folder) is computed now, so it is the last thing written.
 
-    - ``inputs``: files or folders read (paths), :class:`na64ana.inputs.InputFile` records or dicts with a
+    - ``inputs``: files or folders read (paths), :class:`~na64ana.processing.inputs.InputFile`
+      records or dicts with a
       ``path``; each is recorded by :func:`describe_input`. A mapping is recorded as given (parameters,
       not files; not verified).
     - ``outputs``: files (or folders) of ``outdir`` this stage wrote; default: the files added or changed

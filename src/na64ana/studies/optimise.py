@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from . import background as bg
-from . import published
-from .efficiency import expected_signal_vs_cut
+from .. import background as bg
+from .. import published
+from ..efficiency import expected_signal_vs_cut
 
-log = logging.getLogger("na64ana.optimise")
+log = logging.getLogger(__name__)
 N_REF = 2.302585  # nominal total signal of the model (N90 at n = 0): keeps the POI limit O(1)
 EXACT_MAX_BACKGROUND = 3.0  # above this total background: asymptotic (exact enumeration costs minutes)
 COVERAGE_MARGIN_GeV = 3.0  # ~3 sigma of the ECAL resolution near 60 GeV
@@ -111,8 +111,8 @@ def expected_limit(signal: Sequence[float], background: Sequence[float], backgro
     Exact hybrid CLs (stats.cls) up to ``exact_max_background`` total events; above, where enumerating the
     outcomes costs minutes and asymptotics hold, the closed-form Gaussian limits (signal systematics,
     < 20% and irrelevant there, are left out). Returns the mu quantiles for signal scaled by ``scale``."""
-    from .stats import cls
-    from .stats.model import counting_model_from_spec, workspace_spec
+    from ..stats import cls
+    from ..stats.model import counting_model_from_spec, workspace_spec
 
     s = np.asarray(signal, dtype=float)
     b = np.asarray(background, dtype=float)
@@ -148,7 +148,7 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
 
     ``signal_hists[mass_key][run]``: the run's 1D signal E_ECAL histogram; ``sample_eps[mass_key]``: eps
     of the sample weights."""
-    from .physics.yields import signal_yield_per_eot
+    from ..physics.yields import signal_yield_per_eot
 
     fit_max = fit_max or float(published.get("selection.sideband_c_fit_max_GeV"))
     cuts = [float(c) for c in cuts]
@@ -211,11 +211,11 @@ def load_inputs(run_dir: Any, efficiency_dir: Any, *, masses: Sequence[float] | 
     import json
     from pathlib import Path
 
-    from . import outputs
-    from .errors import InputError
-    from .physics.yields import signal_yield_per_eot
-    from .simulation.signal import MIGRATION_FRACTION
-    from .stats.limits import EPS0
+    from ..errors import InputError
+    from ..physics.yields import signal_yield_per_eot
+    from ..processing import outputs
+    from ..simulation.signal import MIGRATION_FRACTION
+    from ..stats.limits import EPS0
 
     run_dir, efficiency_dir = Path(run_dir), Path(efficiency_dir)
     try:
@@ -283,7 +283,7 @@ def optimise(run_dir: Any, efficiency_dir: Any, out: Any, *, masses: Sequence[fl
     """Scan the box edge for ``masses``; write ``out/optimisation.json`` + ``.md``; return the record."""
     from pathlib import Path
 
-    from . import provenance
+    from ..bookkeeping import provenance
 
     clock = provenance.Clock()
     out = Path(out)

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def repo_root() -> Path:
@@ -22,7 +22,7 @@ def repo_root() -> Path:
             raise InputError("no datasets.json there", file=str(root), field="NA64ANA_REPO")
         return root
     here = Path.cwd()
-    source = Path(__file__).resolve().parents[2]  # src/na64ana/locations.py -> the checkout
+    source = Path(__file__).resolve().parents[3]  # src/na64ana/bookkeeping/locations.py -> the checkout
     for cand in (here, *here.parents, source):
         if (cand / "datasets.json").is_file():
             return cand

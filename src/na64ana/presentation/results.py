@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import published
+from .. import published
 
 # --- key names of limits.json (na64ana.stats.limits.scan + stats.interpret): the one place to change them
 LIMIT_KEYS: dict[str, Any] = {

@@ -8,9 +8,9 @@ relative tolerance; a mismatch is reported as a readable per-row diff.
 
 After an *intended* change (selection, simulator, processor) regenerate and commit the reference::
 
-    python -m na64ana.regression --write      # or: make regen-refs
+    python tests/regression.py --write      # or: make regen-refs
 
-``python -m na64ana.regression`` (no option) recomputes and compares, exit code 1 on differences.
+``python tests/regression.py`` (no option) recomputes and compares, exit code 1 on differences.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from . import contract, execute, outputs
-from . import datasets as ds
-from .errors import InputError, from_validation
+from na64ana import datasets as ds
+from na64ana.errors import InputError, from_validation
+from na64ana.processing import execute, outputs
+from na64ana.simulation import write_tree
+from na64ana.simulation.generate import generate_events
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "tests" / "references" / "cutflow_reference.json"
 CAMPAIGN = "prl2019"
 RUNS = ("I", "II", "III")
@@ -41,21 +43,11 @@ CHUNKSIZE = 25_000  # several chunks per file: exercises the merge
 
 
 def _write_tree(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    try:
-        from .simulation import write_tree
-    except ImportError:  # simulator without its writer yet: same TTree layout via uproot directly
-        import uproot
-
-        with uproot.recreate(path, compression=uproot.LZ4(1)) as f:
-            f.mktree("events", contract.branch_types(mc=True)).extend(arrays)
-        return
     write_tree(path, arrays)
 
 
 def build_sample(workdir: str | Path, datasets_file: str | Path = REPO / "datasets.json") -> Path:
     """Generate the seeded sample into ``workdir``; return the datasets.json that lists it."""
-    from .simulation.generate import generate_events
-
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     dsets = ds.load(datasets_file)
@@ -175,7 +167,7 @@ def load_reference(path: str | Path = REFERENCE) -> dict[str, Any]:
     ``keys`` would compare nothing)."""
     path = Path(path)
     if not path.exists():
-        raise InputError("reference file not found (write it: python -m na64ana.regression --write)",
+        raise InputError("reference file not found (write it: python tests/regression.py --write)",
                          file=str(path))
     raw = ds.read_json(path)
     try:
@@ -186,7 +178,7 @@ def load_reference(path: str | Path = REFERENCE) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m na64ana.regression", description=__doc__,
+    p = argparse.ArgumentParser(prog="python tests/regression.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--write", action="store_true", help="regenerate the reference file")
     p.add_argument("--reference", default=str(REFERENCE), help="reference file (default: %(default)s)")

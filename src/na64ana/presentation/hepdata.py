@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from hepdata_lib import Submission, Table, Uncertainty, Variable
 
-from .errors import OutputError
-from .resultsdir import Curve, EpsLimits, Results
+from ..errors import OutputError
+from .results import Curve, EpsLimits, Results
 
-log = logging.getLogger("na64ana.hepdata")
+log = logging.getLogger(__name__)
 ARCHIVE = "submission.tar.gz"
 
 
@@ -241,7 +241,7 @@ def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
     """Write ``out/submission/*.yaml`` and ``out/submission.tar.gz``, validated. Returns the archive path.
 
     Recorded as stage "export" in ``out/provenance.json`` (the result files read, blinding)."""
-    from . import provenance
+    from ..bookkeeping import provenance
 
     clock = provenance.Clock()
     res = Results(results_dir)

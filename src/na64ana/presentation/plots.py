@@ -26,8 +26,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import published
-from .resultsdir import Box, Curve, EpsLimits
+from .. import published
+from .results import Box, Curve, EpsLimits
 
 # ROOT style with the base font scaled for our ~8x6 inch figures (the style assumes 10x10 at 26 pt).
 STYLE = {**mplhep.style.ROOT, "font.size": 17}
@@ -335,7 +335,7 @@ def plot_nminus1(
 def _model(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     if name == "exp":
         return lambda e, p: np.exp(p[0] + p[1] * e)
-    from .background import MODELS  # the other side-band shapes, defined once by the background stage
+    from ..background import MODELS
 
     return MODELS[name][0]
 
