@@ -134,10 +134,11 @@ def probabilities(model: CountingModel, mu: float, outcomes: np.ndarray) -> np.n
             table = np.einsum("xuvk,xuv->xk", _pois(k, lam), np.broadcast_to(w, lam.shape))
             total *= table[:, outcomes[:, j]]
         else:
-            logp = 0.0
+            logp: np.ndarray | float = 0.0
             for j in bins:
                 lam = mu * model.signal[j] * fs + model.background[j] * fb
                 logp = logp + _logpois(k, lam)[..., outcomes[:, j]]  # (x,u,v,M)
+            logp = np.asarray(logp)
             total *= np.einsum("xuvm,xuv->xm", np.exp(logp), np.broadcast_to(w, logp.shape[:3]))
     return total.sum(axis=0)
 
@@ -207,7 +208,12 @@ def _fit(d: _Design, n: np.ndarray, mu: np.ndarray | None, th0: np.ndarray, mu0:
     free = mu is None
     M, P = n.shape[0], d.npar
     th = th0.copy()
-    mu_v = (mu0.copy() if free else np.broadcast_to(mu, (M,)).astype(float).copy())
+    if free:
+        assert mu0 is not None, "a free-mu fit needs a start value mu0"
+        mu_v = mu0.copy()
+    else:
+        assert mu is not None
+        mu_v = np.broadcast_to(mu, (M,)).astype(float).copy()
     nll, S, B, lam = _nll_terms(d, n, mu_v, th)
     damp = np.full(M, 1e-3)
     active = np.ones(M, dtype=bool)

@@ -66,7 +66,13 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
     chans = spec["channels"]
     sig_names = [{m["name"] for m in c["samples"][0]["modifiers"] if m["type"] == "normsys"} for c in chans]
     shared_names = set.intersection(*sig_names) if len(chans) > 1 else set()
-    signal, background, observed, channel, shared, sig_rel, bkg_rel = [], [], [], [], {}, [], []
+    signal: list[float] = []
+    background: list[float] = []
+    observed: list[int] = []
+    channel: list[int] = []
+    shared: dict[str, Any] = {}
+    sig_rel: list[Any] = []
+    bkg_rel: list[Any] = []
     for i, (c, o) in enumerate(zip(chans, spec["observations"], strict=True)):
         s = c["samples"][0]
         b = c["samples"][1] if len(c["samples"]) > 1 else None
