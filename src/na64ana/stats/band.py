@@ -25,10 +25,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import (
@@ -48,6 +48,10 @@ from . import cls as _cls
 
 __all__ = [
     "BAND_KEYS",
+    "CountingRun",
+    "CountingSummary",
+    "SupCache",
+    "closed_region_edges",
     "EdgeSolver",
     "VisibleRun",
     "VisibleSummary",
@@ -186,16 +190,44 @@ def load_summary(path: str | Path) -> VisibleSummary:
 # s_up: the CLs upper limit on the total signal count
 
 
+class CountingRun(Protocol):
+    """What the counting model needs of a run (a channel): background, observed and uncertainties."""
+
+    @property
+    def background(self) -> float: ...
+    @property
+    def background_unc(self) -> float: ...
+    @property
+    def observed(self) -> int | None: ...
+    @property
+    def efficiency_unc(self) -> float: ...
+    @property
+    def eot_unc(self) -> float: ...
+
+
+class CountingSummary(Protocol):
+    """What :func:`s_up` needs of a summary: the runs (channels), the shared signal terms and the CL
+    (the visible summary, the ALP summary of :mod:`na64ana.stats.coupling`)."""
+
+    @property
+    def runs(self) -> Sequence[CountingRun]: ...
+    @property
+    def correlated(self) -> dict[str, float]: ...
+    @property
+    def cl(self) -> float: ...
+
+
 class _SupCache:
     """CLs limits on the total signal count per (rounded) share vector; one result serves all quantiles."""
 
-    def __init__(self, summary: VisibleSummary, method: str):
+    def __init__(self, summary: CountingSummary, method: str, share_round: float = SHARE_ROUND):
         self.summary = summary
         self.method = method
+        self.share_round = share_round
         self._cache: dict[tuple[int, ...], _cls.LimitResult] = {}
 
     def result(self, shares: np.ndarray) -> _cls.LimitResult:
-        key = tuple(int(round(x / SHARE_ROUND)) for x in shares / shares.sum())
+        key = tuple(int(round(x / self.share_round)) for x in shares / shares.sum())
         if key not in self._cache:
             q = np.maximum(np.asarray(key, dtype=float), 0.0)
             q = q / q.sum() if q.sum() > 0 else np.full(q.size, 1.0 / q.size)
@@ -211,7 +243,10 @@ class _SupCache:
         return len(self._cache)
 
 
-def s_up(summary: VisibleSummary, shares: Sequence[float] | np.ndarray, *, method: str = "exact"
+SupCache = _SupCache
+
+
+def s_up(summary: CountingSummary, shares: Sequence[float] | np.ndarray, *, method: str = "exact"
          ) -> _cls.LimitResult:
     """CLs limits on mu for a total signal of 1 event split over the runs as ``shares``: mu = s_up.
 
@@ -220,7 +255,7 @@ def s_up(summary: VisibleSummary, shares: Sequence[float] | np.ndarray, *, metho
     every run. Blinded runs use 0 observed events (the observed limit is then not reported)."""
     s = np.asarray(shares, dtype=float)
     s = s / s.sum()
-    runs = summary.runs
+    runs = list(summary.runs)
     model = _cls.CountingModel.build(
         s, [r.background for r in runs], [0 if r.observed is None else r.observed for r in runs],
         shared_rel=list(summary.correlated.values()),
@@ -372,6 +407,82 @@ def band_limits(summary: VisibleSummary, masses: Sequence[float] | np.ndarray | 
         "n_cls_evaluations": len(cache),
         "seconds": time.perf_counter() - t0,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# The same edges for any closed region (the ALP g_agg region of na64ana.stats.coupling)
+
+
+def closed_region_edges(per_run: Callable[[np.ndarray], np.ndarray], grid: np.ndarray, cache: _SupCache, *,
+                        blinded: bool, prefix: str = "coupling") -> dict[str, Any]:
+    """Lower and upper edges of {x : N(x) >= s_up} on a log grid, as :func:`band_point` does for eps.
+
+    ``per_run(x)`` gives the signal per channel, shape (channels, len(x)), for a coupling array ``x``;
+    ``grid`` is the scanned couplings (increasing, log spaced); ``cache`` gives s_up per share vector.
+    Keys: ``<prefix>_obs``, ``<prefix>_exp``, ``<prefix>_exp_m1`` ... each with an ``_upper`` twin;
+    None where a quantile excludes nothing or the edge lies outside the grid (``open_edges``)."""
+    n_grid_runs = per_run(grid)
+    n_grid = n_grid_runs.sum(axis=0)
+    k_peak = int(np.argmax(n_grid))
+    memo: dict[float, list[float]] = {}
+
+    def total(x: float) -> float:
+        return float(per_run(np.array([x])).sum())
+
+    def crossings(s: float) -> list[float]:
+        if s not in memo:
+            f_grid = np.log(np.maximum(n_grid, 1e-300)) - math.log(s)
+            idx = np.flatnonzero(np.sign(f_grid[:-1]) * np.sign(f_grid[1:]) < 0)
+            f = lambda t: math.log(max(total(math.exp(t)), 1e-300)) - math.log(s)  # noqa: E731
+            memo[s] = [math.exp(optimize.brentq(f, math.log(grid[i]), math.log(grid[i + 1]), xtol=1e-10,
+                                                rtol=1e-10)) for i in idx]
+        return memo[s]
+
+    point: dict[str, Any] = {"n_signal_max": float(n_grid[k_peak]), f"{prefix}_at_max": float(grid[k_peak])}
+    s_used: dict[str, list[float | None]] = {}
+    opened: set[str] = set()
+    for key, q in BAND_KEYS.items():
+        out_key = prefix + key.removeprefix("eps")
+        if q == "obs" and blinded:
+            point[out_key] = point[out_key + "_upper"] = None
+            continue
+        edges: list[float | None] = [None, None]
+        s_pair: list[float | None] = [None, None]
+        if n_grid[k_peak] > 0:
+            s0 = cache.value(n_grid_runs[:, k_peak], q)
+            for side in (0, 1):
+                s, edge = s0, None
+                for _ in range(2):  # shares at the edge -> s_up -> edge again
+                    if not (math.isfinite(s) and n_grid[k_peak] > s):
+                        edge = None
+                        break
+                    cross = crossings(s)
+                    open_end = n_grid[0] >= s if side == 0 else n_grid[-1] >= s
+                    if open_end:
+                        opened.add("lower" if side == 0 else "upper")
+                    if not cross or open_end:
+                        edge = None
+                        break
+                    edge = cross[0] if side == 0 else cross[-1]
+                    s_new = cache.value(per_run(np.array([edge]))[:, 0], q)
+                    if math.isclose(s_new, s, rel_tol=1e-9):
+                        break
+                    s = s_new
+                edges[side] = edge
+                s_pair[side] = s if edge is not None else None
+        point[out_key], point[out_key + "_upper"] = edges
+        s_used[out_key] = s_pair
+    point["s_up"] = s_used
+    if opened:
+        point["open_edges"] = sorted(opened)
+        point["note"] = (f"the excluded region reaches the end of the scanned range [{grid[0]:.3g}, "
+                         f"{grid[-1]:.3g}]: its {' and '.join(sorted(opened))} edge(s) are reported as None")
+    elif point.get(f"{prefix}_exp") is None:
+        point["note"] = (f"no exclusion: the largest signal count {n_grid[k_peak]:.3g} (at "
+                         f"{grid[k_peak]:.3g}) is below s_up")
+    if blinded:
+        point["blinded"] = True
+    return point
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ Examples:
 from __future__ import annotations
 
 from . import widths
+from .alp import AlpPhoton  # registers "alp_photon"
+from .b_l import BMinusL  # registers "b_l"
 from .base import (
            DM_KINDS,
            INVISIBLE_CHANNELS,
@@ -31,6 +33,8 @@ from .base import (
            register,
 )
 from .dark_photon import DarkPhoton
+from .lmu_ltau import LMuLTau  # registers "lmu_ltau"
+from .vector import UserVector  # registers "vector"
 
-__all__ = ["DM_KINDS", "INVISIBLE_CHANNELS", "DarkMatter", "DarkPhoton", "VectorCouplings", "VectorMediator",
-           "available", "get", "register", "widths"]
+__all__ = ["DM_KINDS", "INVISIBLE_CHANNELS", "AlpPhoton", "BMinusL", "DarkMatter", "DarkPhoton", "LMuLTau",
+           "UserVector", "VectorCouplings", "VectorMediator", "available", "get", "register", "widths"]
