@@ -36,6 +36,11 @@ class FileEntry(_Strict):
     seed: int | None = None
     signal_mass_GeV: float | None = None
     signal_eps: float | None = None
+    signal_production: Literal["brem", "annihilation"] | None = Field(
+        None, description="production mechanism of a signal MC sample (None: bremsstrahlung)")
+
+
+BackgroundComponent = Literal["upstream", "dimuon", "decay_in_flight", "target_interactions", "punch_through"]
 
 
 class Run(_Strict):
@@ -52,6 +57,11 @@ class Run(_Strict):
     sideband_slope_per_GeV: float | None = None
     setup: str | None = Field(None, description="visible mode: the configuration of this run in "
                               "data/visible_setup.toml (geometry, beam energy); None for invisible runs")
+    box_ecal_max_GeV: float | None = Field(None, gt=0, description="signal-box edge E_ECAL < this of the run "
+                                           "(None: the campaign's beam_energy_GeV - emiss_min_GeV)")
+    background_components: dict[BackgroundComponent, float] | None = Field(
+        None, description="expected box background by component (events after all cuts); their sum is "
+        "'background'. Used by the simulator instead of the campaign's published table")
     sources: dict[str, str] = Field(description="source of every published number above, by field name")
     files: list[FileEntry] = Field(default_factory=list)
 
@@ -67,6 +77,15 @@ class Run(_Strict):
         needed = {"eot", "intensity_e_per_spill", "efficiency"}
         if self.background is not None:
             needed.add("background")
+        for optional in ("box_ecal_max_GeV", "background_components"):
+            if getattr(self, optional) is not None:
+                needed.add(optional)
+        if self.background_components is not None:
+            if any(v < 0 for v in self.background_components.values()):
+                raise ValueError("background_components must be >= 0")
+            total = sum(self.background_components.values())
+            if self.background is None or abs(total - self.background) > 1e-3 * max(total, 1e-12):
+                raise ValueError(f"background must be the sum of background_components ({total:.6g})")
         missing = sorted(needed - set(self.sources))
         if missing:
             raise ValueError(f"sources missing for {missing}")
@@ -78,9 +97,28 @@ class Run(_Strict):
         return 0.5 * (self.intensity_e_per_spill[0] + self.intensity_e_per_spill[1])
 
 
+class BeamComposition(_Strict):
+    """Beam contaminants per beam particle, for a beam other than the e- beam of published.toml [beam]."""
+
+    pion_fraction: float = Field(ge=0, lt=1, description="charged pions per beam particle")
+    kaon_fraction: float = Field(ge=0, lt=1, description="charged kaons per beam particle")
+    muon_fraction: float = Field(ge=0, lt=1, description="muons per beam particle")
+    sources: dict[str, str] = Field(description="source of each fraction, by field name")
+
+    @model_validator(mode="after")
+    def _cited(self) -> BeamComposition:
+        missing = sorted({"pion_fraction", "kaon_fraction", "muon_fraction"} - set(self.sources))
+        if missing:
+            raise ValueError(f"sources missing for {missing}")
+        return self
+
+
 class Campaign(_Strict):
     description: str
     source: str
+    beam_particle: Literal["e-", "e+"] | None = Field(None, description="beam particle (None: 'e-')")
+    beam_composition: BeamComposition | None = Field(
+        None, description="beam contaminants (None: the e- beam of published.toml [beam])")
     selection: str = Field("invisible", description="selection file in selections/ (without .toml)")
     beam_energy_GeV: float = Field(100.0, gt=0)
     emiss_min_GeV: float = Field(50.0, gt=0)
@@ -96,9 +134,38 @@ class Campaign(_Strict):
             raise ValueError("a campaign needs at least one run")
         return v
 
+    @model_validator(mode="after")
+    def _boxes_inside_beam(self) -> Campaign:
+        if self.emiss_min_GeV >= self.beam_energy_GeV:
+            raise ValueError(f"emiss_min_GeV {self.emiss_min_GeV:g} must be below beam_energy_GeV "
+                             f"{self.beam_energy_GeV:g}")
+        for name, run in self.runs.items():
+            if run.box_ecal_max_GeV is not None and run.box_ecal_max_GeV >= self.beam_energy_GeV:
+                raise ValueError(f"runs.{name}.box_ecal_max_GeV {run.box_ecal_max_GeV:g} must be below "
+                                 f"beam_energy_GeV {self.beam_energy_GeV:g}")
+        return self
+
     @property
     def total_eot(self) -> float:
         return sum(r.eot for r in self.runs.values())
+
+    @property
+    def beam(self) -> Literal["e-", "e+"]:
+        """The beam particle ("e-" unless the campaign says otherwise)."""
+        return self.beam_particle or "e-"
+
+    def box_ecal_max(self, run: Run) -> float:
+        """Signal-box edge E_ECAL < x (GeV) of ``run``: its own value, else E0 - the campaign's emiss_min."""
+        if run.box_ecal_max_GeV is not None:
+            return float(run.box_ecal_max_GeV)
+        return self.beam_energy_GeV - self.emiss_min_GeV
+
+    def emiss_min(self, run: Run) -> float:
+        """Lowest missing energy in the box of ``run``: E0 - its box edge (GeV); the campaign's emiss_min_GeV
+        (exactly) for runs without their own edge."""
+        if run.box_ecal_max_GeV is None:
+            return self.emiss_min_GeV
+        return self.beam_energy_GeV - float(run.box_ecal_max_GeV)
 
 
 class Datasets(_Strict):

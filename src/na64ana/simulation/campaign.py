@@ -25,11 +25,20 @@ from .. import datasets as dsets
 from ..bookkeeping import provenance
 from ..errors import InputError
 from .generate import LEVELS, generate_events
-from .signal import simulate_signal_sample
+from .rates import BeamSpec
+from .signal import PRODUCTIONS, simulate_signal_sample
 from .visible import generate_visible_run, write_visible_tree
 from .writer import COMPRESSIONS, write_tree
 
 STAGE = "simulate"
+# A skim of a run above this many EOT is written as several files ("parts") of equal EOT: memory stays that of
+# the largest 2016-2018 run (1.85e11 EOT, ~3.8e6 skim events) whatever the run's size (2022: 6.15e11 EOT).
+MAX_EOT_PER_FILE = 2.0e11
+
+
+def run_parts(eot: float, max_eot: float = MAX_EOT_PER_FILE) -> int:
+    """Number of equal-EOT files a skim of ``eot`` is written as (1 up to ``max_eot``)."""
+    return max(1, int(np.ceil(eot / max_eot - 1e-9)))
 
 
 def run_seed(seed: int, campaign: str, run_name: str, sample: str = "campaign") -> int:
@@ -156,18 +165,24 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
     clock = provenance.Clock()
     sample = "campaign" if level == "skim" else "trigger"
-    signal = (float(signal_mass), float(signal_eps)) if signal_mass is not None else None
+    signal = (float(signal_mass), float(signal_eps)) \
+        if signal_mass is not None and signal_eps is not None else None
     report = [] if report is None else report
     n0 = len(report)  # the caller's list may hold earlier files
 
-    def make(run, rname):
+    beam = BeamSpec.of(camp)
+
+    def make(run, rname, eot=None, spill_offset=0):
+        box = run.box_ecal_max_GeV  # None: the published 50 GeV (unchanged for the 2016-2018 campaigns)
         return lambda rng, info: generate_events(run, campaign=cname, run_name=rname, level=level, rng=rng,
                                                  n_events=n_events, beam_energy=camp.beam_energy_GeV,
-                                                 signal=signal, emiss_min=camp.emiss_min_GeV, info=info)
+                                                 signal=signal, emiss_min=camp.emiss_min(run), info=info,
+                                                 beam=beam, box_ecal_max=box, eot=eot,
+                                                 spill_offset=spill_offset)
 
     writer: Callable[..., int] = write_tree
     if camp.selection == "visible":  # A' -> e+e- behind the WCAL: its own detector, generator and branches
-        def make(run, rname):
+        def make(run, rname, eot=None, spill_offset=0):  # one file per run: eot, spill_offset unused
             return lambda rng, info: generate_visible_run(run, campaign=cname, run_name=rname, rng=rng,
                                                           beam_energy=camp.beam_energy_GeV, n_events=n_events,
                                                           signal=signal, info=info)
@@ -175,9 +190,20 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
 
     entry = {"kind": "data", "sample": sample, "signal_mass_GeV": signal[0] if signal else None,
              "signal_eps": signal[1] if signal else None}
-    files = [_File(rname, f"{cname}/run_{rname}.root", run_seed(seed, cname, rname, sample), make(run, rname),
-                   entry, lambda info: {"generated": info.get("generated", {})}, writer)
-             for rname, run in selected.items()]
+    files = []
+    for rname, run in selected.items():
+        parts = run_parts(run.eot) if level == "skim" and camp.selection != "visible" else 1
+        if parts == 1:
+            files.append(_File(rname, f"{cname}/run_{rname}.root", run_seed(seed, cname, rname, sample),
+                               make(run, rname), entry, lambda info: {"generated": info.get("generated", {})},
+                               writer))
+            continue
+        spills = int(np.ceil(run.eot / parts / run.intensity_nominal))
+        files += [_File(rname, f"{cname}/run_{rname}_part{i}.root",
+                        run_seed(seed, cname, rname, f"{sample}_part{i}"),
+                        make(run, rname, run.eot / parts, i * spills), entry,
+                        lambda info: {"generated": info.get("generated", {})}, writer)
+                  for i in range(parts)]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label=f"simulate {cname}", report=report)
     _record(out, STAGE, src, seed, report[n0:], clock, campaign=cname, level=level, n_events=n_events,
@@ -188,11 +214,15 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
 def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, masses_GeV: Sequence[float],
                             n_events: int, eps: float = 1e-4, campaign: str | None = None,
                             runs: Sequence[str] | None = None, seed: int = 2019, compression: str = "lz4",
-                            progress: bool = False, report: list[dict] | None = None) -> Path:
+                            progress: bool = False, report: list[dict] | None = None,
+                            production: str = "brem") -> Path:
     """Signal MC (kind="mc", sample="signal") per run and mass for efficiency studies; returns datasets.json.
 
     Each file holds the triggered events of ``n_events`` generated A'; weight = A' per EOT (at ``eps``,
-    E_A' > 0.8 emiss_min) per generated event.
+    E_A' > 0.8 emiss_min) per generated event. ``production="annihilation"``: resonant e+ e- -> A' events
+    (the line E_miss = E_R, files ``signal_annihilation_m<MeV>MeV_run_<RUN>.root``, entries with
+    ``signal_production``); every mass must have its line inside the run's window. The campaign's beam
+    particle and each run's box edge (``emiss_min`` = E0 - box) are used.
     """
     src = Path(datasets_path)
     ds = dsets.load(src)
@@ -206,6 +236,17 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
         raise InputError("--n-events must be > 0 for signal samples", field="n_events")
     for m in masses_GeV:
         _check_options("skim", None, compression, m, eps)
+    if production not in PRODUCTIONS:
+        raise InputError(f"unknown production '{production}' (choose {', '.join(PRODUCTIONS)})",
+                         field="production")
+    ann = production == "annihilation"
+    if ann:  # every line must be inside every run's window before anything is written
+        from .annihilation import check_line
+
+        for run in selected.values():
+            for m in masses_GeV:
+                check_line(m, e_nominal=camp.beam_energy_GeV, ea_min=0.8 * camp.emiss_min(run),
+                           beam=camp.beam)
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
     clock = provenance.Clock()
     report = [] if report is None else report
@@ -214,19 +255,27 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
     def make(run, rname, m):
         return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps, rng=rng,
                                                         run_name=rname, beam_energy=camp.beam_energy_GeV,
-                                                        emiss_min=camp.emiss_min_GeV, info=info)
+                                                        emiss_min=camp.emiss_min(run), info=info,
+                                                        production=production, beam=camp.beam)
 
-    files = [_File(rname, f"{cname}/signal_m{m * 1e3:g}MeV_run_{rname}.root",
-                   run_seed(seed, cname, rname, f"signal_m{m * 1e3:g}MeV"), make(run, rname, m),
-                   {"kind": "mc", "sample": "signal", "signal_mass_GeV": m, "signal_eps": eps},
-                   lambda info, m=m: {"mass_GeV": m, "generated": n_events,
-                                      "yield_per_eot": info["yield_per_eot"]})
+    tag = "signal_annihilation" if ann else "signal"  # brem names and seeds unchanged
+    files = [_File(rname, f"{cname}/{tag}_m{m * 1e3:g}MeV_run_{rname}.root",
+                   run_seed(seed, cname, rname, f"{tag}_m{m * 1e3:g}MeV"), make(run, rname, m),
+                   {"kind": "mc", "sample": "signal", "signal_mass_GeV": m, "signal_eps": eps,
+                    "signal_production": "annihilation" if ann else None},
+                   _signal_extra(m, n_events))
              for rname, run in selected.items() for m in masses_GeV]
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label="signal MC", report=report)
     _record(out, f"{STAGE}_signal", src, seed, report[n0:], clock, campaign=cname, eps=eps,
-            masses_GeV=list(masses_GeV), n_events=n_events, compression=compression)
+            masses_GeV=list(masses_GeV), n_events=n_events, compression=compression,
+            **({"production": production} if ann else {}))
     return path
+
+
+def _signal_extra(m: float, n_events: int) -> Callable[[dict], dict[str, Any]]:
+    """Report fields of a signal file (from the generator's info)."""
+    return lambda info: {"mass_GeV": m, "generated": n_events, "yield_per_eot": info["yield_per_eot"]}
 
 
 def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n_events: int,

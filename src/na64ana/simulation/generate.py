@@ -17,7 +17,7 @@ from ..errors import InputError
 from . import processes as P
 from .config import pub
 from .detector import pileup_probabilities, respond, respond_rest, respond_trigger, trigger
-from .rates import Source, skim_sources, trigger_sources
+from .rates import E_BEAM, BeamSpec, Source, skim_sources, trigger_sources
 
 Level = Literal["skim", "trigger"]
 LEVELS = ("skim", "trigger")
@@ -216,13 +216,17 @@ def signal_count_rate(mass_GeV: float, eps: float, *, e_nominal: float, ea_min: 
 def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng: np.random.Generator,
                     eot: float | None = None, n_events: int | None = None, beam_energy: float = 100.0,
                     signal: tuple[float, float] | None = None, emiss_min: float = 50.0,
-                    info: dict | None = None) -> dict[str, np.ndarray]:
+                    info: dict | None = None, beam: BeamSpec = E_BEAM, box_ecal_max: float | None = None,
+                    spill_offset: int = 0) -> dict[str, np.ndarray]:
     """All contract branches (truth_* and weight = 1 included) for the triggered events of one run.
 
     ``level="skim"``: the loose-plane skim at ``eot`` (default: the run's EOT). ``level="trigger"``:
     ``n_events`` triggered events (their EOT equivalent is returned by :func:`trigger_level_eot`).
     ``signal=(mass_GeV, eps)`` adds A' events (E_A' above 0.8 * emiss_min, so migrations are included).
     ``info``, if given, receives ``eot`` (the EOT the events represent) and ``generated`` per sub-process.
+    ``beam``: beam particle and contaminants (an e+ beam conjugates every truth PDG code);
+    ``box_ecal_max``: the run's signal-box edge the box backgrounds are normalised below (default 50 GeV);
+    ``spill_offset``: added to the spill numbers (one part of a run split into several files).
     """
     info = {} if info is None else info
     if level not in LEVELS:
@@ -232,7 +236,8 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     run_no = run_number(run_name)
     if level == "skim":
         eot = _check_eot(eot, run, run_name)
-        sources = skim_sources(campaign, run_name, run, e_nominal=beam_energy)
+        sources = skim_sources(campaign, run_name, run, e_nominal=beam_energy, beam=beam,
+                               box_ecal_max=box_ecal_max)
         if signal is not None:
             ea_min = 0.8 * emiss_min
             sig = signal
@@ -246,13 +251,15 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
         truth, det, _ = _simulate_triggered(truth, run, rng)
         keep = np.flatnonzero(skim_mask(det, beam_energy))
         truth, det = _take(truth, keep), _take(det, keep)
-        return assemble(truth, det, run_no=run_no, eot=eot, intensity_nominal=run.intensity_nominal, rng=rng)
+        out = assemble(truth, det, run_no=run_no, eot=eot, intensity_nominal=run.intensity_nominal, rng=rng)
+        return _beam_frame(out, beam, spill_offset)
 
     if n_events is None or int(n_events) != n_events or n_events < 0:
         raise InputError(f"trigger level needs a non-negative integer n_events, got {n_events!r}",
                          field="n_events")
     n_events = int(n_events)
-    sources = trigger_sources(campaign, run_name, run, e_nominal=beam_energy)
+    sources = trigger_sources(campaign, run_name, run, e_nominal=beam_energy, beam=beam,
+                              box_ecal_max=box_ecal_max)
     rates = np.array([s.rate_per_eot for s in sources])
     out = {b.name: np.empty(n_events, dtype=b.dtype) for b in BRANCHES}
     n_cand, n_trig, n_done, acc = 0, 0, 0, 0.5
@@ -271,6 +278,16 @@ def generate_events(run: Run, *, campaign: str, run_name: str, level: Level, rng
     out["event"][:] = np.arange(1, n_events + 1)
     out["trigger"][:] = 1
     out["weight"][:] = 1.0
+    return _beam_frame(out, beam, spill_offset)
+
+
+def _beam_frame(out: dict[str, np.ndarray], beam: BeamSpec, spill_offset: int) -> dict[str, np.ndarray]:
+    """An e+ beam is the charge conjugate of the e- one (every truth PDG code flips); spill numbering of a
+    run part continues after the previous parts. The default e- beam is returned untouched."""
+    if beam.charge_sign != 1:
+        np.negative(out["truth_pdg"], out=out["truth_pdg"])
+    if spill_offset:
+        out["spill"] += np.int32(spill_offset)
     return out
 
 

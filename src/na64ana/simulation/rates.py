@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import published
 from ..contract import Process
-from ..datasets import Run
+from ..datasets import Campaign, Run
 from . import processes as P
 from .config import pub, tune
 from .detector import mean_survival, pileup_probabilities
@@ -31,6 +31,45 @@ _COMPONENTS = {"upstream": ("upstream",), "dimuon": ("dimuon",), "decay_in_fligh
                "target_interactions": ("target_interactions", "hadron_loss"),
                "punch_through": ("punch_through",)}
 _REFERENCE_CAMPAIGN = "prl2019"
+
+
+@dataclass(frozen=True)
+class BeamSpec:
+    """A campaign's beam: its particle and contaminants per beam particle (default: published.toml [beam]).
+
+    A positron beam is simulated as the charge conjugate of the electron one (same detector response; every
+    truth PDG code flips sign), with its own hadron and muon fractions.
+    """
+
+    particle: str = "e-"
+    pion_fraction: float | None = None
+    kaon_fraction: float | None = None
+    muon_fraction: float | None = None
+
+    @classmethod
+    def of(cls, campaign: Campaign) -> BeamSpec:
+        comp = campaign.beam_composition
+        if comp is None:
+            return cls(campaign.beam)
+        return cls(campaign.beam, comp.pion_fraction, comp.kaon_fraction, comp.muon_fraction)
+
+    @property
+    def hadron_fraction(self) -> float:
+        pi = pub("beam.pion_fraction") if self.pion_fraction is None else self.pion_fraction
+        k = pub("beam.kaon_fraction") if self.kaon_fraction is None else self.kaon_fraction
+        return float(pi + k)
+
+    @property
+    def muons(self) -> float:
+        return float(pub("beam.muon_fraction") if self.muon_fraction is None else self.muon_fraction)
+
+    @property
+    def charge_sign(self) -> int:
+        """+1 for an e- beam, -1 for e+ (multiplies every truth PDG code)."""
+        return -1 if self.particle == "e+" else 1
+
+
+E_BEAM = BeamSpec()
 
 
 @dataclass(frozen=True)
@@ -64,8 +103,12 @@ def published_backgrounds(campaign: str, run: Run) -> dict[str, float]:
 
     Campaign tables are split proportionally to EOT (no per-run split is published, brief 6.2); a per-run
     published upstream value (datasets.json ``background``) takes precedence. Campaigns without a table use
-    the per-EOT rates of the reference campaign.
+    the per-EOT rates of the reference campaign. A run's ``background_components`` (datasets.json, each
+    with its source) replace all of this.
     """
+    if run.background_components is not None:
+        given: dict[str, float] = {str(k): v for k, v in run.background_components.items()}
+        return {comp: float(given.get(comp, 0.0)) for comp in _COMPONENTS}
     table = published.table().get("background", {})
     name = campaign if campaign in table and f"{campaign}_eot" in published.table().get("exposure", {}) \
         else _REFERENCE_CAMPAIGN
@@ -89,22 +132,30 @@ def upstream_slope(campaign: str, run_name: str, run: Run) -> float:
 
 
 @cache
-def _box_fraction(kind: str, e_nominal: float) -> float:
-    """Fraction of a box component's generated events with true E_ECAL below the box edge (fixed-seed MC)."""
+def _box_fraction(kind: str, e_nominal: float, box: float | None = None) -> float:
+    """Fraction of a box component's generated events with true E_ECAL below the box edge (fixed-seed MC).
+
+    ``box``: the run's edge (default: the published 50 GeV)."""
     rng = np.random.default_rng(12345)
     n = 200_000
     gen = {"dimuon": lambda: P.dimuon(n, e_nominal, rng, lost=True),
            "hadron": lambda: P.hadron_electroproduction(n, e_nominal, rng, lost=True),
            "decay": lambda: P.decay_in_flight(n, e_nominal, rng),
            "punch": lambda: P.punch_through(n, e_nominal, rng)}[kind]
-    return float(np.mean(gen()["ecal"] < pub("selection.signal_box_ecal_max_GeV")))
+    return float(np.mean(gen()["ecal"] < (pub("selection.signal_box_ecal_max_GeV") if box is None else box)))
 
 
-def skim_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float) -> list[Source]:
-    """Sub-processes that can land in the skim (SR-tagged ~E0 beam particle that fired the trigger)."""
+def skim_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float, beam: BeamSpec = E_BEAM,
+                 box_ecal_max: float | None = None) -> list[Source]:
+    """Sub-processes that can land in the skim (SR-tagged ~E0 beam particle that fired the trigger).
+
+    ``beam``: particle and contaminants (default: the published e- beam). ``box_ecal_max``: the run's box
+    edge (default: the published 50 GeV); the box components reproduce the run's background below it.
+    """
     eff = selection_efficiency(campaign, run)
     bkg = published_backgrounds(campaign, run)
-    box = pub("selection.signal_box_ecal_max_GeV")
+    box = pub("selection.signal_box_ecal_max_GeV") if box_ecal_max is None else float(box_ecal_max)
+    box_key = None if box_ecal_max is None else box
     mip2 = 2.0 * tune("ecal.muon_mip_GeV")
     x60 = 1.0 - (pub("selection.dimuon_ecal_max_GeV") - mip2) / e_nominal
     dimuon_rate = tune("dimuon.truth_rate_e60_per_eot") / P.photon_x_fraction_above("dimuon", x60, e_nominal)
@@ -114,10 +165,10 @@ def skim_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float) ->
     up_rate = bkg["upstream"] / (eff * P.upstream_clean_fraction(run.hcal0) * f_box_up) / run.eot
 
     def per_eot(comp: str, kind: str) -> float:
-        return bkg[comp] / (eff * _box_fraction(kind, e_nominal)) / run.eot
+        return bkg[comp] / (eff * _box_fraction(kind, e_nominal, box_key)) / run.eot
 
     fake = pub("detector.srd_hadron_fake_rate")
-    hadron_frac = pub("beam.pion_fraction") + pub("beam.kaon_fraction")
+    hadron_frac = beam.hadron_fraction
     p_max = float(pileup_probabilities(np.array([run.intensity_e_per_spill[1]]))["ecal"][0])
     e = e_nominal
     return [
@@ -139,18 +190,20 @@ def skim_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float) ->
                lambda n, r: P.beam_hadron(n, e, r, tagged=True),
                gen_trigger=lambda n, r: P.beam_hadron_trigger(n, e, r, tagged=True),
                finish=P.beam_hadron_finish),
-        Source("beam_muon_fake_tag", Process.BEAM_MUON, pub("beam.muon_fraction") * fake,
+        Source("beam_muon_fake_tag", Process.BEAM_MUON, beam.muons * fake,
                lambda n, r: P.beam_muon(n, e, r, tagged=True),
                gen_trigger=lambda n, r: P.beam_muon_trigger(n, e, r, tagged=True),
                finish=P.beam_muon_finish),
     ]
 
 
-def trigger_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float) -> list[Source]:
+def trigger_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float, beam: BeamSpec = E_BEAM,
+                    box_ecal_max: float | None = None) -> list[Source]:
     """Everything that can fire the trigger: the skim sources plus the untagged beam contaminants."""
     e = e_nominal
-    hadron_frac = pub("beam.pion_fraction") + pub("beam.kaon_fraction")
-    return skim_sources(campaign, run_name, run, e_nominal=e_nominal) + [
+    hadron_frac = beam.hadron_fraction
+    skim = skim_sources(campaign, run_name, run, e_nominal=e_nominal, beam=beam, box_ecal_max=box_ecal_max)
+    return skim + [
         Source("low_energy_electron", Process.LOW_ENERGY_ELECTRON,
                pub("beam.low_energy_electron_fraction") * tune("beam.low_energy_ecal_acceptance"),
                lambda n, r: P.low_energy_electron(n, e, r)),
@@ -158,7 +211,7 @@ def trigger_sources(campaign: str, run_name: str, run: Run, *, e_nominal: float)
                lambda n, r: P.beam_hadron(n, e, r, tagged=False),
                gen_trigger=lambda n, r: P.beam_hadron_trigger(n, e, r, tagged=False),
                finish=P.beam_hadron_finish),
-        Source("beam_muon", Process.BEAM_MUON, pub("beam.muon_fraction"),
+        Source("beam_muon", Process.BEAM_MUON, beam.muons,
                lambda n, r: P.beam_muon(n, e, r, tagged=False),
                gen_trigger=lambda n, r: P.beam_muon_trigger(n, e, r, tagged=False),
                finish=P.beam_muon_finish),

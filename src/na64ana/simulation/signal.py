@@ -6,6 +6,11 @@ so that events migrating across the box edge are present, and each generated eve
 ``weight = (A' per EOT with E_A' above that threshold, at eps) / n_generated``. Untriggered events are not
 written, so the sum of weights of the events passing a selection divided by the A' yield per EOT above
 ``emiss_min`` is the selection efficiency (trigger included).
+
+``production="annihilation"``: resonant e+ e- -> A' of a shower positron (:mod:`.annihilation`): the A'
+takes the line E_R, the ECAL sees E0 - E_R; weight = resonant A' per EOT with E_R above the same
+threshold / n_generated. ``beam="e+"``: a positron beam (truth PDG codes conjugated; for annihilation the
+beam positron itself annihilates too).
 """
 
 from __future__ import annotations
@@ -14,14 +19,17 @@ import numpy as np
 
 from ..datasets import Run
 from ..errors import InputError
+from . import annihilation
 from .generate import _simulate, _take, assemble, run_number, signal_count_rate, signal_truth
 
 MIGRATION_FRACTION = 0.8  # E_A' sampled above 0.8 * emiss_min (brief: "~0.8*emiss_min")
+PRODUCTIONS = ("brem", "annihilation")
 
 
 def simulate_signal_sample(run: Run, *, mass_GeV: float, n_events: int, rng: np.random.Generator,
                            eps: float = 1e-4, run_name: str = "", beam_energy: float = 100.0,
-                           emiss_min: float = 50.0, info: dict | None = None) -> dict[str, np.ndarray]:
+                           emiss_min: float = 50.0, info: dict | None = None, production: str = "brem",
+                           beam: str = "e-") -> dict[str, np.ndarray]:
     """Contract arrays for ``n_events`` generated A' events (only the triggered ones are returned).
 
     The primary e- sees the run's intensity (pile-up), SRD, ECAL (E0 - E_A' smeared), chi2, VETO/HCAL
@@ -31,13 +39,26 @@ def simulate_signal_sample(run: Run, *, mass_GeV: float, n_events: int, rng: np.
         raise InputError(f"n_events must be a positive integer, got {n_events!r}", field="n_events")
     if not np.isfinite(eps) or eps <= 0:
         raise InputError(f"eps must be positive, got {eps!r}", field="eps")
+    if production not in PRODUCTIONS:
+        raise InputError(f"unknown production '{production}' (choose {', '.join(PRODUCTIONS)})",
+                         field="production")
+    if beam not in ("e-", "e+"):
+        raise InputError(f"unknown beam particle '{beam}' (choose e-, e+)", field="beam_particle")
     n_events = int(n_events)
     ea_min = MIGRATION_FRACTION * emiss_min
-    per_eot = signal_count_rate(mass_GeV, eps, e_nominal=beam_energy, ea_min=ea_min)
-    truth = signal_truth(mass_GeV, eps, n_events, rng, e_nominal=beam_energy, ea_min=ea_min)
+    if production == "annihilation":
+        annihilation.check_line(mass_GeV, e_nominal=beam_energy, ea_min=ea_min, beam=beam)
+        per_eot = annihilation.count_rate(mass_GeV, eps, e_nominal=beam_energy, ea_min=ea_min, beam=beam)
+        truth = annihilation.truth(mass_GeV, n_events, rng, e_nominal=beam_energy, beam=beam)
+    else:
+        per_eot = signal_count_rate(mass_GeV, eps, e_nominal=beam_energy, ea_min=ea_min)
+        truth = signal_truth(mass_GeV, eps, n_events, rng, e_nominal=beam_energy, ea_min=ea_min)
+    if beam == "e+":
+        truth["pdg"] = -truth["pdg"]
     truth, det, trig = _simulate(truth, run, rng)
     truth, det = _take(truth, trig), _take(det, trig)
     if info is not None:
-        info.update(generated=n_events, triggered=int(trig.sum()), yield_per_eot=per_eot, ea_min=ea_min)
+        info.update(generated=n_events, triggered=int(trig.sum()), yield_per_eot=per_eot, ea_min=ea_min,
+                    production=production)
     return assemble(truth, det, run_no=run_number(run_name), eot=run.eot,
                     intensity_nominal=run.intensity_nominal, rng=rng, weight=per_eot / n_events)
