@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .alp import AlpProcessor
 from .base import SelectionProcessor
 from .dimuon import DimuonProcessor
 from .invisible import InvisibleProcessor
 from .visible import VisibleProcessor
 
 PROCESSORS: dict[str, type[SelectionProcessor]] = {"invisible": InvisibleProcessor, "dimuon": DimuonProcessor,
-                                                   "visible": VisibleProcessor}
+                                                   "visible": VisibleProcessor, "alp": AlpProcessor}
 
-__all__ = ["PROCESSORS", "DimuonProcessor", "InvisibleProcessor", "SelectionProcessor", "VisibleProcessor"]
+__all__ = ["PROCESSORS", "AlpProcessor", "DimuonProcessor", "InvisibleProcessor", "SelectionProcessor",
+           "VisibleProcessor"]

@@ -23,7 +23,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -67,8 +67,10 @@ class SignalModel(_Strict):
     model: str = Field(description="name in na64ana.physics.models (e.g. 'dark_photon')")
     parameters: dict[str, float | str] = Field(
         default_factory=dict, description="model parameters except the limited coupling (e.g. alpha_d, dm)")
-    production: list[Literal["brem", "annihilation"]] = Field(
-        min_length=1, description="production mechanisms summed into the signal (na64ana.physics.production)")
+    production: (Annotated[list[Literal["brem", "annihilation"]], Field(min_length=1)]
+                 | Annotated[list[Literal["primakoff"]], Field(min_length=1)]) = Field(
+        description="production mechanisms summed into the signal (na64ana.physics.production); "
+                    "[\"primakoff\"] alone for ALPs")
     decay: Literal["invisible", "visible", "photons"] = Field(description="decay mode the selection targets")
     beam: Literal["e-", "e+"] = "e-"
     cross_section: Literal["etl", "ww"] = Field("etl", description="bremsstrahlung total: ETL (WW/k) or WW")
@@ -85,8 +87,8 @@ class SignalModel(_Strict):
     def _distinct(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("production mechanisms must be distinct")
-        if any(m not in MECHANISMS for m in v):
-            raise ValueError(f"production mechanisms must be from {', '.join(MECHANISMS)}")
+        if any(m not in (*MECHANISMS, "primakoff") for m in v):
+            raise ValueError(f"production mechanisms must be from {', '.join(MECHANISMS)}, primakoff")
         return v
 
 
@@ -168,6 +170,8 @@ class SearchDefinition(_Strict):
                              f"not '{self.interpretation.coupling}'")
         if self.interpretation.dark_matter is not None and self.signal.decay != "invisible":
             raise ValueError("a dark-matter interpretation needs the invisible decay")
+        if ("primakoff" in self.signal.production) != (self.interpretation.coupling == "g_agg"):
+            raise ValueError("primakoff production makes ALPs (coupling g_agg) and only ALPs")
         return self
 
     @property
