@@ -219,6 +219,18 @@ class AlpYield:
             out[r] = g**2 * (p @ w)
         return out
 
+    def spectrum_above(self, e_min: float) -> tuple[np.ndarray, np.ndarray]:
+        """(photon energies, Primakoff ALPs per EOT at g = 1 per bin) for E > ``e_min`` (GeV), table bins."""
+        tab = track_length_table("e-")
+        u_lo = max(float(e_min) / self.e0, float(tab.edges[0]))
+        if u_lo >= 1.0:
+            raise InputError(f"e_min = {e_min!r} GeV is above the beam energy", field="ea_min")
+        edges = np.concatenate([[u_lo], tab.edges[tab.edges > u_lo]])
+        path = tab.cumulative_above(edges[:-1], "gamma") - tab.cumulative_above(edges[1:], "gamma")
+        energy = self.e0 * 0.5 * (edges[:-1] + edges[1:])
+        norm = atoms_per_x0_cm2() * target_fraction(self.target) * _PB_TO_CM2
+        return energy, norm * path * primakoff.sigma(energy, float(self.mass_GeV), 1.0)
+
     def energies(self, region: str) -> tuple[np.ndarray, np.ndarray]:
         """(photon energies, Primakoff weight per EOT at g = 1) of the region's bins (for sampling)."""
         e, w, _, _ = self._bins[check_region(region)]

@@ -236,8 +236,8 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
         raise InputError("--n-events must be > 0 for signal samples", field="n_events")
     for m in masses_GeV:
         _check_options("skim", None, compression, m, eps)
-    if production not in PRODUCTIONS:
-        raise InputError(f"unknown production '{production}' (choose {', '.join(PRODUCTIONS)})",
+    if production not in (*PRODUCTIONS, "primakoff"):
+        raise InputError(f"unknown production '{production}' (choose {', '.join(PRODUCTIONS)}, primakoff)",
                          field="production")
     ann = production == "annihilation"
     if ann:  # every line must be inside every run's window before anything is written
@@ -253,15 +253,22 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, m
     n0 = len(report)  # the caller's list may hold earlier files
 
     def make(run, rname, m):
+        if production == "primakoff":  # ALPs (simulation/alp.py): eps is g_agg in GeV^-1
+            from .alp import simulate_alp_sample
+
+            return lambda rng, info: simulate_alp_sample(run, mass_GeV=m, n_events=n_events, g_agg=eps,
+                                                         rng=rng, run_name=rname,
+                                                         beam_energy=camp.beam_energy_GeV, info=info)
         return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps, rng=rng,
                                                         run_name=rname, beam_energy=camp.beam_energy_GeV,
                                                         emiss_min=camp.emiss_min(run), info=info,
                                                         production=production, beam=camp.beam)
 
-    tag = "signal_annihilation" if ann else "signal"  # brem names and seeds unchanged
+    tag = {"annihilation": "signal_annihilation", "primakoff": "signal_alp"}.get(production, "signal")
     files = [_File(rname, f"{cname}/{tag}_m{m * 1e3:g}MeV_run_{rname}.root",
                    run_seed(seed, cname, rname, f"{tag}_m{m * 1e3:g}MeV"), make(run, rname, m),
-                   {"kind": "mc", "sample": "signal", "signal_mass_GeV": m, "signal_eps": eps,
+                   {"kind": "mc", "sample": "signal_alp" if production == "primakoff" else "signal",
+                    "signal_mass_GeV": m, "signal_eps": eps,
                     "signal_production": "annihilation" if ann else None},
                    _signal_extra(m, n_events))
              for rname, run in selected.items() for m in masses_GeV]
