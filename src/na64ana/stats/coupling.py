@@ -387,6 +387,9 @@ def vector_limits(
             p["blinded"] = True
         if br[i] == 0 and "error" not in p:
             p["error"] = "BR(invisible) = 0 at this mass"
+        elif "error" not in p and p.get("coupling_exp") is None:
+            p["note"] = ("no exclusion: even at large coupling eps_eff^2 BR_inv stays below the dark-photon "
+                         "limit (a fixed alpha_D bounds the invisible width)")
     label = getattr(type(model), "coupling_label", _limited_field(type(model)))
     return {
         "analysis": summ.analysis,
