@@ -1,10 +1,10 @@
 """Peak memory of a processor run for 1x and 4x the data: bounded by the chunk size, not the file count.
 
 Each measurement runs in a fresh child process (peak RSS is a high-water mark) on a seeded trigger-level
-file of ``--events`` events, listed once (1x) or four times (4x, as hard links with distinct names, so
-coffea sees four files and no disk is used). The child samples, every 0.1 s with psutil, its own RSS and
-the RSS of every worker process it started (dask LocalCluster workers), and reports the maxima together
-with ``ru_maxrss``.
+file of ``--events`` events (1x), or four such files of different seeds (4x; a file listed twice, even
+as a hard link or a copy, is refused since it would be counted twice). The child samples, every 0.1 s
+with psutil, its own RSS and the RSS of every worker process it started (dask LocalCluster workers), and
+reports the maxima together with ``ru_maxrss``.
 
     .venv/bin/python benchmarks/bench_memory.py                     # 5e6 events/file, iterative + dask
     .venv/bin/python benchmarks/bench_memory.py --quick             # 1e6 events/file
@@ -88,26 +88,20 @@ class RSSSampler:
         return sorted((mb for _, mb in self.procs.values() if mb >= min_mb), reverse=True)
 
 
-def replicated_jobs(dj: Path, copies: int, workdir: Path) -> list:
-    """The jobs of ``dj`` with each file listed ``copies`` times (hard links named ``<file>.copyK.root``)."""
+def replicated_jobs(dj: Path, copies: int, workdir: Path, events: int, seed: int) -> list:
+    """The jobs of ``dj`` plus ``copies - 1`` more files of the same size, each a sample of its own seed.
+
+    Distinct contents: na64ana refuses a file listed twice, also under another name (a hard link or a
+    copy: same sha256), since its events and EOT would be counted twice."""
     jobs = bp.plan_trigger(dj)
-    for j in jobs:
-        files = []
-        for p in j.files:
-            files.append(p)
-            for k in range(1, copies):
-                link = workdir / "links" / p.parent.parent.name / f"{p.stem}.copy{k}.root"
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if link.exists() and not os.path.samefile(link, p):
-                    link.unlink()
-                if not link.exists():
-                    try:
-                        os.link(p, link)
-                    except OSError:
-                        link.symlink_to(p)
-                files.append(link)
-        j.nevents *= copies
-        j.files = files
+    for k in range(1, copies):
+        dk = bp.make_sample(events, workdir=workdir, seed=seed + 1000 * k, nfiles=len(jobs))
+        other = bp.plan_trigger(dk)
+        for j, o in zip(jobs, other, strict=True):
+            j.files += o.files
+            j.file_eot += o.file_eot
+            j.eot += o.eot
+            j.nevents += o.nevents
     return jobs
 
 
@@ -115,7 +109,7 @@ def child(args: argparse.Namespace) -> None:
     from na64ana.processing import execute
 
     dj = bp.make_sample(int(args.events), workdir=args.workdir, seed=args.seed, nfiles=1)
-    jobs = replicated_jobs(dj, args.copies, args.workdir)
+    jobs = replicated_jobs(dj, args.copies, args.workdir, int(args.events), args.seed)
     t0 = time.perf_counter()
     with RSSSampler() as s:
         res = execute.run(jobs, "invisible", executor=args.executor, workers=args.workers,
@@ -130,7 +124,7 @@ def child(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=float, default=5e6, help="events per file (default: %(default)g)")
-    ap.add_argument("--chunksize", type=int, default=500_000)
+    ap.add_argument("--chunksize", type=int, default=None, help="default: na64ana's DEFAULT_CHUNKSIZE")
     ap.add_argument("--executors", nargs="+", default=["iterative", "dask"], choices=["iterative", "dask"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--factors", nargs="+", type=int, default=[1, 4], help="data copies (default: 1 4)")
@@ -143,12 +137,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.events = 1e6
+    if args.chunksize is None:
+        from na64ana.processing.execute import DEFAULT_CHUNKSIZE
+
+        args.chunksize = DEFAULT_CHUNKSIZE
     if args.child:
         child(args)
         return 0
     bp.print_machine()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    bp.make_sample(int(args.events), workdir=args.workdir, seed=args.seed, nfiles=1)
+    for k in range(max(args.factors)):
+        bp.make_sample(int(args.events), workdir=args.workdir, seed=args.seed + 1000 * k, nfiles=1)
     print(f"{'executor':10s} {'data':>5s} {'events':>10s} {'chunks':>6s} {'wall s':>7s} {'main MB':>8s} "
           f"{'workers MB (each)':>22s} {'all procs MB':>12s}  load1")
     for ex in args.executors:

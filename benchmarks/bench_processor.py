@@ -103,6 +103,81 @@ def make_sample(n_events: int, *, workdir: Path = DEFAULT_WORK, seed: int = 7, c
     return dj
 
 
+ROOT_LEVELS = {"lz4": 4, "zlib": 1, "zstd": 5}  # ROOT's recommended settings: 404, 101, 505
+
+SNAPSHOT_SCRIPT = r"""
+import json, sys, time
+import ROOT
+ROOT.ROOT.DisableImplicitMT()
+cfg = json.loads(sys.argv[1])
+alg = {"lz4": ROOT.RCompressionSetting.EAlgorithm.kLZ4, "zlib": ROOT.RCompressionSetting.EAlgorithm.kZLIB,
+       "zstd": ROOT.RCompressionSetting.EAlgorithm.kZSTD}[cfg["codec"]]
+out = []
+for src, dst in cfg["files"]:
+    t0 = time.perf_counter()
+    opts = ROOT.RDF.RSnapshotOptions()  # default basket size (32 kB) and auto-flush (~30 MB clusters)
+    opts.fCompressionAlgorithm = alg
+    opts.fCompressionLevel = cfg["level"]
+    df = ROOT.RDataFrame(cfg["tree"], src)
+    df.Snapshot(cfg["tree"], dst, df.GetColumnNames(), opts)
+    out.append(time.perf_counter() - t0)
+print(json.dumps(out))
+"""
+
+
+def root_layout(dj: Path, codec: str, python: str) -> Path | None:
+    """The sample of ``dj`` rewritten by ROOT itself (``RDataFrame::Snapshot`` with ROOT's default TTree
+    layout: 32 kB baskets, ~30 MB clusters) with ``codec`` at ROOT's recommended level; returns its
+    datasets.json (cached), or None when ``python`` has no ROOT. Same events, same EOT, no sha256."""
+    out = dj.parent.with_name(f"{dj.parent.name}_root-{codec}")
+    new_dj = out / "datasets.json"
+    if new_dj.is_file():
+        return new_dj
+    if not Path(python).exists():
+        print(f"ROOT layout skipped: no {python} (a Python with the pip ROOT wheel)")
+        return None
+    data = json.loads(dj.read_text())
+    pairs = []
+    for camp in data["campaigns"].values():
+        for run in camp["runs"].values():
+            for f in run.get("files", []):
+                src = (dj.parent / f["path"]).resolve()
+                dst = out / f["path"]
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                pairs.append((str(src), str(dst)))
+                f.pop("sha256", None)
+    tree = next(iter(data["campaigns"].values())).get("tree", "events")
+    cfg = {"files": pairs, "codec": codec, "level": ROOT_LEVELS[codec], "tree": tree}
+    t0 = time.perf_counter()
+    res = subprocess.run([python, "-c", SNAPSHOT_SCRIPT, json.dumps(cfg)], capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"ROOT layout skipped: {python} failed: {res.stderr.strip().splitlines()[-1:]}")
+        return None
+    new_dj.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"rewrote {len(pairs)} files with ROOT (RDataFrame Snapshot, {codec}:{ROOT_LEVELS[codec]}) in "
+          f"{time.perf_counter() - t0:.1f} s ({load()})")
+    return new_dj
+
+
+def layout_summary(dj: Path) -> str:
+    """Baskets per branch, entries per cluster and size of the first file of a sample (what layout it has)."""
+    import uproot
+
+    from na64ana import datasets as ds
+
+    camp = ds.load(dj)
+    run = next(iter(camp.campaign(camp.default_campaign).runs.values()))
+    path = ds.resolve_path(run.files[0], dj)
+    with uproot.open(path) as f:
+        t = f[run.files[0].tree or "events"]
+        b = t["ecal_e"]
+        clusters = t.common_entry_offsets()
+        mb = path.stat().st_size / 1e6
+        return (f"{path.name}: {t.num_entries} entries, {mb:.0f} MB, {b.num_baskets} baskets per branch "
+                f"(ecal_e), {len(clusters) - 1} clusters ({t.num_entries / max(len(clusters) - 1, 1):.3g} "
+                f"entries, ~{mb / max(len(clusters) - 1, 1):.1f} MB each), {b.compression}")
+
+
 def plan_trigger(dj: Path) -> list:
     from na64ana.processing import execute
 
@@ -135,6 +210,28 @@ def cpu_seconds() -> float:
         except psutil.Error:
             pass
     return total
+
+
+def interleaved(items: list[tuple[str, Callable[[], dict], int]], reps: int) -> list[dict]:
+    """Like :func:`timed` for several peers at once, interleaved: rep 1 of every item, then rep 2, ...
+
+    On a shared machine the load changes from minute to minute; measuring the peers in turn puts each
+    ratio's numerator and denominator under the same conditions. Returns one result per item."""
+    acc: list[dict] = [{"walls": [], "cpus": [], "load1": [], "res": {}} for _ in items]
+    for _ in range(reps):
+        for (_label, fn, _cores), a in zip(items, acc, strict=True):
+            a["load1"].append(os.getloadavg()[0])
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            a["res"] = fn()
+            a["walls"].append(time.perf_counter() - t0)
+            a["cpus"].append(cpu_seconds() - c0)
+    out = []
+    for (label, _fn, cores), a in zip(items, acc, strict=True):
+        r = dict(a["res"])
+        r.update(label=label, walls=a["walls"], wall=statistics.median(a["walls"]),
+                 cpu=statistics.median(a["cpus"]), cpus=a["cpus"], load1=a["load1"], cores=cores)
+        out.append(r)
+    return out
 
 
 def timed(fn: Callable[[], dict], reps: int, label: str) -> dict:
@@ -248,6 +345,132 @@ def local_cluster(n: int):
 
 
 # ------------------------------------------------------------------------------------------------------
+# (e) end to end: `na64ana run` against a floor process doing the same physics with uproot + numpy + hist
+
+E2E_FLOOR = r"""
+import json, pickle, sys
+from pathlib import Path
+import hist, numpy as np, uproot
+from na64ana import blinding, selection as selmod
+from na64ana.contract import resolve
+from na64ana.processing import execute  # plan only (no coffea import)
+
+dj, out, step = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+out.mkdir(parents=True, exist_ok=True)
+jobs = execute.plan(dj, samples=["trigger"])
+hists, flows = {}, {}
+def H(name, key, *axes):  # one histogram per (name, run), summed at the end
+    if (name, key) not in hists:
+        hists[(name, key)] = hist.Hist(hist.axis.StrCategory([key], growth=True, name="run"), *axes,
+                                       storage=hist.storage.Weight())
+    return hists[(name, key)]
+def reg(name, v):
+    return hist.axis.Regular(*selmod.VARIABLES[v].bins, name=v) if name is None else hist.axis.Regular(
+        240, 0.0, 120.0, name=name)
+for job in jobs:
+    sel = job.selection
+    variables = tuple(dict.fromkeys(sel.variables))
+    branches = selmod.branches_for(variables)
+    names = {resolve(b, job.branch_map): b for b in branches}
+    ncut = len(sel.cuts)
+    flow = np.zeros(ncut + 1, dtype=np.int64)
+    regions = {n: 0 for n, _ in sel.regions}
+    for arrays in uproot.iterate({str(p): job.tree for p in job.files}, list(names), step_size=step,
+                                 library="np"):
+        cols = {names[k]: v for k, v in arrays.items()}
+        values = selmod.compute(cols, variables)
+        keep = ~blinding.region_mask(sel, values)
+        masks = [c for c in selmod.cut_masks(sel, values).values()]
+        passed = [keep]
+        for m in masks:
+            passed.append(passed[-1] & m)
+        flow += [len(keep)] + [np.count_nonzero(m) for m in passed[1:]]  # row 0: all events read
+        e, h = values["ecal_e"], values["hcal_e"]
+        k_iv, k_final = len(sel.plane_i_iv), len(sel.plane_final)
+        planes = (("plane_loose", keep), ("plane_i_iv", passed[k_iv]), ("plane_final", passed[k_final]))
+        for name, m in planes:
+            H(name, job.key, reg("ecal", None), reg("hcal", None)).fill(run=job.key, ecal=e[m], hcal=h[m])
+        after = [None] * (ncut + 1)  # AND of the cuts after i: N-1 = passed[i] & after[i + 1]
+        for i in range(ncut - 1, -1, -1):
+            after[i] = masks[i] if after[i + 1] is None else masks[i] & after[i + 1]
+        for i, cut in enumerate(sel.cuts):
+            m = passed[i] if after[i + 1] is None else passed[i] & after[i + 1]
+            for v in cut.variables:
+                H(f"nminus1_{cut.name}_{v}", job.key, reg(None, v)).fill(run=job.key, **{v: values[v][m]})
+        final = passed[k_final]
+        side_c = final & (h < sel.box_hcal_max)
+        H("ecal_sideband_c", job.key, reg("ecal", None)).fill(run=job.key, ecal=e[side_c])
+        rm = selmod.region_masks(sel, values)
+        if "validation" in rm:
+            valid = final & rm["validation"]
+            H("ecal_validation", job.key, reg("ecal", None)).fill(run=job.key, ecal=e[valid])
+        for n, m in rm.items():
+            regions[n] += int(np.count_nonzero(final & m))
+    flows[job.key] = {"events": flow.tolist(), "regions": regions}
+(out / "hists").mkdir(exist_ok=True)
+merged = {}
+for (name, _key), h in hists.items():
+    merged[name] = h if name not in merged else merged[name] + h
+for name, h in merged.items():
+    with open(out / "hists" / f"{name}.pkl", "wb") as f:
+        pickle.dump(h, f, protocol=pickle.HIGHEST_PROTOCOL)
+(out / "cutflows.json").write_text(json.dumps(flows))
+final = sum(flows[j.key]["events"][len(j.selection.plane_final)] for j in jobs)
+nev = sum(v["events"][0] for v in flows.values())
+print(json.dumps({"final": final, "events": nev, "hists": len(merged)}))
+"""
+
+
+def e2e_floor(dj: Path, out: Path, step: int) -> dict:
+    """(e0) a separate process: imports, uproot.iterate, the cuts, the processor's histograms, write."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    res = subprocess.run([sys.executable, "-c", E2E_FLOOR, str(dj), str(out), str(step)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def same_hists(floor_dir: Path, cli_dir: Path) -> str:
+    """Whether the floor process filled the same histograms (names, run categories, bin contents)."""
+    import pickle
+
+    names = sorted(p.stem for p in cli_dir.glob("*.pkl"))
+    missing = [n for n in names if not (floor_dir / f"{n}.pkl").exists()]
+    differ = []
+    for n in names:
+        if n in missing:
+            continue
+        with open(floor_dir / f"{n}.pkl", "rb") as f0, open(cli_dir / f"{n}.pkl", "rb") as f1:
+            h0, h1 = pickle.load(f0), pickle.load(f1)
+        h0 = h0[{"run": sorted(h0.axes["run"])}] if list(h0.axes["run"]) != sorted(h0.axes["run"]) else h0
+        if list(h0.axes["run"]) != list(h1.axes["run"]) or not np.array_equal(h0.values(flow=True),
+                                                                               h1.values(flow=True)):
+            differ.append(n)
+    ok = not missing and not differ
+    return (f"{len(names)} histograms, {'all identical' if ok else 'MISMATCH'}"
+            + (f"; missing in the floor: {missing}" if missing else "")
+            + (f"; differ: {differ}" if differ else ""))
+
+
+def e2e_cli(dj: Path, out: Path, jobs: list) -> dict:
+    """(e1) ``na64ana run`` in a separate process (default options: iterative, chunk cache in OUT/.cache)."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    exe = Path(sys.executable).with_name("na64ana")
+    subprocess.run([str(exe), "run", "--datasets", str(dj), "--samples", "trigger", "--out", str(out)],
+                   capture_output=True, text=True, check=True)
+    m = json.loads((out / "metrics.json").read_text())
+    idx = {j.key: len(j.selection.plane_final) for j in jobs}
+    final = 0
+    for k, i in idx.items():
+        rows = json.loads((out / "cutflows" / f"{k}.json").read_text())["rows"]
+        final += int(rows[i]["events"])
+    return {"events": m["events"], "final": final, "chunks": m["chunks"]}
+
+
+# ------------------------------------------------------------------------------------------------------
 # (d) RDataFrame (in a separate Python that has ROOT)
 
 RDF_SCRIPT = r"""
@@ -338,13 +561,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=float, default=2e7, help="trigger-level events (default: %(default)g)")
     ap.add_argument("--files", type=int, default=3, help="files = runs of the campaign, <= 3 (default: 3)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions per measurement (default: 3)")
-    ap.add_argument("--chunksize", type=int, default=500_000, help="events per chunk (default: %(default)s)")
+    ap.add_argument("--chunksize", type=int, default=None,
+                    help="events per chunk (default: na64ana's DEFAULT_CHUNKSIZE)")
     ap.add_argument("--align-clusters", action="store_true", help="coffea align_clusters=True for (b), (c)")
     ap.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "zlib", "none"))
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORK)
     ap.add_argument("--only", nargs="+", default=["a", "a2", "b", "c1", "c2", "d"],
-                    choices=["a", "a2", "b", "c1", "c2", "d"], help="measurements to run (default: all)")
+                    choices=["a", "a2", "b", "c1", "c2", "d", "e"],
+                    help="measurements to run (default: all but e); a, a2, b run interleaved")
+    ap.add_argument("--layout", choices=("uproot", "root"), default="uproot",
+                    help="uproot: the simulator's files (1e6-entry baskets = clusters); root: the same "
+                         "events rewritten by ROOT (RDataFrame Snapshot: 32 kB baskets, ~30 MB clusters), "
+                         "needs --rdf-python (default: %(default)s)")
+    ap.add_argument("--e2e-events", type=float, default=3e7,
+                    help="events of the end-to-end comparison e (default: %(default)g)")
     ap.add_argument("--rdf-python", default="/tmp/rootvenv/bin/python",
                     help="a Python with the ROOT wheel for (d); skipped if absent (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="1e6 events, 3 reps (a smoke run)")
@@ -352,10 +583,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.events = 1e6
+        args.e2e_events = min(args.e2e_events, 1e6)
+    if args.chunksize is None:
+        from na64ana.processing.execute import DEFAULT_CHUNKSIZE
+
+        args.chunksize = DEFAULT_CHUNKSIZE
     print_machine()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     dj = make_sample(int(args.events), workdir=args.workdir, seed=args.seed, compression=args.compression,
                      nfiles=args.files)
+    if args.layout == "root":
+        rdj = root_layout(dj, args.compression, args.rdf_python)
+        if rdj is None:
+            return 1
+        dj = rdj
+    print(f"layout {args.layout}: {layout_summary(dj)}")
     jobs = plan_trigger(dj)
     branches, _ = processor_columns(jobs[0])
     print(f"sample: {dj.parent} ({sum(j.nevents for j in jobs):.3g} events, {sum(len(j.files) for j in jobs)}"
@@ -371,13 +613,21 @@ def main(argv: list[str] | None = None) -> int:
         print(show(r, cores), flush=True)
 
     cs, al = args.chunksize, args.align_clusters
+    peers: list[tuple[str, Callable[[], dict], int]] = []
     if "a" in args.only:
-        report(timed(lambda: floor(jobs, cs), args.reps, "(a) floor: uproot.iterate + numpy + hist"), 1)
+        peers.append(("(a) floor: uproot.iterate + numpy + hist", lambda: floor(jobs, cs), 1))
     if "a2" in args.only:
-        report(timed(lambda: bare_process(jobs, cs), args.reps, "(a2) process() on uproot.iterate"), 1)
+        peers.append(("(a2) process() on uproot.iterate", lambda: bare_process(jobs, cs), 1))
     if "b" in args.only:
-        report(timed(lambda: processor_run(jobs, cs, align_clusters=al), args.reps,
-                     "(b) processor, Runner + IterativeExecutor"), 1)
+        peers.append(("(b) processor, Runner + IterativeExecutor",
+                      lambda: processor_run(jobs, cs, align_clusters=al), 1))
+    if peers:
+        # the processor's first run hashes new inputs once (identity store): not what the reps measure
+        if "b" in args.only:
+            processor_run(jobs, cs, align_clusters=al)
+        print(f"interleaved: {', '.join(p[0][:4] for p in peers)} x {args.reps}", flush=True)
+        for r in interleaved(peers, args.reps):
+            report(r, r["cores"])
     for n in (1, 2):
         if f"c{n}" not in args.only:
             continue
@@ -389,18 +639,37 @@ def main(argv: list[str] | None = None) -> int:
                          f"(c) processor, DaskExecutor, {n} worker{'s' if n > 1 else ''}"), n)
         finally:
             cluster.close()
+    if "e" in args.only:
+        edj = make_sample(int(args.e2e_events), workdir=args.workdir, seed=args.seed,
+                          compression=args.compression, nfiles=args.files)
+        if args.layout == "root":
+            edj = root_layout(edj, args.compression, args.rdf_python) or edj
+        ejobs = plan_trigger(edj)
+        tmp = args.workdir / "e2e"
+        e2e_cli(edj, tmp / "cli", ejobs)  # warm-up: first sight of the inputs is hashed (identity store)
+        print(f"end to end on {sum(j.nevents for j in ejobs):.3g} events ({edj.parent.name}), interleaved x "
+              f"{args.reps}", flush=True)
+        epeers = [("(e0) end-to-end floor process", lambda: e2e_floor(edj, tmp / "floor", cs), 1),
+                  ("(e1) na64ana run (CLI process)", lambda: e2e_cli(edj, tmp / "cli", ejobs), 1)]
+        for r in interleaved(epeers, args.reps):
+            report(r, r["cores"])
+        print(f"end-to-end peers: {same_hists(tmp / 'floor' / 'hists', tmp / 'cli' / 'hists')}")
     if "d" in args.only:
         if Path(args.rdf_python).exists():
             report(rdf(jobs, args.rdf_python, args.reps), 1)
         else:
             print(f"(d) skipped: no {args.rdf_python} (create a venv with the ROOT wheel there)")
 
-    finals = {r["final"] for r in results}
-    events = {r["events"] for r in results}
+    main_results = [r for r in results if not r["label"].startswith("(e")]
+    finals = {r["final"] for r in main_results}
+    events = {r["events"] for r in main_results}
+    e2e = [r for r in results if r["label"].startswith("(e")]
+    if len({r["final"] for r in e2e}) > 1 or len({r["events"] for r in e2e}) > 1:
+        finals.add(-1)  # the end-to-end peers disagree
     ok = len(finals) <= 1 and len(events) <= 1
     print(f"consistency: events {sorted(events)}, final-cut counts {sorted(finals)} -> "
           f"{'OK' if ok else 'MISMATCH'}")
-    by = {r["label"][:3] + str(r["cores"]): r for r in results}
+    by = {r["label"].split(")")[0] + ")" + str(r["cores"]): r for r in results}
 
     def ratio(x: str, y: str) -> str:
         a, b = by[x], by[y]
@@ -410,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "(a)1" in by and "(b)1" in by:
         print(f"ratio (b)/(a) = {ratio('(b)1', '(a)1')}  (target >= 0.85)")
+    if "(e0)1" in by and "(e1)1" in by:
+        print(f"ratio (e1)/(e0) = {ratio('(e1)1', '(e0)1')}  (target >= 0.7)")
     if "(c)1" in by and "(c)2" in by:
         print(f"ratio (c, 2 workers)/(c, 1 worker) = {ratio('(c)2', '(c)1')} (wall; target >= 1.7; per CPU-s "
               "the ideal is 1.0)")

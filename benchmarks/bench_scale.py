@@ -7,11 +7,10 @@ scheduler, the nannies and the workers every 0.1 s. Prints wall time, events/s (
 peak RSS per process, then extrapolates to the full NA64 invisible-mode data set (9.37e11 EOT, ~1e9
 triggered events per 1e11 EOT) on N workers.
 
-Generation is the bottleneck here (~0.3-0.45 M events/s on one core, ~90 bytes/event on disk), so the
-unique sample (``--unique`` events, default 2e7, seeded) is listed ``--copies`` times as hard links with
-distinct names: coffea sees distinct files and reads every event, but the page cache holds only the unique
-bytes, i.e. the reads are warm (no disk bandwidth is measured). Everything is under ``--workdir``
-(gitignored); ``--cleanup`` removes the links afterwards (the unique sample is kept for the other scripts).
+The input is ``--copies`` samples of ``--unique`` events each (default 5 x 2e7), each of its own seed: a
+file listed twice, even as a hard link or a copy under another name, is refused (same sha256: its events
+and EOT would be counted twice), so the copies are generated (~0.5-0.75 M events/s on one core, ~90
+bytes/event on disk, cached under ``--workdir``, gitignored).
 
     .venv/bin/python benchmarks/bench_scale.py                        # 2e7 unique x 5 = 1e8 events, 2 workers
     .venv/bin/python benchmarks/bench_scale.py --quick                # 1e6 x 4
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-limit", default="2GB", help="per worker (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path, default=bp.DEFAULT_WORK)
-    ap.add_argument("--cleanup", action="store_true", help="delete the hard links afterwards")
+    ap.add_argument("--cleanup", action="store_true", help="delete the extra samples afterwards")
     ap.add_argument("--quick", action="store_true", help="1e6 unique events x 4")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -113,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     bp.print_machine()
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     dj = bp.make_sample(int(args.unique), workdir=args.workdir, seed=args.seed, nfiles=3)
-    jobs = bm.replicated_jobs(dj, args.copies, args.workdir)
+    jobs = bm.replicated_jobs(dj, args.copies, args.workdir, int(args.unique), args.seed)
     nfiles = sum(len(j.files) for j in jobs)
     ntot = sum(j.nevents for j in jobs)
     size = sum(p.stat().st_size for j in jobs for p in j.files)
     print(f"input: {ntot:.3g} events in {nfiles} files ({args.unique:.3g} unique x {args.copies}, "
-          f"hard links), {size / 1e9:.1f} GB as listed, {size / ntot:.0f} bytes/event")
+          f"distinct seeds), {size / 1e9:.1f} GB, {size / ntot:.0f} bytes/event")
     cl_dir = args.workdir / "scale_cluster"
     cl_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -163,10 +162,13 @@ def main(argv: list[str] | None = None) -> int:
                                          "workers": args.workers, "client_MB": rss.main_mb,
                                          "procs": {str(k): v for k, v in rss.procs.items()}}, indent=1))
     if args.cleanup:
-        for j in jobs:
-            for p in j.files:
-                if ".copy" in p.name:
-                    p.unlink(missing_ok=True)
+        import shutil
+
+        for k in range(1, args.copies):
+            for j in jobs:
+                for p in j.files:
+                    if f"_s{args.seed + 1000 * k}_" in str(p):
+                        shutil.rmtree(p.parent.parent, ignore_errors=True)
     if not math.isclose(n, ntot):
         print("MISMATCH: events read != events listed")
         return 1
