@@ -36,9 +36,10 @@ STAGE = "simulate"
 MAX_EOT_PER_FILE = 2.0e11
 
 
-def run_parts(eot: float, max_eot: float = MAX_EOT_PER_FILE) -> int:
-    """Number of equal-EOT files a skim of ``eot`` is written as (1 up to ``max_eot``)."""
-    return max(1, int(np.ceil(eot / max_eot - 1e-9)))
+def run_parts(eot: float, max_eot: float | None = None) -> int:
+    """Number of equal-EOT files a skim of ``eot`` is written as (1 up to ``max_eot``, default
+    :data:`MAX_EOT_PER_FILE`)."""
+    return max(1, int(np.ceil(eot / (max_eot or MAX_EOT_PER_FILE) - 1e-9)))
 
 
 def run_seed(seed: int, campaign: str, run_name: str, sample: str = "campaign") -> int:
