@@ -168,7 +168,9 @@ def decay_probability(energy: float | np.ndarray, mass: float, g_agg: float | np
     la, lb = geo.decay_window_cm(region)
     lam = AlpPhoton(g_agg=1.0).decay_length_cm(energy, mass) / np.asarray(g_agg, dtype=float) ** 2
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        p = np.exp(-la / lam) - (np.exp(-lb / lam) if math.isfinite(lb) else 0.0)
+        x = 1.0 / lam
+        # exp(-L_a x) (1 - exp(-(L_b - L_a) x)): no cancellation for long lifetimes
+        p = np.exp(-la * x) * (-np.expm1(-(lb - la) * x) if math.isfinite(lb) else 1.0)
     return np.nan_to_num(p, nan=0.0)
 
 
@@ -215,7 +217,7 @@ class AlpYield:
         out = {}
         for r, (_, w, lam1, (la, lb)) in self._bins.items():
             x = g[:, None] ** 2 / lam1[None, :]  # 1 / decay length
-            p = np.exp(-la * x) - (np.exp(-lb * x) if math.isfinite(lb) else 0.0)
+            p = np.exp(-la * x) * (-np.expm1(-(lb - la) * x) if math.isfinite(lb) else 1.0)
             out[r] = g**2 * (p @ w)
         return out
 

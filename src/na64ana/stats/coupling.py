@@ -640,6 +640,8 @@ def limits_from_summary(
         data = source
     spec, _ = split_summary(data, file=file)
     name = spec.get("name") if isinstance(spec, Mapping) else None
+    if name not in models.available():  # the model block decides the summary's format: check it first
+        from_spec(spec, file=file)
     if name in ALP_MODELS:
         return alp_limits(data, masses=masses, method=method, file=file)
     return vector_limits(data, masses=masses, method=method, file=file)
