@@ -112,6 +112,12 @@ def _muon_hcal(n: int, per_module: float, rng: np.random.Generator) -> np.ndarra
     return (rng.standard_gamma(shape, (n, pub("detector.hcal_modules")), dtype=F32) * (per_module / shape))
 
 
+def _pair(key: str) -> tuple[float, float]:
+    """A two-number tuning value (e.g. the Beta(a, b) parameters or a uniform range) as floats."""
+    a, b = tune(key)
+    return float(a), float(b)
+
+
 def _mip(mean: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """Landau-like MIP deposit: gamma-distributed around ``mean`` (shape ecal.mip_gamma_shape)."""
     k = tune("ecal.mip_gamma_shape")
@@ -212,7 +218,7 @@ def decay_in_flight(n: int, e_nominal: float, rng: np.random.Generator) -> dict[
     e0, theta = beam.hadron_beam(n, e_nominal, rng)
     t["e0"][:], t["p_true"][:], t["theta_true"][:] = e0, e0, theta
     t["srd_tag"][:] = True
-    frac = np.where(ke3, rng.beta(*tune("decay.ke3_energy_beta"), n), rng.random(n))  # 2-body: flat
+    frac = np.where(ke3, rng.beta(*_pair("decay.ke3_energy_beta"), n), rng.random(n))  # 2-body: flat
     t["ecal"][:] = e0 * frac
     t["ps"][:] = em_ps(t["ecal"], rng)
     return t
@@ -222,7 +228,7 @@ def punch_through(n: int, e_nominal: float, rng: np.random.Generator) -> dict[st
     """Shower energy escaping through cracks/holes as gammas missing VETO and HCAL: flat E_ECAL."""
     t = blank(n, Process.PUNCH_THROUGH, PDG_E)
     _electron_primary(t, e_nominal, rng)
-    t["ecal"][:] = t["e0"] * rng.uniform(*tune("punch.ecal_fraction"), n)
+    t["ecal"][:] = t["e0"] * rng.uniform(*_pair("punch.ecal_fraction"), n)
     t["ps"][:] = em_ps(t["ecal"], rng)
     return t
 
@@ -231,10 +237,10 @@ def pileup_region3(n: int, e_nominal: float, rng: np.random.Generator) -> dict[s
     """Region III: an e- overlapping a beam hadron; E_ECAL + E_HCAL above E0, overlapping (non e-m) shapes."""
     t = blank(n, Process.PILEUP, PDG_E)
     _electron_primary(t, e_nominal, rng)
-    t["ecal"][:] = t["e0"] * rng.beta(*tune("pileup.region3_ecal_beta"), n)
+    t["ecal"][:] = t["e0"] * rng.beta(*_pair("pileup.region3_ecal_beta"), n)
     t["ps"][:] = em_ps(t["ecal"], rng)
     t["em"][:] = False
-    t["hcal"][:] = _split_hcal(t["e0"] * rng.beta(*tune("pileup.region3_hcal_beta"), n).astype(F32), rng)
+    t["hcal"][:] = _split_hcal(t["e0"] * rng.beta(*_pair("pileup.region3_hcal_beta"), n).astype(F32), rng)
     charged = rng.random(n) < tune("pileup.region3_charged_fraction")
     t["veto_mips"][:] = np.where(charged, 1 + rng.poisson(tune("pileup.region3_extra_charged_mean"), n), 0)
     t["pileup_forced"][:] = True
@@ -254,12 +260,12 @@ def beam_hadron_trigger(n: int, e_nominal: float, rng: np.random.Generator, *, t
     lam = tune("beam.pion_interaction_lengths")
     depth = rng.exponential(1.0, n) / lam  # in units of the ECAL depth
     inter = depth < 1.0
-    f_ecal = np.where(inter, rng.uniform(*tune("beam.hadron_ecal_fraction"), n) * (1.0 - depth), 0.0)
+    f_ecal = np.where(inter, rng.uniform(*_pair("beam.hadron_ecal_fraction"), n) * (1.0 - depth), 0.0)
     mip = tune("ecal.muon_mip_GeV") * np.minimum(depth, 1.0)
     t["ecal"][:] = mip + f_ecal * e0
     in_ps = depth < pub("detector.ecal_ps_depth_X0") / pub("detector.ecal_depth_X0")
     ps_mip = _mip(tune("ecal.muon_ps_mip_GeV"), n, rng)
-    t["ps"][:] = np.where(in_ps, f_ecal * e0 * rng.uniform(*tune("beam.hadron_ps_fraction"), n), ps_mip)
+    t["ps"][:] = np.where(in_ps, f_ecal * e0 * rng.uniform(*_pair("beam.hadron_ps_fraction"), n), ps_mip)
     t["em"][:] = False
     t["_f_ecal"], t["_inter"] = f_ecal, inter
     return t

@@ -68,13 +68,13 @@ def content_uuid(name: str, arrays: dict[str, np.ndarray], names: Sequence[str],
     h = hashlib.sha256()
     for k in names:
         h.update(f"{k}:{types[k].str}:".encode())
-        h.update(memoryview(np.ascontiguousarray(arrays[k], dtype=types[k])).cast("B"))
+        h.update(memoryview(np.ascontiguousarray(arrays[k], dtype=types[k])).cast("B"))  # type: ignore[arg-type]
     return uuid.uuid5(_UUID_NAMESPACE, f"{name}|{tree}|{compression}|{chunk}|{h.hexdigest()}")
 
 
 class _FixedClock(datetime.datetime):
     @classmethod
-    def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:
+    def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:  # type: ignore[override]
         return FILE_TIMESTAMP
 
 
@@ -90,17 +90,17 @@ def fixed_root_timestamps() -> Iterator[None]:
     """
     shim = types.ModuleType("datetime")
     shim.__dict__.update(datetime.__dict__)
-    shim.datetime = _FixedClock
+    setattr(shim, "datetime", _FixedClock)  # noqa: B010 (a module attribute mypy cannot see)
     with _CLOCK_LOCK:
         mods = [m for m in (sys.modules.get(name) for name in _DATETIME_USERS)
                 if m is not None and getattr(m, "datetime", None) is datetime]
         try:
             for m in mods:
-                m.datetime = shim
+                setattr(m, "datetime", shim)  # noqa: B010
             yield
         finally:
             for m in mods:
-                m.datetime = datetime
+                setattr(m, "datetime", datetime)  # noqa: B010
 
 
 def write_tree(path: str | Path, arrays: dict[str, np.ndarray], *, compression: str = "lz4",
