@@ -183,3 +183,17 @@ def test_speed_100_masses_with_bands():
     dt = time.perf_counter() - t0
     assert rec["n_failed"] == 0 and all(p["coupling_exp_p2"] > p["coupling_exp_m2"] for p in rec["points"])
     assert dt < 15.0, f"100-mass scan took {dt:.1f} s"
+
+
+def test_figures_are_written(tmp_path):
+    from na64ana.physics import g2
+    from na64ana.stats import coupling_plots
+
+    masses = [0.001, 0.01, 0.1]
+    rec = coupling.limits_from_summary(EX / "lmu_ltau_2016_2018_published.json", masses=masses)
+    lo, hi = g2.preferred_band(masses)
+    files = coupling_plots.save(coupling_plots.plot_coupling_limits(rec, g2_band=(masses, lo, hi)),
+                                tmp_path / "lmu_ltau")
+    alp_rec = coupling.limits_from_summary(EX / "alp_2016_2018_published.json", masses=[0.005, 0.02, 0.05])
+    files += coupling_plots.save(coupling_plots.plot_closed_region(alp_rec), tmp_path / "alp")
+    assert all(f.exists() and f.stat().st_size > 5000 for f in files)
