@@ -38,7 +38,7 @@ class BMinusL(VectorMediator):
     Examples:
         >>> from na64ana.physics import models
         >>> z = models.get("b_l", g=1e-4)
-        >>> round(float(z.br_invisible(0.05)[0]), 4), round(float(z.eps_eff(0.05)) * 0.30282212, 6)
+        >>> round(float(z.br_invisible(0.05)), 4), round(float(z.eps_eff(0.05)) * 0.30282212, 6)
         (0.75, 0.0001)
     """
 

@@ -77,9 +77,9 @@ class LMuLTau(VectorMediator):
     Examples:
         >>> from na64ana.physics import models
         >>> z = models.get("lmu_ltau", g=1e-3)
-        >>> round(float(1e-3 / z.eps_eff(1e-4)[0]), 1)   # the loop factor at q^2 -> 0
+        >>> round(float(1e-3 / z.eps_eff(1e-4)), 1)   # the loop factor at q^2 -> 0
         69.3
-        >>> float(z.br_invisible(0.1)[0])                # below 2 m_mu only nu nu
+        >>> float(z.br_invisible(0.1))                # below 2 m_mu only nu nu
         1.0
     """
 

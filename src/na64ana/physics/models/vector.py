@@ -43,10 +43,10 @@ class UserVector(VectorMediator):
     Examples:
         >>> from na64ana.physics import models
         >>> v = models.get("vector", g=1e-4, c_e=1.0, c_nu_e=1.0)
-        >>> round(float(v.br_invisible(0.01)[0]), 3)     # nu_e nubar_e (LH) vs e+e-: 1/(1 + 2)
+        >>> round(float(v.br_invisible(0.01)), 3)     # nu_e nubar_e (LH) vs e+e-: 1/(1 + 2)
         0.333
         >>> lmt = models.get("vector", g=1e-3, c_mu=1.0, c_tau=-1.0, c_nu_mu=1.0, c_nu_tau=-1.0)
-        >>> round(float(1e-3 / lmt.eps_eff(1e-4)[0]), 1)  # = L_mu - L_tau
+        >>> round(float(1e-3 / lmt.eps_eff(1e-4)), 1)  # = L_mu - L_tau
         69.3
     """
 
