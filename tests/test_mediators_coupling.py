@@ -197,3 +197,15 @@ def test_figures_are_written(tmp_path):
     alp_rec = coupling.limits_from_summary(EX / "alp_2016_2018_published.json", masses=[0.005, 0.02, 0.05])
     files += coupling_plots.save(coupling_plots.plot_closed_region(alp_rec), tmp_path / "alp")
     assert all(f.exists() and f.stat().st_size > 5000 for f in files)
+
+
+def test_annihilation_adds_to_bremsstrahlung_for_an_electron_coupled_vector():
+    raw = _raw("b_l_2016_2021")
+    m = 0.25  # inside the resonant window E_R > 50 GeV (docs/physics.md 2.2)
+    brem = coupling.limits_from_summary(raw, masses=[m])["points"][0]
+    raw["model"]["production"] = ["brem", "annihilation"]
+    both = coupling.limits_from_summary(raw, masses=[m])["points"][0]
+    y = yields.signal_yield([m], 1.0)
+    ratio = float(y.total[0] / y["brem"][0])  # same BR_inv and eps_eff for both mechanisms
+    assert ratio > 10
+    assert both["coupling_exp"] == pytest.approx(brem["coupling_exp"] / math.sqrt(ratio), rel=2e-3)
