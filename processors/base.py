@@ -222,9 +222,24 @@ class SelectionProcessor(processor.ProcessorABC):
         hists: dict[str, hist.Hist] = {}
 
         def fill(h: hist.Hist, mask: np.ndarray, **axes: Any) -> hist.Hist:
-            # an array axis value is selected by ``mask``; a scalar (e.g. a category) applies to every entry
-            h.fill(run=key, **{a: v[mask] if isinstance(v, np.ndarray) else v for a, v in axes.items()},
-                   weight=None if w is None else w[mask])
+            # An array axis value is selected by ``mask``; a scalar (e.g. a category) applies to every entry.
+            # A sparse mask selects as take(flatnonzero(mask)): the same entries in the same order as v[mask],
+            # but numpy's boolean indexing of a sparse random mask was ~10x slower than one nonzero scan +
+            # gathers here; dense masks keep boolean indexing (no 8-byte index per event).
+            k = int(np.count_nonzero(mask))
+            if k == n:
+                def pick(v: np.ndarray) -> np.ndarray:
+                    return v
+            elif 8 * k < n:
+                idx = np.flatnonzero(mask)
+
+                def pick(v: np.ndarray) -> np.ndarray:
+                    return v.take(idx)
+            else:
+                def pick(v: np.ndarray) -> np.ndarray:
+                    return v[mask]
+            h.fill(run=key, **{a: pick(v) if isinstance(v, np.ndarray) else v for a, v in axes.items()},
+                   weight=None if w is None else pick(w))
             return h
 
         ecal, hcal = values["ecal_e"], values["hcal_e"]
