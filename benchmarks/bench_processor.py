@@ -391,14 +391,16 @@ for job in jobs:
         k_iv, k_final = len(sel.plane_i_iv), len(sel.plane_final)
         planes = (("plane_loose", keep), ("plane_i_iv", passed[k_iv]), ("plane_final", passed[k_final]))
         for name, m in planes:
-            H(name, job.key, reg("ecal", None), reg("hcal", None)).fill(run=job.key, ecal=pick(e, m), hcal=pick(h, m))
+            hp = H(name, job.key, reg("ecal", None), reg("hcal", None))
+            hp.fill(run=job.key, ecal=pick(e, m), hcal=pick(h, m))
         after = [None] * (ncut + 1)  # AND of the cuts after i: N-1 = passed[i] & after[i + 1]
         for i in range(ncut - 1, -1, -1):
             after[i] = masks[i] if after[i + 1] is None else masks[i] & after[i + 1]
         for i, cut in enumerate(sel.cuts):
             m = passed[i] if after[i + 1] is None else passed[i] & after[i + 1]
             for v in cut.variables:
-                H(f"nminus1_{cut.name}_{v}", job.key, reg(None, v)).fill(run=job.key, **{v: pick(values[v], m)})
+                hn = H(f"nminus1_{cut.name}_{v}", job.key, reg(None, v))
+                hn.fill(run=job.key, **{v: pick(values[v], m)})
         final = passed[k_final]
         side_c = final & (h < sel.box_hcal_max)
         H("ecal_sideband_c", job.key, reg("ecal", None)).fill(run=job.key, ecal=pick(e, side_c))
