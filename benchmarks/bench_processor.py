@@ -426,12 +426,17 @@ print(json.dumps({"final": final, "events": nev, "hists": len(merged)}))
 
 
 def e2e_floor(dj: Path, out: Path, step: int) -> dict:
-    """(e0) a separate process: imports, uproot.iterate, the cuts, the processor's histograms, write."""
+    """(e0) a separate process: imports, uproot.iterate, the cuts, the processor's histograms, write (with
+    the malloc settings of execute.WORKER_ENV, which na64ana applies to itself)."""
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
+    from na64ana.processing.execute import WORKER_ENV
+
+    # the heap settings na64ana gives its own processes (execute.tune_malloc), so both peers run alike
+    env = {**os.environ, **WORKER_ENV}
     res = subprocess.run([sys.executable, "-c", E2E_FLOOR, str(dj), str(out), str(step)], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env=env)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
