@@ -10,6 +10,14 @@ All energies/masses in GeV, cross sections in pb unless a name says otherwise. T
 Weizsaecker-Williams (WW) formula of S001 eq. 9 (with DMG4's beta factor); the "exact tree level" (ETL)
 total is sigma_WW / k with DMG4's tabulated k-factor; the x = E_A'/E shape is DMG4's IWW shape, used only
 normalised (as DMG4 does), so that the total is always the one chosen with ``xsec``.
+
+k-factor tables: DMG4 v1.2 (``data/kfactors_dmg4_v1_2.csv``) is the default and the only table shipped.
+Another table is chosen by name (:func:`register_kfactor_table`) or by the path of a CSV with the same layout
+and a ``# Source:`` header line, either with the ``kfactor_table`` argument of the functions here or, through
+every yield function unchanged, by spelling the cross section ``xsec="etl:<name or path>"`` (the string is
+part of every cache key downstream, so a cached yield never mixes tables). Where the choice matters: above
+~200 MeV the k-factors behind the 2016-2019 papers were larger (pre-v1.1 DMG4, brief 8.4) -- no such table is
+public, so none is shipped (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import math
 import warnings
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 from scipy import integrate
@@ -26,11 +35,15 @@ from scipy import integrate
 from ... import published
 from ...errors import InputError
 
-__all__ = ["XSEC_CHOICES", "check_eps", "check_mass", "check_xsec", "dsigma_dx", "g2_elastic", "g2_inelastic",
-           "k_energy_range", "k_factor", "k_mass_range", "phi_elastic", "phi_numeric", "shape_integral",
-           "shape_s", "sigma_etl", "sigma_total", "sigma_ww", "x_range"]
+__all__ = ["DEFAULT_KFACTOR_TABLE", "XSEC_CHOICES", "check_eps", "check_mass", "check_xsec", "dsigma_dx",
+           "g2_elastic", "g2_inelastic", "k_energy_range", "k_factor", "k_mass_range", "kfactor_source",
+           "kfactor_tables", "phi_elastic", "phi_numeric", "register_kfactor_table", "shape_integral",
+           "shape_s", "sigma_etl", "sigma_total", "sigma_ww", "split_xsec", "x_range"]
 
 XSEC_CHOICES = ("ww", "etl")
+DEFAULT_KFACTOR_TABLE = "dmg4_v1_2"
+# name -> CSV (a package resource "data/..." or a file path); see register_kfactor_table
+_KFACTOR_TABLES: dict[str, str] = {DEFAULT_KFACTOR_TABLE: "data/kfactors_dmg4_v1_2.csv"}
 
 
 def _p(key: str) -> float:
@@ -41,11 +54,31 @@ def _p(key: str) -> float:
 # Validation helpers (bad input -> InputError naming the argument, never a NaN)
 
 
+def split_xsec(xsec: str) -> tuple[str, str | None]:
+    """``"etl:<table>"`` -> ("etl", "<table>"); ``"etl"`` -> ("etl", None); ``"ww"`` -> ("ww", None)."""
+    if not isinstance(xsec, str):
+        raise InputError(f"cross section must be a string, got {xsec!r}", field="xsec")
+    base, sep, table = xsec.partition(":")
+    if base not in XSEC_CHOICES or (sep and (base != "etl" or not table)):
+        raise InputError(f"unknown cross section '{xsec}' (choose one of {', '.join(XSEC_CHOICES)}, or "
+                         "'etl:<k-factor table name or CSV path>')", field="xsec")
+    return base, (table or None)
+
+
 def check_xsec(xsec: str) -> str:
-    if xsec not in XSEC_CHOICES:
-        raise InputError(f"unknown cross section '{xsec}' (choose one of {', '.join(XSEC_CHOICES)})",
-                         field="xsec")
+    """Validate ``xsec`` ("ww", "etl" or "etl:<table>"; the table must load) and return it unchanged."""
+    _, table = split_xsec(xsec)
+    if table is not None:
+        _k_table(table)
     return xsec
+
+
+def _table_of(xsec: str, kfactor_table: str | Path | None) -> str | Path | None:
+    _, table = split_xsec(xsec)
+    if table is not None and kfactor_table is not None and str(kfactor_table) != table:
+        raise InputError(f"two k-factor tables given: xsec '{xsec}' and kfactor_table '{kfactor_table}'",
+                         field="kfactor_table")
+    return kfactor_table if kfactor_table is not None else table
 
 
 def check_eps(eps: float) -> float:
@@ -55,7 +88,8 @@ def check_eps(eps: float) -> float:
     return eps
 
 
-def check_mass(mass: float | np.ndarray, e0: float, xsec: str = "etl") -> np.ndarray:
+def check_mass(mass: float | np.ndarray, e0: float, xsec: str = "etl",
+               kfactor_table: str | Path | None = None) -> np.ndarray:
     """Masses must be finite, > 0, below the beam energy, and inside the k-factor table for ETL."""
     m = np.asarray(mass, dtype=float)
     e0 = float(e0)
@@ -65,11 +99,13 @@ def check_mass(mass: float | np.ndarray, e0: float, xsec: str = "etl") -> np.nda
         raise InputError(f"A' mass must be finite and > 0 GeV, got {mass!r}", field="mass")
     if np.any(m >= e0):
         raise InputError(f"A' mass {float(m.max())} GeV must be below the beam energy {e0} GeV", field="mass")
-    if check_xsec(xsec) == "etl":
-        lo, hi = k_mass_range()
+    if split_xsec(check_xsec(xsec))[0] == "etl":
+        table = _table_of(xsec, kfactor_table)
+        lo, hi = k_mass_range(table)
         if np.any(m < lo) or np.any(m > hi):
             bad = m[(m < lo) | (m > hi)][0]
-            raise InputError(f"A' mass {bad} GeV is outside the DMG4 k-factor table [{lo}, {hi}] GeV "
+            raise InputError(f"A' mass {bad} GeV is outside the k-factor table "
+                             f"{_table_label(table)} [{lo}, {hi}] GeV "
                              "(use xsec='ww' for the uncorrected WW cross section)", field="mass")
     return m
 
@@ -170,42 +206,124 @@ def sigma_ww(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0)
     return s * _p("physics.gev2_to_pb")
 
 
+def _table_label(table: str | Path | None) -> str:
+    return f"'{DEFAULT_KFACTOR_TABLE if table is None else table}'"
+
+
+def kfactor_tables() -> dict[str, str]:
+    """Registered k-factor tables: name -> CSV (``data/...`` = shipped with the package)."""
+    return dict(_KFACTOR_TABLES)
+
+
+def register_kfactor_table(name: str, path: str | Path) -> None:
+    """Register a k-factor CSV under ``name`` (usable as ``kfactor_table=name`` or ``xsec="etl:name"``).
+
+    The file is validated now: a ``# Source:`` header line, a ``m_aprime_GeV,E0_<E>GeV,...`` header row,
+    strictly increasing masses and energies, every k finite and > 0. A name cannot be re-bound to another
+    file (cached yields would silently mix tables)."""
+    if not isinstance(name, str) or not name or ":" in name or name != name.strip():
+        raise InputError(f"k-factor table name must be a non-empty string without ':', got {name!r}",
+                         field="kfactor_table")
+    target = str(Path(path))
+    if name in _KFACTOR_TABLES and _KFACTOR_TABLES[name] != target:
+        raise InputError(f"k-factor table '{name}' is already registered ({_KFACTOR_TABLES[name]})",
+                         field="kfactor_table")
+    _read_k_table(target, resource=False)  # validate before registering
+    _KFACTOR_TABLES[name] = target
+
+
+def kfactor_source(table: str | Path | None = None) -> str:
+    """The ``# Source:`` line of a k-factor table (the default: DMG4 v1.2)."""
+    return _k_table(table)[3]
+
+
+def _k_table(table: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(masses GeV, E0 GeV, k[m, E0], source) of a table: a registered name, a CSV path, or the default."""
+    key = DEFAULT_KFACTOR_TABLE if table is None else str(table)
+    if key in _KFACTOR_TABLES:
+        where = _KFACTOR_TABLES[key]
+        return _read_k_table(where, resource=where.startswith("data/"))
+    if key.endswith(".csv") or Path(key).is_file():
+        return _read_k_table(str(Path(key)), resource=False)
+    raise InputError(f"unknown k-factor table '{key}' (registered: {', '.join(sorted(_KFACTOR_TABLES))}; "
+                     "or give the path of a .csv)", field="kfactor_table")
+
+
 @cache
-def _k_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DMG4 v1.2 k-factor table (masses GeV, E0 GeV, k[m, E0]) from data/kfactors_dmg4_v1_2.csv."""
-    with resources.files("na64ana").joinpath("data/kfactors_dmg4_v1_2.csv").open() as f:
-        rows = [r for r in csv.reader(line for line in f if not line.startswith("#"))]
-    header, body = rows[0], rows[1:]
-    e0s = np.array([float(h.removeprefix("E0_").removesuffix("GeV")) for h in header[1:]])
-    masses = np.array([float(r[0]) for r in body])
-    k = np.array([[float(v) for v in r[1:]] for r in body])
-    return masses, e0s, k
+def _read_k_table(where: str, *, resource: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def bad(msg: str) -> InputError:
+        return InputError(f"{msg}", file=where, field="kfactor_table")
+
+    try:
+        if resource:
+            with resources.files("na64ana").joinpath(where).open() as f:
+                lines = f.read().splitlines()
+        else:
+            lines = Path(where).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise bad(f"cannot read the k-factor table ({type(exc).__name__})") from None
+    comments = [ln.lstrip("#").strip() for ln in lines if ln.startswith("#")]
+    source = next((c for c in comments if c.lower().startswith("source:")), None)
+    if source is None:
+        raise bad("no '# Source:' line in the header (say where the k-factors come from)")
+    rows = [r for r in csv.reader(ln for ln in lines if ln.strip() and not ln.startswith("#"))]
+    if len(rows) < 3:
+        raise bad("need a header row and at least two mass rows")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if header[0] != "m_aprime_GeV" or len(header) < 3:
+        raise bad("header must be 'm_aprime_GeV,E0_<E>GeV,...' (at least two energies), got "
+                  f"{','.join(header)}")
+    try:
+        e0s = np.array([float(h.removeprefix("E0_").removesuffix("GeV")) for h in header[1:]])
+    except ValueError:
+        raise bad(f"energy columns must be named E0_<E>GeV, got {','.join(header[1:])}") from None
+    masses, k = [], []
+    for i, r in enumerate(body, start=1):
+        if len(r) != len(header):
+            raise bad(f"mass row {i} has {len(r)} columns, the header {len(header)}")
+        try:
+            vals = [float(v) for v in r]
+        except ValueError:
+            raise bad(f"mass row {i} has a value that is not a number: {','.join(r)}") from None
+        masses.append(vals[0])
+        k.append(vals[1:])
+    m_arr, k_arr = np.array(masses), np.array(k)
+    for label, arr in (("m_aprime_GeV", m_arr), ("E0 columns", e0s)):
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0) or np.any(np.diff(arr) <= 0):
+            raise bad(f"{label}: must be finite, > 0 and strictly increasing")
+    if not np.all(np.isfinite(k_arr)) or np.any(k_arr <= 0):
+        i = int(np.flatnonzero(~(np.isfinite(k_arr) & (k_arr > 0)).all(axis=1))[0])
+        raise bad(f"mass row {i + 1} (m = {m_arr[i]} GeV): every k must be finite and > 0")
+    return m_arr, e0s, k_arr, source.split(":", 1)[1].strip()
 
 
-def k_mass_range() -> tuple[float, float]:
-    m, _, _ = _k_table()
+def k_mass_range(kfactor_table: str | Path | None = None) -> tuple[float, float]:
+    m = _k_table(kfactor_table)[0]
     return float(m[0]), float(m[-1])
 
 
-def k_energy_range() -> tuple[float, float]:
-    _, e, _ = _k_table()
+def k_energy_range(kfactor_table: str | Path | None = None) -> tuple[float, float]:
+    e = _k_table(kfactor_table)[1]
     return float(e[0]), float(e[-1])
 
 
-def k_factor(mass: float | np.ndarray, e0: float | np.ndarray) -> np.ndarray:
-    """k = sigma_WW / sigma_ETL, bilinear in (m, E0) on the DMG4 v1.2 grid (brief 8.4).
+def k_factor(mass: float | np.ndarray, e0: float | np.ndarray,
+             kfactor_table: str | Path | None = None) -> np.ndarray:
+    """k = sigma_WW / sigma_ETL, bilinear in (m, E0) on the grid of ``kfactor_table`` (default DMG4 v1.2,
+    brief 8.4).
 
     A mass off the grid is an InputError. An energy off the grid is clamped to the edge, as DMG4 does, with
     a warning (the emitter energy in a shower legitimately runs below 20 GeV; k varies slowly with E0).
     """
-    masses, e0s, k = _k_table()
+    masses, e0s, k, _ = _k_table(kfactor_table)
     m = np.asarray(mass, dtype=float)
     e = np.asarray(e0, dtype=float)
     if np.any(m < masses[0]) or np.any(m > masses[-1]):
-        raise InputError(f"A' mass outside the k-factor table [{masses[0]}, {masses[-1]}] GeV", field="mass")
+        raise InputError(f"A' mass outside the k-factor table {_table_label(kfactor_table)} "
+                         f"[{masses[0]}, {masses[-1]}] GeV", field="mass")
     if np.any(e < e0s[0]) or np.any(e > e0s[-1]):
         warnings.warn(f"k-factor: energies {float(np.min(e)):.4g}-{float(np.max(e)):.4g} GeV reach outside "
-                      f"the DMG4 grid [{e0s[0]}, {e0s[-1]}] GeV; k is clamped to the grid edge there",
+                      f"the k-factor grid [{e0s[0]}, {e0s[-1]}] GeV; k is clamped to the grid edge there",
                       stacklevel=2)
     e = np.clip(e, e0s[0], e0s[-1])
     m, e = np.broadcast_arrays(m, e)
@@ -217,21 +335,24 @@ def k_factor(mass: float | np.ndarray, e0: float | np.ndarray) -> np.ndarray:
             + (1 - fm) * fe * k[i, j + 1] + fm * fe * k[i + 1, j + 1])
 
 
-def sigma_etl(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0) -> np.ndarray:
+def sigma_etl(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0,
+              kfactor_table: str | Path | None = None) -> np.ndarray:
     """ETL total on Pb in pb: sigma_WW / k (brief 8.4; reproduces DMG4 testCS references, brief 8.5)."""
-    return sigma_ww(mass, e0, eps) / k_factor(mass, e0)
+    return sigma_ww(mass, e0, eps) / k_factor(mass, e0, kfactor_table)
 
 
 def sigma_total(mass: float | np.ndarray, e0: float | np.ndarray, eps: float = 1.0,
-                xsec: str = "etl") -> np.ndarray:
-    """Total production cross section in pb for ``xsec`` in {"ww", "etl"}.
+                xsec: str = "etl", kfactor_table: str | Path | None = None) -> np.ndarray:
+    """Total production cross section in pb for ``xsec`` in {"ww", "etl", "etl:<k-factor table>"}.
 
     Examples:
         >>> from na64ana.physics.production import brem
         >>> round(float(brem.sigma_total(0.1, 100.0, 1e-4)), 1)   # DMG4 testCS ETL reference: 106.04 pb
         106.0
     """
-    return sigma_etl(mass, e0, eps) if check_xsec(xsec) == "etl" else sigma_ww(mass, e0, eps)
+    if split_xsec(xsec)[0] == "etl":
+        return sigma_etl(mass, e0, eps, _table_of(xsec, kfactor_table))
+    return sigma_ww(mass, e0, eps)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +401,8 @@ def shape_integral(mass: float | np.ndarray, e0: float | np.ndarray, x_lo: float
     return np.sum(vals * _GL_WEIGHTS, axis=-1) * half
 
 
-def dsigma_dx(x: float | np.ndarray, mass: float, e0: float, eps: float = 1.0, xsec: str = "etl"
-              ) -> np.ndarray:
+def dsigma_dx(x: float | np.ndarray, mass: float, e0: float, eps: float = 1.0, xsec: str = "etl",
+              kfactor_table: str | Path | None = None) -> np.ndarray:
     """d sigma/dx in pb: sigma_total(xsec) * S(x) / integral S (DMG4 uses the shape only, brief 8.3)."""
-    return sigma_total(mass, e0, eps, xsec) * shape_s(x, mass, e0) / shape_integral(mass, e0)
+    return (sigma_total(mass, e0, eps, xsec, kfactor_table) * shape_s(x, mass, e0)
+            / shape_integral(mass, e0))

@@ -1,0 +1,74 @@
+"""The cross-check that can fail (issue #14, item 6) and the simulator-tuning table (item 8)."""
+
+import json
+
+import pytest
+
+from na64ana.stats.cls import ExactCLs
+from na64ana.stats.crosscheck import (
+    CrosscheckResult,
+    TuningRow,
+    crosscheck_limits_dir,
+    pick_masses,
+    simulator_tuning_rows,
+    toys_crosscheck_point,
+)
+from na64ana.stats.model import counting_model_from_spec, workspace_spec
+
+pytest.importorskip("pyhf")
+
+
+def _spec(signal, background, eff=0.15, bkg=0.4):
+    return workspace_spec([{"name": "run_I", "signal": [signal], "background": [background], "observed": [0],
+                            "signal_sys": {"eff_run_I": eff, "eot_run_I": 0.02},
+                            "background_sys": {"bkg_run_I": bkg} if background > 0 else {}}],
+                          shared={"xsec": 0.1})
+
+
+@pytest.fixture
+def limits_dir(tmp_path):
+    """A minimal limits folder as the limits stage writes it: limits.json + workspaces/ (one run each)."""
+    (tmp_path / "workspaces").mkdir()
+    points = []
+    for i, (m, s, b) in enumerate([(0.001, 2.3, 0.1), (0.01, 2.3, 0.5), (0.1, 2.3, 0.0), (1.0, 2.3, 0.2)]):
+        name = f"workspaces/workspace_m{m * 1e3:.4g}MeV.json"
+        (tmp_path / name).write_text(json.dumps(_spec(s, b, bkg=0.3 + 0.2 * i)))
+        points.append({"mass_GeV": m, "workspace": name})
+    points.append({"mass_GeV": 2.0, "error": "kinematically closed"})
+    (tmp_path / "limits.json").write_text(json.dumps({"cl": 0.9, "points": points}))
+    return tmp_path
+
+
+def test_toy_crosscheck_passes_on_the_exact_limits(limits_dir):
+    res = crosscheck_limits_dir(limits_dir, n_masses=3, ntoys=120, seed=5)
+    assert isinstance(res, CrosscheckResult)
+    assert [p.mass_GeV for p in res.points] == [0.001, 0.01, 1.0]  # spread in log m, error point skipped
+    for p in res.points:
+        assert p.cls_exact == pytest.approx(0.10, abs=1e-6)  # the exact CLs at its own limit
+        assert -p.allowed_below <= p.deviation <= p.allowed, p
+    assert res.passed and "PASSED" in res.line()
+    assert CrosscheckResult.model_validate_json(res.model_dump_json()) == res  # round trip
+
+
+def test_toy_crosscheck_fails_on_a_wrong_limit():
+    """0.4 x the exact limit (CLs there ~ 0.4) must fail: the check is not a tautology."""
+    spec = _spec(2.3, 0.3)
+    mu = ExactCLs(counting_model_from_spec(spec)).limits(0.9, expected=False).mu_obs
+    bad = toys_crosscheck_point(spec, ntoys=300, seed=5, mu=0.4 * mu)
+    assert not bad.passed and bad.cls_toys > 0.2 and bad.allowed < 0.15
+
+
+def test_pick_masses():
+    assert pick_masses([0.001, 0.002, 0.01, 0.1, 1.0], 3) == [0, 2, 4]
+    assert pick_masses([0.1, 0.2], 3) == [0, 1]
+    assert pick_masses([], 3) == []
+
+
+def test_simulator_tuning_rows_are_typed_and_sourced():
+    rows = simulator_tuning_rows()
+    assert rows and all(isinstance(r, TuningRow) for r in rows)
+    assert all(r.source and r.source != "?" for r in rows)
+    keys = {r.key: r for r in rows}
+    assert keys["published.toml:dimuon.rate_per_eot"].role == "target"
+    assert keys["published.toml:background.prl2019.total"].role == "normalisation"
+    assert any(k.startswith("datasets.json:campaigns.prl2019.runs.III.efficiency") for k in keys)
