@@ -178,3 +178,18 @@ def test_wide_background_cls_equals_pyhf_toys(case):
     clsb, clb = max(float(clsb), 1 / ntoys), float(clb)
     err = 0.1 * math.sqrt((1 - clsb) / (ntoys * clsb) + (1 - clb) / (ntoys * clb))
     assert abs(float(cls_t) - 0.1) < 3 * err + 0.01
+
+
+def test_workspaces_the_exact_calculation_would_get_wrong_are_refused():
+    base = {"signal": [1.0], "background": [0.2], "observed": [0]}
+    two = [{"name": "a", **base, "background_sys": {"bkg_shape": 0.5}},
+           {"name": "b", **base, "background_sys": {"bkg_shape": 0.5}}]
+    with pytest.raises(ValueError, match="correlated across runs"):
+        counting_model_from_spec(workspace_spec(two, shared={}))
+    three = [{"name": c, **base, "signal_sys": {"eff_ab": 0.1} if c != "c" else {}} for c in "abc"]
+    with pytest.raises(ValueError, match="2 of 3 channels"):
+        counting_model_from_spec(workspace_spec(three, shared={}))
+    spec = workspace_spec([{"name": "a", **base}], shared={})
+    spec["channels"][0]["samples"][0]["modifiers"].append({"name": "lumi", "type": "lumi", "data": None})
+    with pytest.raises(ValueError, match="not supported"):
+        counting_model_from_spec(spec)

@@ -349,5 +349,8 @@ def simulator_tuning_rows(datasets_file: str | Path | None = None) -> list[Tunin
 
 
 def _fmt(value: Any, unc: Any) -> str:
-    text = json.dumps(value) if isinstance(value, dict | list) else f"{value}"
+    def one(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, dict | list) else f"{v}"
+
+    text = "[" + ", ".join(one(v) for v in value) + "]" if isinstance(value, list) else one(value)
     return text if unc is None else f"{text} +- {json.dumps(unc) if isinstance(unc, list) else unc}"

@@ -92,6 +92,7 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
     chans = spec["channels"]
     sig_names = [{m["name"] for m in c["samples"][0]["modifiers"] if m["type"] == "normsys"} for c in chans]
     shared_names = set.intersection(*sig_names) if len(chans) > 1 else set()
+    _check_supported(spec, shared_names)
     signal: list[float] = []
     background: list[float] = []
     observed: list[int] = []
@@ -132,6 +133,40 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
     return CountingModel.build(signal, background, observed, channel=channel,
                                shared_rel=list(shared.values()), signal_rel=sig_rel,
                                background_kappa=bkg_kappa)
+
+
+def _check_supported(spec: dict[str, Any], shared_names: set[str]) -> None:
+    """Refuse what the exact calculation would silently get wrong (never drop a modifier or a correlation)."""
+    chans = spec["channels"]
+    seen_sig: dict[str, list[float]] = {}
+    seen_bkg: dict[str, int] = {}
+    for c in chans:
+        if not 1 <= len(c["samples"]) <= 2:
+            raise ValueError(f"{c['name']}: expected a signal and at most one background sample")
+        for k, smp in enumerate(c["samples"]):
+            for m in smp["modifiers"]:
+                ok = m["type"] == "normsys" or (k == 0 and m["type"] == "normfactor" and m["name"] == POI)
+                if not ok:
+                    raise ValueError(f"{c['name']}: modifier {m['name']!r} of type {m['type']!r} on sample "
+                                     f"{smp['name']!r} is not supported by the exact CLs (normsys only)")
+                if m["type"] != "normsys":
+                    continue
+                if k == 0:
+                    seen_sig.setdefault(m["name"], []).append(float(m["data"]["hi"]))
+                else:
+                    seen_bkg[m["name"]] = seen_bkg.get(m["name"], 0) + 1
+    for name, his in seen_sig.items():
+        if len(chans) > 1 and 1 < len(his) < len(chans):
+            raise ValueError(f"signal normsys {name!r} is shared by {len(his)} of {len(chans)} channels: "
+                             "only all-channel (shared) or single-channel terms are supported")
+        if name in shared_names and not all(math.isclose(h, his[0], rel_tol=1e-9) for h in his):
+            raise ValueError(f"signal normsys {name!r} has different sizes in different channels: "
+                             "not supported")
+    for name, cnt in seen_bkg.items():
+        if cnt > 1:
+            raise ValueError(f"background normsys {name!r} is shared by {cnt} channels: a background "
+                             "correlated across runs is not supported by the exact CLs yet "
+                             "(docs/inference.md)")
 
 
 def _symmetric(m: dict[str, Any]) -> bool:
