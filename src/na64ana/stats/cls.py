@@ -94,6 +94,14 @@ class CountingModel:
     sig_chan: np.ndarray = field(default_factory=lambda: np.zeros(0))
     bkg_chan: np.ndarray = field(default_factory=lambda: np.zeros(0))
     bkg_chan_dn: np.ndarray = field(default_factory=lambda: np.zeros(0))  # empty: symmetric (= bkg_chan)
+    # ONE background nuisance shared by the channels (correlated across runs): per-channel log-loadings
+    # above / below its nominal (empty: none; a channel with loading 0 does not depend on it)
+    bkg_shared: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    bkg_shared_dn: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def has_shared_background(self) -> bool:
+        return bool(self.bkg_shared.size and (np.any(self.bkg_shared > 0) or np.any(self.bkg_shared_dn > 0)))
 
     @property
     def bkg_dn(self) -> np.ndarray:
@@ -106,14 +114,17 @@ class CountingModel:
 
     @classmethod
     def build(cls, signal, background, observed, *, channel=None, shared_rel=(), signal_rel=None,
-              background_rel=None, background_kappa=None) -> CountingModel:
+              background_rel=None, background_kappa=None, background_shared_kappa=None) -> CountingModel:
         """Model from relative uncertainties.
 
         ``shared_rel``: relative signal uncertainties common to all channels (e.g. cross section);
         ``signal_rel``: per channel, a number or a list of independent terms (efficiency, EOT);
         ``background_rel``: per channel relative background uncertainty (kappa = 1 + r, any r >= 0);
         ``background_kappa``: instead of ``background_rel``, per channel ``kappa`` (symmetric) or a pair
-        ``(kappa_up, kappa_down)`` (pyhf normsys hi, lo; e.g. :func:`asymmetric_kappa`).
+        ``(kappa_up, kappa_down)`` (pyhf normsys hi, lo; e.g. :func:`asymmetric_kappa`);
+        ``background_shared_kappa``: one more background nuisance, the SAME parameter in every channel
+        (correlated across runs, e.g. the side-band shape choice), per channel ``kappa``, a pair or ``None``
+        (channel unaffected).
         """
         s = np.atleast_1d(np.asarray(signal, dtype=float))
         b = np.atleast_1d(np.asarray(background, dtype=float))
@@ -139,31 +150,49 @@ class CountingModel:
             return np.asarray(out)
 
         shared = float(np.sqrt(np.sum(log_width(np.asarray(list(shared_rel), dtype=float)) ** 2)))
+        extra: dict[str, np.ndarray] = {}
+        if background_shared_kappa is not None:
+            extra["bkg_shared"], extra["bkg_shared_dn"] = _kappa_loadings(background_shared_kappa, nch,
+                                                                          "background_shared_kappa")
         if background_kappa is None:
             bup = per_chan(background_rel)
-            return cls(s, b, n.astype(int), ch, shared, per_chan(signal_rel), bup)
+            return cls(s, b, n.astype(int), ch, shared, per_chan(signal_rel), bup, **extra)
         if background_rel is not None:
             raise ValueError("give background_rel or background_kappa, not both")
-        # a number applies to every channel; otherwise one entry (number or (up, down) pair) per channel
-        scalar = not isinstance(background_kappa, list | tuple | np.ndarray)
-        kap = [background_kappa] * nch if scalar else list(background_kappa)
-        if len(kap) != nch:
-            raise ValueError(f"background_kappa: expected {nch} per-channel values, got {len(kap)}")
-        up, dn = np.zeros(nch), np.zeros(nch)
-        for c, kc in enumerate(kap):
-            one = not isinstance(kc, list | tuple | np.ndarray)
-            hi, lo = (float(kc), 1.0 / float(kc)) if one else (float(kc[0]), float(kc[1]))
-            up[c], dn[c] = kappa_log_widths(hi, lo)
-            if one or math.isclose(hi * lo, 1.0, rel_tol=1e-12):
-                dn[c] = up[c]  # symmetric: keep the exact (faster) symmetric path
-            if up[c] < 0 or dn[c] < 0:
-                raise ValueError(f"background_kappa: channel {c} has kappa_up {hi} and kappa_down {lo}; "
-                                 "need kappa_up >= 1 >= kappa_down (a monotonic response)")
-        return cls(s, b, n.astype(int), ch, shared, per_chan(signal_rel), up, dn)
+        up, dn = _kappa_loadings(background_kappa, nch, "background_kappa")
+        return cls(s, b, n.astype(int), ch, shared, per_chan(signal_rel), up, dn, **extra)
 
     @property
     def nbins(self) -> int:
         return self.signal.size
+
+    def shared_bkg_log(self, y: float) -> np.ndarray:
+        """Per-channel ln(background factor) of the shared background nuisance at value ``y``."""
+        if not self.has_shared_background:
+            return np.zeros(self.sig_chan.size)
+        return (self.bkg_shared if y > 0 else self.bkg_shared_dn) * y
+
+
+def _kappa_loadings(kappa, nch: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(up, down) log-loadings per channel from a kappa, a (kappa_up, kappa_down) pair or None per channel
+    (a bare number or pair applies to every channel)."""
+    single = not isinstance(kappa, list | np.ndarray) or (isinstance(kappa, tuple))
+    kap = [kappa] * nch if single else list(kappa)
+    if len(kap) != nch:
+        raise ValueError(f"{name}: expected {nch} per-channel values, got {len(kap)}")
+    up, dn = np.zeros(nch), np.zeros(nch)
+    for c, kc in enumerate(kap):
+        if kc is None:
+            continue
+        one = not isinstance(kc, list | tuple | np.ndarray)
+        hi, lo = (float(kc), 1.0 / float(kc)) if one else (float(kc[0]), float(kc[1]))
+        up[c], dn[c] = kappa_log_widths(hi, lo)
+        if one or math.isclose(hi * lo, 1.0, rel_tol=1e-12):
+            dn[c] = up[c]  # symmetric: keep the exact (faster) symmetric path
+        if up[c] < 0 or dn[c] < 0:
+            raise ValueError(f"{name}: channel {c} has kappa_up {hi} and kappa_down {lo}; "
+                             "need kappa_up >= 1 >= kappa_down (a monotonic response)")
+    return up, dn
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -198,7 +227,8 @@ def _half_gl(n: int) -> tuple[np.ndarray, np.ndarray]:
     return t, w * _HALF_LINE / 2.0 * np.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
 
 
-def prior_rule(a_up: float, a_dn: float, kmax: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def prior_rule(a_up: float, a_dn: float, kmax: int, *, kink: bool | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quadrature over theta ~ N(0, 1) of a factor exp(a theta) (a = a_up above 0, a_dn below): nodes,
     weights, ln factor at the nodes.
 
@@ -209,7 +239,8 @@ def prior_rule(a_up: float, a_dn: float, kmax: int) -> tuple[np.ndarray, np.ndar
     if a_up == 0.0 and a_dn == 0.0:
         return np.zeros(1), np.ones(1), np.zeros(1)
     a = max(abs(a_up), abs(a_dn))
-    if a_up == a_dn and a * math.sqrt(kmax + 1.0) <= 1.0:
+    kink = (a_up != a_dn) if kink is None else kink
+    if not kink and a * math.sqrt(kmax + 1.0) <= 1.0:
         x, w = _gh()
         return x, w, a_up * x
     n = min(8 + math.ceil(_NODES_PER_WIDTH * a * math.sqrt(kmax + 1.0)), 400)
@@ -219,9 +250,28 @@ def prior_rule(a_up: float, a_dn: float, kmax: int) -> tuple[np.ndarray, np.ndar
     return x, w, np.where(x > 0, a_up * x, a_dn * x)
 
 
+def _shared_bkg_rule(model: CountingModel, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights of the shared background nuisance (one node at 0 if there is none)."""
+    if not model.has_shared_background:
+        return np.zeros(1), np.ones(1)
+    kink = not np.array_equal(model.bkg_shared, model.bkg_shared_dn)
+    y, wy, _ = prior_rule(float(model.bkg_shared.max()), float(model.bkg_shared_dn.max()), kmax, kink=kink)
+    return y, wy
+
+
 def probabilities(model: CountingModel, mu: float, outcomes: np.ndarray) -> np.ndarray:
     """Hybrid P(outcome | mu): Poisson probabilities averaged over the log-normal nuisance priors."""
     kmax = int(outcomes.max()) if outcomes.size else 0
+    ys, wys = _shared_bkg_rule(model, kmax)
+    out = np.zeros(outcomes.shape[0])
+    for y, wy in zip(ys, wys, strict=True):
+        out += wy * _probabilities_at(model, mu, outcomes, kmax, model.shared_bkg_log(float(y)))
+    return out
+
+
+def _probabilities_at(model: CountingModel, mu: float, outcomes: np.ndarray, kmax: int,
+                      lshared: np.ndarray) -> np.ndarray:
+    """:func:`probabilities` at a fixed value of the shared background nuisance (per-channel log factor)."""
     x, wx, lx = prior_rule(model.sig_shared, model.sig_shared, kmax)
     k = np.arange(kmax + 1)
     total = np.broadcast_to(wx[:, None], (x.size, outcomes.shape[0])).copy()
@@ -231,7 +281,7 @@ def probabilities(model: CountingModel, mu: float, outcomes: np.ndarray) -> np.n
         _, wu, lu = prior_rule(model.sig_chan[c], model.sig_chan[c], kmax)
         _, wv, lv = prior_rule(model.bkg_chan[c], bdn[c], kmax)
         fs = np.exp(lx[:, None, None] + lu[None, :, None])  # (x,u,1)
-        fb = np.exp(lv)[None, None, :]  # (1,1,v)
+        fb = np.exp(lv + lshared[c])[None, None, :]  # (1,1,v)
         w = (wu[:, None] * wv[None, :])[None]  # (1,u,v)
         if bins.size == 1:
             j = bins[0]
@@ -252,9 +302,10 @@ def marginal_count_pmf(model: CountingModel, mu: float, kmax: int) -> np.ndarray
     """P(total count = k | mu) for k = 0..kmax, the Poisson averaged over every log-normal prior (hybrid).
 
     This, not the nominal Poisson, is what the enumeration must cover: with kappa = 4 on b = 0.5 the 99.9%
-    quantile of the background-only count is 17 events, not 3."""
+    quantile of the background-only count is 37 events, not 4."""
     k = np.arange(kmax + 1)
     _, wx, lx = prior_rule(model.sig_shared, model.sig_shared, kmax)
+    ys, wys = _shared_bkg_rule(model, kmax)
     bdn = model.bkg_dn
     out = np.zeros(kmax + 1)
     chans = []
@@ -263,14 +314,16 @@ def marginal_count_pmf(model: CountingModel, mu: float, kmax: int) -> np.ndarray
         _, wu, lu = prior_rule(model.sig_chan[c], model.sig_chan[c], kmax)
         _, wv, lv = prior_rule(model.bkg_chan[c], bdn[c], kmax)
         chans.append((float(model.signal[on].sum()), float(model.background[on].sum()), wu, lu, wv, lv))
-    for i in range(wx.size):
-        conv = np.zeros(kmax + 1)
-        conv[0] = 1.0
-        for s_c, b_c, wu, lu, wv, lv in chans:
-            lam = mu * s_c * np.exp(lx[i] + lu)[:, None] + b_c * np.exp(lv)[None, :]  # (u,v)
-            p_c = np.einsum("uvk,uv->k", _pois(k, lam), wu[:, None] * wv[None, :])
-            conv = np.convolve(conv, p_c)[: kmax + 1]
-        out += wx[i] * conv
+    for y, wy in zip(ys, wys, strict=True):
+        lsh = model.shared_bkg_log(float(y))
+        for i in range(wx.size):
+            conv = np.zeros(kmax + 1)
+            conv[0] = 1.0
+            for c, (s_c, b_c, wu, lu, wv, lv) in enumerate(chans):
+                lam = mu * s_c * np.exp(lx[i] + lu)[:, None] + b_c * np.exp(lv + lsh[c])[None, :]  # (u,v)
+                p_c = np.einsum("uvk,uv->k", _pois(k, lam), wu[:, None] * wv[None, :])
+                conv = np.convolve(conv, p_c)[: kmax + 1]
+            out += wy * wx[i] * conv
     return out
 
 
@@ -329,6 +382,10 @@ class _Design:
                 cols_s.append(zero)
                 cols_b.append(on * m.bkg_chan[c])
                 cols_d.append(on * bdn[c])
+        if m.has_shared_background:
+            cols_s.append(zero)
+            cols_b.append(m.bkg_shared[m.channel])
+            cols_d.append(m.bkg_shared_dn[m.channel])
         A = np.column_stack(cols_s) if cols_s else np.zeros((m.nbins, 0))
         C = np.column_stack(cols_b) if cols_b else np.zeros((m.nbins, 0))
         Cdn = np.column_stack(cols_d) if cols_d else np.zeros((m.nbins, 0))
@@ -720,7 +777,9 @@ class ToyCLs(ExactCLs):
         self.n_hi = n_hi
         self.t_max = float(n_hi + 4.0 + 4.0 * math.sqrt(n_hi + 1.0) + 2.0 * b_tot)
         self.kmax = -1
-        self._z = self.rng.standard_normal((ntoys, 1 + 2 * model.sig_chan.size))
+        # one column per nuisance (the shared background one only if present: same stream as before)
+        ncol = 1 + 2 * model.sig_chan.size + int(model.has_shared_background)
+        self._z = self.rng.standard_normal((ntoys, ncol))
         self._u = self.rng.random((ntoys, model.nbins))
         base = [model.observed.astype(np.int32)[None], self._sample(0.0)]
         self.outcomes = np.unique(np.vstack(base), axis=0)
@@ -736,8 +795,12 @@ class ToyCLs(ExactCLs):
         m, z = self.model, self._z
         nch = m.sig_chan.size
         fs = np.exp(m.sig_shared * z[:, :1] + m.sig_chan[m.channel][None] * z[:, 1:1 + nch][:, m.channel])
-        zb = z[:, 1 + nch:][:, m.channel]
+        zb = z[:, 1 + nch:1 + 2 * nch][:, m.channel]
         fb = np.exp(np.where(zb > 0, m.bkg_chan[m.channel][None], m.bkg_dn[m.channel][None]) * zb)
+        if m.has_shared_background:
+            y = z[:, -1:]
+            load = np.where(y > 0, m.bkg_shared[m.channel][None], m.bkg_shared_dn[m.channel][None])
+            fb = fb * np.exp(load * y)
         lam = mu * m.signal * fs + m.background * fb
         return stats.poisson.ppf(self._u, lam).astype(np.int32)
 

@@ -22,7 +22,9 @@ toys pyhf gives 0.098 +- 0.008 without systematics, 0.089 +- 0.010 with a 15% si
 0.077 +- 0.010 with 15% signal and 40% background, 0.079 +- 0.012 on the prl2019 3-run workspace -- the
 frequentist (LHC-style) CLs is lower, its limit ~5% stronger in eps, the hybrid the more conservative. Hence
 the asymmetric tolerance: ``below_tol`` = 0.03 absorbs that known method difference on the conservative side,
-``abs_tol`` = 0.01 keeps the side that catches too-strong limits tight. pyhf's toy *expected* band is not a
+``abs_tol`` = 0.01 keeps the side that catches too-strong limits tight. With observed events and very wide
+background priors (kappa >~ 3) the methods part the other way (pyhf up to ~0.06 higher, docs/inference.md):
+widen ``abs_tol`` there and say so. pyhf's toy *expected* band is not a
 check of ours either: it comes from toys at the profiled nuisances (the nominal-Poisson count distribution),
 ours from the prior-averaged one (docs/inference.md).
 

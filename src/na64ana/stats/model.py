@@ -88,11 +88,14 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
 
     Names present in every channel's signal are shared; others are per channel (independent). Several
     symmetric background terms of one channel merge exactly (log-widths in quadrature); an asymmetric one
-    must be the channel's only background term, and signal terms must be symmetric (else ValueError)."""
+    must be the channel's only background term, and signal terms must be symmetric (else ValueError). One
+    background term may appear in several channels: it is one nuisance correlated across them."""
     chans = spec["channels"]
     sig_names = [{m["name"] for m in c["samples"][0]["modifiers"] if m["type"] == "normsys"} for c in chans]
     shared_names = set.intersection(*sig_names) if len(chans) > 1 else set()
     _check_supported(spec, shared_names)
+    bkg_shared_name = _shared_background_name(spec)
+    bkg_shared: list[Any] = []
     signal: list[float] = []
     background: list[float] = []
     observed: list[int] = []
@@ -122,6 +125,9 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
                 terms.append(rel)
         sig_rel.append(terms or [0.0])
         bm = [m for m in (b["modifiers"] if b else []) if m["type"] == "normsys"]
+        sh = [m for m in bm if m["name"] == bkg_shared_name]
+        bkg_shared.append((float(sh[0]["data"]["hi"]), float(sh[0]["data"]["lo"])) if sh else None)
+        bm = [m for m in bm if m["name"] != bkg_shared_name]
         if all(_symmetric(m) for m in bm):
             w = math.sqrt(sum(math.log(m["data"]["hi"]) ** 2 for m in bm))
             bkg_kappa.append(math.exp(w))
@@ -132,7 +138,8 @@ def counting_model_from_spec(spec: dict[str, Any]) -> CountingModel:
                              f"background term, got {[m['name'] for m in bm]}")
     return CountingModel.build(signal, background, observed, channel=channel,
                                shared_rel=list(shared.values()), signal_rel=sig_rel,
-                               background_kappa=bkg_kappa)
+                               background_kappa=bkg_kappa,
+                               background_shared_kappa=bkg_shared if bkg_shared_name else None)
 
 
 def _check_supported(spec: dict[str, Any], shared_names: set[str]) -> None:
@@ -162,11 +169,21 @@ def _check_supported(spec: dict[str, Any], shared_names: set[str]) -> None:
         if name in shared_names and not all(math.isclose(h, his[0], rel_tol=1e-9) for h in his):
             raise ValueError(f"signal normsys {name!r} has different sizes in different channels: "
                              "not supported")
-    for name, cnt in seen_bkg.items():
-        if cnt > 1:
-            raise ValueError(f"background normsys {name!r} is shared by {cnt} channels: a background "
-                             "correlated across runs is not supported by the exact CLs yet "
-                             "(docs/inference.md)")
+    multi = sorted(name for name, cnt in seen_bkg.items() if cnt > 1)
+    if len(multi) > 1:
+        raise ValueError(f"background normsys {multi} are each shared by several channels: the exact CLs "
+                         "supports one background nuisance correlated across runs (merge them)")
+
+
+def _shared_background_name(spec: dict[str, Any]) -> str | None:
+    names: dict[str, int] = {}
+    for c in spec["channels"]:
+        for smp in c["samples"][1:]:
+            for m in smp["modifiers"]:
+                if m["type"] == "normsys":
+                    names[m["name"]] = names.get(m["name"], 0) + 1
+    multi = [n for n, cnt in names.items() if cnt > 1]
+    return multi[0] if multi else None
 
 
 def _symmetric(m: dict[str, Any]) -> bool:
