@@ -98,6 +98,13 @@ class CrosscheckResult(BaseModel):
     passed: bool
     seconds: float
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Rows for a report table: mass (MeV), mu_90, CLs_toys, its error, allowed range, verdict."""
+        return [{"mass_MeV": None if p.mass_GeV is None else p.mass_GeV * 1e3, "mu_90": p.mu_limit,
+                 "cls_toys": p.cls_toys, "cls_toys_err": p.cls_toys_err,
+                 "allowed": (max(0.0, self.level - p.allowed_below), self.level + p.allowed),
+                 "verdict": "PASS" if p.passed else "FAIL"} for p in self.points]
+
     def line(self) -> str:
         """One report line, e.g. ``toy cross-check PASSED: CLs at the limit 0.097 +- 0.018, 0.104 ...``."""
         vals = ", ".join(f"{p.cls_toys:.3f} +- {p.cls_toys_err:.3f}"
