@@ -1,4 +1,7 @@
-"""Small synthetic results folders in the documented formats (docs/interfaces.md) for the consumer tests."""
+"""Small synthetic results folders for the consumer tests (plots, report, HEPData, audit).
+
+The stage products are built as the typed records of :mod:`na64ana.records` and dumped by them, so the
+formats are the package's (validated on construction), not re-typed here."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from pathlib import Path
 
 import hist
 import numpy as np
+
+from na64ana import records as R
 
 RUNS = ("I", "II")
 CUTS = (
@@ -87,7 +92,7 @@ def make_results(
             }
             if blinded:
                 doc["blinded_region"] = {"ecal_max": 50.0, "hcal_max": 1.0}
-            (root / "cutflows" / f"{run}.json").write_text(json.dumps(doc))
+            R.Cutflow.model_validate(doc).dump(root / "cutflows" / f"{run}.json")
         hd = root / "hists"
         hd.mkdir()
         meta = {
@@ -134,7 +139,8 @@ def make_results(
             }
             for r in RUNS
         }
-        (root / "regions.json").write_text(json.dumps(regions))
+        R.Regions(keys={k: R.RegionCounts.model_validate(v) for k, v in regions.items()}).dump(
+            root / "regions.json")
         datasets = {
             "schema_version": 1,
             "default_campaign": "prl2019",
@@ -170,7 +176,7 @@ def make_results(
                     "stage": "run",
                     "time_utc": "2026-11-01T00:01:00Z",
                     "git_commit": "deadbeef",
-                    "unblind": not blinded,
+                    "blinding": "blinded" if blinded else "unblinded",
                     "selections": {
                         r: {
                             "name": "invisible",
@@ -193,101 +199,74 @@ def make_results(
         }
         (root / "provenance.json").write_text(json.dumps(prov))
     if "background" in stages:
-        runs = []
-        for run in RUNS:
-            runs.append(
-                {
-                    "run": run,
-                    "fit": {
-                        "model": "exp",
-                        "p1": -12.0,
-                        "p2": 0.33,
-                        "p2_unc": 0.01,
-                        "cov": [[0.04, -0.0005], [-0.0005, 1e-4]],
-                        "fit_range": [50, 80],
-                    },
-                    "upstream": {"value": 0.043, "stat": 0.01, "syst": 0.01, "unc": 0.017},
-                    "components": {
-                        "dimuon": {"value": 0.005, "unc": 0.001, "limit": False, "source": "S001"},
-                        "punch_through": {"value": 0.001, "unc": None, "limit": True, "source": "S001"},
-                    },
-                    "total": {"value": 0.06, "unc": 0.02},
-                    "validation": {},
-                }
-            )
-        (root / "background.json").write_text(
-            json.dumps({"campaign": "prl2019", "blinded": blinded, "runs": runs})
-        )
+        edges = np.linspace(50, 80, 16)
+        counts = [40.0 * np.exp(-0.33 * (e - 50)) for e in edges[:-1]]
+        fit = R.SidebandFit(model="exp", params=[-12.0, 0.33], cov=[[0.04, -0.0005], [-0.0005, 1e-4]],
+                            fit_range=[50.0, 80.0], edges=edges.tolist(), counts=counts, nll=10.0, chi2=12.0,
+                            ndf=13, converged=True, pulls=[0.0] * len(counts), reference_energy_GeV=50.0,
+                            p1=-12.0, p2=0.33, p2_unc=0.01)
+        table = R.BackgroundTable(campaign="prl2019", blinded=blinded, runs=[
+            R.BackgroundRun(
+                run=run, fit=fit,
+                upstream=R.Upstream(value=0.043, stat=0.01, syst=0.01, unc=0.017, syst_parts={"shape": 0.01},
+                                    alternatives={}),
+                components={
+                    "upstream": R.Component(value=0.043, unc=0.017, limit=False, source="side-band-C fit"),
+                    "dimuon": R.Component(value=0.005, unc=0.001, limit=False, source="S001"),
+                    "punch_through": R.Component(value=0.001, unc=None, limit=True, source="S001"),
+                },
+                total=R.ValueUnc(value=0.06, unc=0.02), validation=R.Validation())
+            for run in RUNS])
+        table.dump(root / R.BackgroundTable.file_name)
     if "efficiency" in stages:
-        eff = {
-            "campaign": "prl2019",
-            "runs": {
-                r: {
-                    "mass_GeV": MASSES.tolist(),
-                    "efficiency": (0.69 - 0.1 * i - 0.05 * np.log10(MASSES / 1e-3) / 3).tolist(),
-                    "unc": [0.05] * len(MASSES),
-                    "factors": {},
-                }
-                for i, r in enumerate(RUNS)
-            },
-        }
-        (root / "efficiency.json").write_text(json.dumps(eff))
+        n = len(MASSES)
+        runs = {}
+        for i, r in enumerate(RUNS):
+            eff = (0.69 - 0.1 * i - 0.05 * np.log10(MASSES / 1e-3) / 3).tolist()
+            runs[r] = R.EfficiencyRun(
+                mass_GeV=MASSES.tolist(), efficiency=eff, unc=[0.05] * n, unc_stat=[0.01] * n, syst_rel=0.07,
+                factors={"primary_e": [0.9] * n, "ecal": [e / 0.9 for e in eff]},
+                factors_unc={"primary_e": [0.01] * n, "ecal": [0.01] * n},
+                cuts={"acceptance": [1.0] * n}, n_eff=[1000.0] * n, weighted_pass_per_eot=[1e-12] * n,
+                denominator_per_eot=[2e-12] * n,
+                published=R.PublishedEfficiency(light=0.69 - 0.1 * i, heavy=0.64 - 0.1 * i, rel_unc=0.07))
+        R.EfficiencyTable(campaign="prl2019", emiss_min_GeV=50.0, beam_energy_GeV=100.0,
+                          runs=runs).dump(root / R.EfficiencyTable.file_name)
     if "limits" in stages:
         ld = root / "limits"
         (ld / "workspaces").mkdir(parents=True)
         exp = 1e-5 * (MASSES / 1e-3) ** 0.9
         bands = {"eps_exp": 1.0, "eps_exp_m2": 0.7, "eps_exp_m1": 0.85, "eps_exp_p1": 1.2, "eps_exp_p2": 1.45}
         points = [
-            {
-                "mass_GeV": float(m),
-                "eps_obs": float(e * OBS_FACTOR),
-                "workspace": "workspaces/ws.json",
-                **{k: float(e * f) for k, f in bands.items()},
-            }
+            R.LimitPoint(mass_GeV=float(m), eps_obs=float(e * OBS_FACTOR), workspace="workspaces/ws.json",
+                         **{k: float(e * f) for k, f in bands.items()})
             for m, e in zip(MASSES, exp, strict=True)
         ]
-        points.append({"mass_GeV": 2.0, "error": "kinematically closed"})
-        lim = {
-            "method": "exact-hybrid-cls",
-            "cl": 0.9,
-            "poi": "mu",
-            "normsys": "log-normal",
-            "points": points,
-            "simplified_check": {"description": "runs merged", "max_abs_rel_diff": 0.01},
-            "n_failed": 1,
-            "y_limits": {
-                "ratio_mA_over_mchi": 3.0,
-                "m_chi_GeV": (MASSES / 3).tolist(),
-                **{
-                    f"alpha_d={a:g}": {
-                        "y_obs": (OBS_FACTOR * exp**2 * a / 81).tolist(),
-                        "y_exp": (exp**2 * a / 81).tolist(),
-                    }
-                    for a in (0.5, 0.1)
-                },
-            },
-            "alpha_d_limits": {
-                "ratio_mA_over_mchi": 3.0,
-                "m_chi_GeV": (MASSES / 3).tolist(),
-                **{
-                    m: {
-                        "f": f,
-                        "alpha_d_min_obs": (f * 1e-3 * MASSES).tolist(),
-                        "alpha_d_min_exp": (f * 1.3e-3 * MASSES).tolist(),
-                    }
-                    for m, f in (("pseudodirac", 0.25), ("majorana", 3.0))
-                },
-            },
-            "optimisation": {
-                str(m): {
-                    "cut_GeV": [30, 40, 50, 60, 70],
-                    "eps_exp": [1.3e-4, 1.1e-4, 1.0e-4, 1.05e-4, 1.2e-4],
-                    "optimum_GeV": 50,
-                }
-                for m in (0.01, 0.1)
-            },
-        }
-        (ld / "limits.json").write_text(json.dumps(lim))
+        points.append(R.LimitPoint(mass_GeV=2.0, error="kinematically closed"))
+
+        def y_band(a: float) -> R.YBand:
+            y = exp**2 * a / 81
+            return R.YBand(y_obs=(OBS_FACTOR * y).tolist(), y_exp=y.tolist(),
+                           **{f"y_exp_{k}": (y * f**2).tolist() for k, f in
+                              (("m1", 0.85), ("p1", 1.2), ("m2", 0.7), ("p2", 1.45))})
+
+        lim = R.LimitsRecord(
+            method="exact-hybrid-cls", cl=0.9, analysis="factory", blinded=blinded, cross_section="etl",
+            beam_energy_GeV=100.0, emiss_min_GeV=50.0, poi="mu", normsys="log-normal", points=points,
+            simplified_check=R.SimplifiedCheck(description="runs merged", max_abs_rel_diff=0.01), n_failed=1,
+            y_limits=R.YLimits(ratio_mA_over_mchi=3.0, m_chi_GeV=(MASSES / 3).tolist(),
+                               **{f"alpha_d={a:g}": y_band(a) for a in (0.5, 0.1)}),
+            alpha_d_limits=R.AlphaDLimits(ratio_mA_over_mchi=3.0, m_chi_GeV=(MASSES / 3).tolist(), **{
+                m: R.AlphaDEntry(f=f, alpha_d_min_obs=(f * 1e-3 * MASSES).tolist(),
+                                 alpha_d_min_exp=(f * 1.3e-3 * MASSES).tolist())
+                for m, f in (("pseudodirac", 0.25), ("majorana", 3.0))}),
+        )
+        lim.dump(ld / R.LimitsRecord.file_name)
+        # the optimisation scan in optimisation.json (studies.optimise writes it beside the limits)
+        opt = {"optimisation": {str(m): {"cut_GeV": [30, 40, 50, 60, 70],
+                                         "eps_exp": [1.3e-4, 1.1e-4, 1.0e-4, 1.05e-4, 1.2e-4],
+                                         "optimum_GeV": 50} for m in (0.01, 0.1)}}
+        (ld / "optimisation.json").write_text(json.dumps(opt))
         spec = {
             "channels": [
                 {

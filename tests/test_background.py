@@ -69,11 +69,11 @@ def test_run_table_total_and_published_components():
     _, mu = _truth()
     est = bg.estimate_upstream(mu, EDGES)
     comps = bg.published_components("prd2018", 1.0)
-    assert comps["dimuon"]["value"] == pytest.approx(0.005) and "no MC" in comps["dimuon"]["source"]
+    assert comps["dimuon"].value == pytest.approx(0.005) and "no MC" in comps["dimuon"].source
     row = bg.run_table("I", est, components=comps)
     counted = est.value + 0.005 + 0.02 + 0.008  # S001 Table IV; the '<0.001' limits are not added
-    assert row["total"]["value"] == pytest.approx(counted)
-    assert row["fit"]["model"] == "exp" and "p2_unc" in row["fit"]
+    assert row.total.value == pytest.approx(counted)
+    assert row.fit.model == "exp" and row.fit.p2_unc is not None
 
 
 def test_bad_model_and_empty_range():

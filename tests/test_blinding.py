@@ -195,7 +195,7 @@ def test_audit_provenance_must_state_blinding(audited):
     from na64ana.bookkeeping import audit
 
     def forget(doc):
-        for key in ("unblind", "blinded"):
+        for key in ("blinding", "unblind", "blinded"):
             doc["stages"]["run"].pop(key, None)
 
     _edit_json(audited / "provenance.json", forget)

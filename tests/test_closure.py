@@ -10,7 +10,6 @@ the observation is n = 0 in ~90% of the seeds and then sits on the median).
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from scipy import stats
@@ -34,20 +33,9 @@ def test_within_band_is_inclusive_and_handles_missing():
     assert closure.within_band({"eps_obs": None}, 2) is None
 
 
-def test_summary_caps_a_background_width_above_the_contract(tmp_path):
-    camp = SimpleNamespace(beam_energy_GeV=100.0, emiss_min_GeV=50.0, xsec_unc=0.1,
-                           runs={"I": SimpleNamespace(eot=1e10, eot_unc=0.02)})
-    eff = {"runs": {"I": {"mass_GeV": [0.002, 0.01], "efficiency": [0.6, 0.5], "unc": [0.06, 0.05]}}}
-    bkg = {"runs": [{"run": "I", "total": {"value": 0.2, "unc": 0.3}}]}
-    d = closure.summary_dict(analysis="t", campaign=camp, regions={"I": {"signal_box": 4}}, background=bkg,
-                             efficiency=eff, mass=0.01, keys={"I": "I"})
-    r = d["runs"][0]
-    assert (r["observed"], r["efficiency"], r["background"]) == (4, 0.5, 0.2)
-    assert r["background_unc"] == pytest.approx(closure.BKG_UNC_CAP * 0.2)
-    assert "run_I" in d["notes"]
-    with pytest.raises(ValueError, match="blinded"):
-        closure.summary_dict(analysis="t", campaign=camp, regions={"I": {"signal_box": None}}, background=bkg,
-                             efficiency=eff, mass=0.01, keys={"I": "I"})
+def test_the_closure_uses_the_summary_stage():
+    """One summary builder: the closure's summaries are na64ana.summary's (no copy with its own cap)."""
+    assert not hasattr(closure, "summary_dict") and not hasattr(closure, "BKG_UNC_CAP")
 
 
 def test_scaled_datasets_scale_every_run(tmp_path):
@@ -96,3 +84,7 @@ def test_outputs_and_provenance(rec):
     for label in ("injected", "null"):
         assert (out / label / "run" / "run.complete").exists()
         assert (out / label / "background" / "background.json").exists()
+        summ = json.loads((out / label / "summary.json").read_text())
+        assert summ["analysis"] == f"closure {label}" and summ["masses_GeV"] == [MASS]
+        assert json.loads((out / label / "provenance.json").read_text())["stages"]["summary"]["inputs"]
+    assert (out / "null" / "limits" / "limits.json").exists()

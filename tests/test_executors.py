@@ -150,7 +150,7 @@ def test_cli_run_prints_table_and_writes_layout(synth_campaign, capsys):
     names = {p.name for p in (out / "cutflows").iterdir()}
     assert names == {"B.json", "B.md", "B-signal.json", "B-signal.md"}
     prov = json.loads((out / "provenance.json").read_text())["stages"]["run"]
-    assert prov["unblind"] is True and prov["blinded"] is False and prov["blinded_keys"] == []
+    assert prov["blinding"] == "unblinded" and prov["blinded_keys"] == []
     assert prov["datasets_sha256"]
     assert set(json.loads((out / "regions.json").read_text())) == {"B", "B-signal"}
 

@@ -69,11 +69,11 @@ def test_interpretation_formulas():
     pts = [{"mass_GeV": 0.03, "eps_obs": 1e-4, "eps_exp": 1e-4}]
     y = interpret.y_limits(pts, alpha_ds=[0.5])
     # y = eps^2 alpha_D / 81 at m_A' = 3 m_chi (brief Sec. 10)
-    assert y["alpha_d=0.5"]["y_obs"][0] == pytest.approx(1e-8 * 0.5 / 81)
+    assert y.bands["alpha_d=0.5"].y_obs[0] == pytest.approx(1e-8 * 0.5 / 81)
     a = interpret.alpha_d_limits(pts)
     m_chi = 0.01
     expected = 0.02 * 3.0 * (1e-3 / 1e-4) ** 2 * (0.03 / 0.1) ** 4 * (0.01 / m_chi) ** 2
-    assert a["majorana"]["alpha_d_min_obs"][0] == pytest.approx(expected, rel=1e-9)
+    assert a.majorana.alpha_d_min_obs[0] == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.slow

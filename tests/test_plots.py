@@ -6,8 +6,9 @@ import hist
 import numpy as np
 from matplotlib.collections import QuadMesh
 
+from na64ana.blinding import SignalBox
 from na64ana.presentation import plots
-from na64ana.presentation.results import Box
+from na64ana.records import SidebandFit
 
 
 def _plane_with_box_events() -> hist.Hist:
@@ -24,7 +25,7 @@ def _mesh(fig) -> np.ma.MaskedArray:
 
 
 def test_blinded_plane_masks_the_box_and_draws_it_hatched():
-    box = Box()
+    box = SignalBox()
     h = _plane_with_box_events()
     fig = plots.plot_planes([("after all cuts", h)], box=box, blinded=True)
     arr = np.ma.masked_invalid(_mesh(fig)).reshape(50, 50)  # (hcal, ecal): pcolormesh takes values.T
@@ -43,7 +44,9 @@ def test_unblinded_plane_shows_the_box():
 
 
 def test_fit_curve_matches_model_and_band_brackets_it():
-    fit = {"model": "exp", "p1": -10.0, "p2": 0.3, "cov": [[0.04, -0.0007], [-0.0007, 2e-5]]}
+    fit = SidebandFit(model="exp", params=[-10.0, 0.3], cov=[[0.04, -0.0007], [-0.0007, 2e-5]],
+                      fit_range=[50.0, 80.0], edges=[50.0, 80.0], counts=[10.0], nll=0.0, chi2=0.0, ndf=0,
+                      converged=True, pulls=[0.0], reference_energy_GeV=50.0, p1=-10.0, p2=0.3)
     e = np.linspace(0, 80, 9)
     f, lo, hi = plots.fit_curve(fit, e)
     np.testing.assert_allclose(f, np.exp(-10.0 + 0.3 * e))

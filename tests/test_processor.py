@@ -133,7 +133,7 @@ def test_markdown_and_metrics(unblinded_and_blinded):
     assert m["events"] == sum(m["events_per_key"].values())
     assert m["chunks"] >= 4 and m["executor"] == "iterative" and m["peak_rss_MB"] > 0
     prov = json.loads((out[False] / "provenance.json").read_text())["stages"]["run"]
-    assert prov["blinded"] is True and prov["blinded_keys"] == ["A", "B"] and prov["unblind"] is False
+    assert prov["blinding"] == "blinded" and prov["blinded_keys"] == ["A", "B"]
     assert prov["selection_hashes"]["A"] == outputs.load_cutflow(out[False], "A")["selection_hash"]
 
 

@@ -22,7 +22,6 @@ import uproot
 from conftest import file_entry, make_arrays, write_datasets, write_tree
 
 from na64ana import datasets, efficiency
-from na64ana import summary as summ
 from na64ana.bookkeeping import provenance
 from na64ana.cli import main as cli_main
 from na64ana.errors import DataError
@@ -67,8 +66,12 @@ def tree(tmp_path_factory) -> Path:
     sig = simulate_signal_samples(DATASETS, out_dir=res / "signal_mc", masses_GeV=[0.01], n_events=1500,
                                   campaign="prd2018", runs=["II"], seed=4)
     efficiency.measure(sig, out=res / "efficiency", campaign="prd2018", chunksize=CHUNK)
-    ldir = provenance.prepare_outdir(res / "limits", stage="limits")
-    limits.scan(summ.load(SUMMARY), out_dir=ldir, summary_file=SUMMARY, yields=np.full(16, 1e-10))
+    # the published summary with the box closed: a blinded limits stage beside the blinded run
+    blind = json.loads(SUMMARY.read_text())
+    for r in blind["runs"]:
+        r["observed"] = None
+    (inp / "summary.json").write_text(json.dumps(blind))
+    limits.run_stage(inp / "summary.json", res / "limits", yields=np.full(16, 1e-10))
     hepdata.export_hepdata(res, res / "hepdata")
     return top
 
@@ -109,7 +112,8 @@ def test_run_stage_records_code_inputs_selection_executor_blinding_and_timing(tr
         assert rec["selection_hashes"][job.key] == job.selection.hash
         assert outputs.load_cutflow(run, job.key)["selection_hash"] == job.selection.hash
     assert (rec["executor"], rec["workers"], rec["chunksize"]) == ("iterative", 1, CHUNK)
-    assert rec["blinded"] is True and rec["blinded_keys"] == ["A", "B"] and rec["unblind"] is False
+    assert rec["blinding"] == "blinded" and rec["blinded_keys"] == ["A", "B"]
+    assert "unblind" not in rec and "blinded" not in rec  # one blinding field
     assert rec["seeds"] is None  # nothing random in a run
     m = rec["metrics"]
     assert m["events"] == sum(f["nevents"] for f in files) and m["wall_time_s"] > 0
@@ -138,7 +142,7 @@ def test_simulation_records_each_file_with_sha_events_eot_and_seed(tree):
     assert f["path"] == entry.path and f["sha256"] == sha(sim / entry.path) == entry.sha256
     assert f["events"] == entry.nevents == 2000 and f["eot"] == entry.eot > 0 and f["seed"] == entry.seed
     assert rec["seeds"] == {"seed": 4, "files": {entry.path: entry.seed}}
-    assert rec["metrics"]["events"] == 2000 and rec["blinded"] is None
+    assert rec["metrics"]["events"] == 2000 and rec["blinding"] is None
     assert set(rec["outputs"]) == {entry.path, "datasets.json"}
 
 
@@ -148,7 +152,8 @@ def test_efficiency_records_the_signal_datasets_and_the_executor(tree):
     assert rec["inputs"][0]["sha256"] == sha(tree / "res" / "signal_mc" / "datasets.json")
     assert rec["executor"] == "iterative" and rec["chunksize"] == CHUNK and rec["metrics"]["events"] > 0
     assert rec["outputs"] == ["efficiency.json", "efficiency.md"]
-    assert stage(eff, "run")["blinded"] is None  # signal MC only: blinding does not apply
+    assert stage(eff, "run")["blinding"] == "no-data"  # signal MC only: blinding does not apply
+    assert rec["blinding"] == "no-data"
     seeds = stage(tree / "res" / "signal_mc", "simulate_signal")["seeds"]
     assert seeds["seed"] == 4 and len(seeds["files"]) == 1
 
@@ -156,12 +161,14 @@ def test_efficiency_records_the_signal_datasets_and_the_executor(tree):
 def test_limits_and_hepdata_record_the_files_they_read(tree):
     res = tree / "res"
     lim = stage(res / "limits", "limits")
-    assert lim["inputs"][0]["sha256"] == sha(SUMMARY) and lim["blinded"] is False
-    assert lim["outputs"] and all(o.startswith("workspaces/") for o in lim["outputs"])
+    assert lim["inputs"][0]["sha256"] == sha(tree / "inputs" / "summary.json")
+    assert lim["blinding"] == "blinded"
+    assert "limits.json" in lim["outputs"]
+    assert all(o.startswith("workspaces/") for o in lim["outputs"] if o != "limits.json")
     exp = stage(res / "hepdata", "export")
     read = {Path(i["path"]).relative_to(res).as_posix(): i["sha256"] for i in exp["inputs"]}
     assert read["run/cutflows/A.json"] == sha(res / "run" / "cutflows" / "A.json")
-    assert "efficiency/efficiency.json" in read and exp["blinded"] is True
+    assert "efficiency/efficiency.json" in read and exp["blinding"] == "blinded"
     assert "submission.tar.gz" in exp["outputs"]
 
 
@@ -176,9 +183,10 @@ def test_plots_and_report_record_inputs_and_blinding(tree, copy, monkeypatch):
     report.build_report(res)
     plots = stage(res / "plots", "plots")
     assert plots["figures"] == ["cutflow"] and plots["outputs"] == ["cutflow.pdf", "cutflow.png"]
-    assert plots["blinded"] is True and any(i["rel"] == "../run/cutflows/A.json" for i in plots["inputs"])
+    assert plots["blinding"] == "blinded"
+    assert any(i["rel"] == "../run/cutflows/A.json" for i in plots["inputs"])
     rec = stage(res, "report")
-    assert rec["outputs"] == ["report.html", "report.md"] and rec["blinded"] is True
+    assert rec["outputs"] == ["report.html", "report.md"] and rec["blinding"] == "blinded"
     assert all(Path(i["path"]).name != "provenance.json" for i in rec["inputs"])
     assert provenance.verify(res) == [p for p in provenance.verify(res) if p.level == "info"]
 
@@ -192,9 +200,8 @@ def test_verify_passes_on_an_untouched_folder(tree, capsys):
     assert cli_main(["verify", str(tree / "res")]) == 0
     out = capsys.readouterr().out
     assert "6 provenance.json" in out and "OK: every input and output matches" in out
-    # the fixture's limits come from a published summary (observed counts) beside a blinded run: the
-    # blinding audit warns about the mixed state, without failing; the manifest checks alone are silent
-    assert "mixed: the box is opened in limits/provenance.json" in out
+    # every stage of the fixture is blinded (or reads no data): no blinding warning either
+    assert "WARNING" not in out
     assert cli_main(["verify", "--quiet", "--no-blinding-scan", str(tree / "res")]) == 0
     assert capsys.readouterr().out == ""
 
@@ -285,12 +292,13 @@ def test_one_process_merges_a_stage_a_new_one_replaces_it(tmp_path, monkeypatch)
     (tmp_path / "in.txt").write_text("a")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x.json").write_text("{}")
-    provenance.write(tmp_path / "out", "s", inputs=[tmp_path / "in.txt"], blinded=True, seed=3)
+    provenance.write(tmp_path / "out", "s", inputs=[tmp_path / "in.txt"], blinding="blinded", seed=3)
     (tmp_path / "out" / "y.json").write_text("{}")
     provenance.write(tmp_path / "out", "s", note="added by the CLI")
     rec = stage(tmp_path / "out", "s")
     assert rec["inputs"][0]["sha256"] == sha(tmp_path / "in.txt") and rec["note"] == "added by the CLI"
-    assert rec["blinded"] is True and rec["seeds"] == {"seed": 3} and rec["outputs"] == ["x.json", "y.json"]
+    assert rec["blinding"] == "blinded" and rec["seeds"] == {"seed": 3}
+    assert rec["outputs"] == ["x.json", "y.json"]
     monkeypatch.setattr(provenance, "INVOCATION", "another-process")
     provenance.write(tmp_path / "out", "s")
     rec = stage(tmp_path / "out", "s")

@@ -73,7 +73,7 @@ def test_missing_stages_are_marked_not_available(tmp_path):
     for stage in ("run", "efficiency", "limits", "optimise"):
         assert f"stage {stage} not run" in md
     assert "0.043" in md  # the background that did run is reported
-    assert "Figure not available" in md  # side-band plot: no hist and no counts in the fit
+    assert "(plots/sideband_c_I.png)" in md  # no hist: the side-band plot uses the counts stored with the fit
 
 
 def test_report_refuses_a_foreign_folder(tmp_path):
@@ -81,6 +81,7 @@ def test_report_refuses_a_foreign_folder(tmp_path):
 
     (tmp_path / "someone_elses.txt").write_text("x")
     assert main(["report", "--results", str(tmp_path)]) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["someone_elses.txt"]  # not even a log left
 
 
 def test_nested_stage_folders_prefer_the_campaign_run(tmp_path):

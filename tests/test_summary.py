@@ -89,3 +89,36 @@ def test_unreadable_file(tmp_path):
     f.write_text("{")
     with pytest.raises(InputError):
         summary.load(f)
+
+
+def test_the_chain_summary_caps_a_background_width_and_says_so():
+    """summary.compute (demo, na64ana summary, closure): an uncertainty >= the background is capped at
+    MAX_REL_BKG_UNC x value and noted; the EOT of skipped input files is subtracted and noted."""
+    from types import SimpleNamespace
+
+    from na64ana.records import BackgroundTable, EfficiencyTable
+
+    camp = SimpleNamespace(beam_energy_GeV=100.0, emiss_min_GeV=50.0, xsec_unc=0.1,
+                           runs={"I": SimpleNamespace(eot=1e10, eot_unc=0.02, efficiency_unc=0.07)})
+    fit = {"model": "exp", "params": [0.0, 0.0], "cov": [[1, 0], [0, 1]], "fit_range": [50, 80],
+           "edges": [50, 80], "counts": [1], "nll": 0, "chi2": 0, "ndf": 0, "converged": True, "pulls": [0],
+           "reference_energy_GeV": 50}
+    bkg = BackgroundTable.model_validate({"campaign": "c", "blinded": False, "runs": [{
+        "run": "I", "fit": fit,
+        "upstream": {"value": 0.2, "stat": 0.3, "syst": 0, "unc": 0.3, "syst_parts": {}, "alternatives": {}},
+        "components": {}, "total": {"value": 0.2, "unc": 0.3}, "validation": {}, "eot_skipped": 1e9,
+        "skipped_files": ["a.root"]}]})
+    n = 2
+    eff = EfficiencyTable.model_validate({"campaign": "c", "runs": {"I": {
+        "mass_GeV": [0.002, 0.01], "efficiency": [0.6, 0.5], "unc": [0.06] * n, "unc_stat": [0.01] * n,
+        "syst_rel": 0.07, "factors": {}, "factors_unc": {}, "cuts": {}, "n_eff": [1.0] * n,
+        "weighted_pass_per_eot": [1.0] * n, "denominator_per_eot": [1.0] * n}}})
+    s = summary.compute(analysis="t", campaign=camp, background=bkg, efficiency=eff, observed={"I": 4},
+                        masses_GeV=[0.01])
+    (r,) = s.runs
+    assert (r.observed, r.background, r.eot, r.efficiency_unc) == (4, 0.2, 9e9, 0.07)
+    assert r.background_unc == pytest.approx(summary.MAX_REL_BKG_UNC * 0.2)
+    assert "capped" in r.notes["background_unc"] and "a.root" in r.notes["eot"]
+    blind = summary.compute(analysis="t", campaign=camp, background=bkg, efficiency=eff, observed={"I": None},
+                            masses_GeV=[0.01])
+    assert blind.blinded and summary.to_json(blind)["runs"][0]["observed"] is None

@@ -13,6 +13,7 @@ come from an MC estimate when given, else from the published table scaled by the
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -20,10 +21,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hist
 import numpy as np
 from iminuit import Minuit
+from scipy import stats
 
-from . import published
+from . import datasets, published
+from .bookkeeping import provenance
+from .errors import DataError, InputError
+from .processing import outputs
+from .records import (
+    BackgroundRun,
+    BackgroundTable,
+    Component,
+    SidebandFit,
+    Upstream,
+    Validation,
+    ValueUnc,
+)
 
 log = logging.getLogger("na64ana.background")
 
@@ -244,8 +259,6 @@ def validate_shape(counts: Any, edges: Any | None = None, *, sideband_fit: FitRe
 
 
 def _chi2_sf(x: float, ndf: int) -> float | None:
-    from scipy import stats
-
     return float(stats.chi2.sf(x, ndf)) if ndf > 0 else None
 
 
@@ -253,7 +266,7 @@ _OTHER = ("dimuon", "decay_in_flight", "target_interactions", "hadron_loss", "pu
           "accidental_sr_tag")
 
 
-def published_components(campaign: str, eot_fraction: float) -> dict[str, dict[str, Any]]:
+def published_components(campaign: str, eot_fraction: float) -> dict[str, Component]:
     """Non-upstream components from the published table of ``campaign`` scaled by the run's EOT fraction."""
     section = published.table().get("background", {}).get(campaign, {})
     out = {}
@@ -262,28 +275,26 @@ def published_components(campaign: str, eot_fraction: float) -> dict[str, dict[s
             continue
         ent = section[name]
         limit = bool(ent.get("limit", False))
-        out[name] = {"value": ent["value"] * eot_fraction,
-                     "unc": (ent.get("unc", 0.0) * eot_fraction) if not limit else None,
-                     "limit": limit,
-                     "source": f"published {ent['source']} x EOT fraction {eot_fraction:.3f} "
-                               "(no MC estimate)"}
+        out[name] = Component(value=ent["value"] * eot_fraction,
+                              unc=(ent.get("unc", 0.0) * eot_fraction) if not limit else None, limit=limit,
+                              source=f"published {ent['source']} x EOT fraction {eot_fraction:.3f} "
+                                     "(no MC estimate)")
     return out
 
 
-def run_table(run: str, upstream: UpstreamEstimate, *, components: Mapping[str, Mapping[str, Any]],
-              validation: dict[str, Any] | None = None, sideband_a: Mapping[str, Any] | None = None
-              ) -> dict[str, Any]:
-    """One run of background.json: upstream + side band A + other components, total (limits not added)."""
-    comps = {"upstream": {"value": upstream.value, "unc": upstream.unc, "limit": False,
-                          "source": "side-band-C exponential fit extrapolated into the box"}}
-    if sideband_a is not None:
-        comps["sideband_a"] = {"limit": False, "source": "side band A extrapolation", **sideband_a}
-    comps.update({k: dict(v) for k, v in components.items()})
-    counted = [c for c in comps.values() if not c.get("limit")]
-    total = sum(c["value"] for c in counted)
-    unc = math.sqrt(sum((c.get("unc") or 0.0) ** 2 for c in counted))
-    return {"run": run, "fit": upstream.fit.as_dict(), "upstream": upstream.as_dict(), "components": comps,
-            "total": {"value": total, "unc": unc}, "validation": validation or {}}
+def run_table(run: str, upstream: UpstreamEstimate, *, components: Mapping[str, Component],
+              validation: Mapping[str, Any] | None = None) -> BackgroundRun:
+    """One run of background.json: upstream + other components, total (limits not added)."""
+    comps = {"upstream": Component(value=upstream.value, unc=upstream.unc, limit=False,
+                                   source="side-band-C exponential fit extrapolated into the box"),
+             **components}
+    counted = [c for c in comps.values() if not c.limit]
+    total = sum(c.value for c in counted)
+    unc = math.sqrt(sum((c.unc or 0.0) ** 2 for c in counted))
+    return BackgroundRun(run=run, fit=SidebandFit.model_validate(upstream.fit.as_dict()),
+                         upstream=Upstream.model_validate(upstream.as_dict()), components=comps,
+                         total=ValueUnc(value=total, unc=unc),
+                         validation=Validation.model_validate(validation or {}))
 
 
 def _slice_run(h: Any, key: str) -> Any:
@@ -295,8 +306,6 @@ def box_edge(run_dir: str | Path, key: str) -> float:
 
     Why: the fit range starts and the extrapolation ends at this edge; a campaign that moves the box must
     not be extrapolated into the published 50 GeV box."""
-    import json
-
     try:
         stages = json.loads((Path(run_dir) / "provenance.json").read_text())["stages"]
         return float(stages["run"]["selections"][key]["box"]["ecal_max"])
@@ -320,8 +329,6 @@ def skipped_inputs(run_dir: str | Path) -> tuple[dict[str, float], dict[str, lis
 
     Why: the normalisation of every later stage must be the EOT actually processed. A run output without
     these fields (older, or nothing skipped) skipped nothing."""
-    import json
-
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = json.loads(path.read_text())
@@ -334,9 +341,12 @@ def skipped_inputs(run_dir: str | Path) -> tuple[dict[str, float], dict[str, lis
     return eot, files
 
 
-def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
-                   thresholds: Sequence[float] = (0.5, 2.0)) -> dict[str, Any]:
-    """background.json content for every data run of a ``na64ana run`` output folder.
+DEFAULT_THRESHOLDS = (0.5, 2.0)  # GeV: alternative HCAL zero thresholds of the systematic
+
+
+def compute(run_dir: str | Path, datasets_file: str | Path, *,
+            thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> BackgroundTable:
+    """The background table for every data run of a ``na64ana run`` output folder (reads, never writes).
 
     Upstream from the side-band-C fit starting at the run's own box edge (:func:`box_edge`), HCAL-threshold
     variations from ``plane_final`` (the same cuts as side band C, only the threshold differs), shape
@@ -345,35 +355,31 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
 
     The run's EOT is the one processed: datasets.json minus the EOT of input files the run stage skipped
     (``--on-bad-file skip``; ``eot_skipped`` in its metrics.json). Each run entry records ``eot``,
-    ``eot_skipped`` and ``skipped_files``, and :func:`na64ana.summary.from_results` takes the EOT from there.
+    ``eot_skipped`` and ``skipped_files``, and :func:`na64ana.summary.compute` takes the EOT from there.
     """
-    import hist
-
-    from . import datasets
-    from .errors import DataError, InputError
-    from .processing import outputs
-
     run_dir = Path(run_dir)
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")
     skipped_eot, skipped_files = skipped_inputs(run_dir)
     names = outputs.list_hists(run_dir)
     plane = outputs.load_hist(run_dir, "plane_final") if "plane_final" in names else None
     val = outputs.load_hist(run_dir, "ecal_validation") if "ecal_validation" in names else None
+    run_out = outputs.load_run(run_dir)
     ds = datasets.load(datasets_file)
-    runs, campaign, blinded = [], None, True
+    runs: list[BackgroundRun] = []
+    campaign, blinded = None, True
     for key in sc.axes["run"]:
-        rec = outputs.load_cutflow(run_dir, key)
-        if rec.get("kind") == "mc":
+        rec = run_out.cutflows[key]
+        if rec.kind == "mc":
             continue
-        campaign, blinded = rec["campaign"], bool(rec.get("blinded", True))
+        campaign, blinded = rec.campaign, rec.blinded
         camp = ds.campaign(campaign, file=str(datasets_file))
-        if rec["run"] not in camp.runs:
-            raise InputError(f"run '{rec['run']}' not in campaign '{campaign}'", file=str(datasets_file))
+        if rec.run not in camp.runs:
+            raise InputError(f"run '{rec.run}' not in campaign '{campaign}'", file=str(datasets_file))
         skipped = float(skipped_eot.get(key, 0.0))
-        eot = camp.runs[rec["run"]].eot - skipped
+        eot = camp.runs[rec.run].eot - skipped
         if eot <= 0:
-            raise DataError(f"run '{rec['run']}': the skipped input files hold {skipped:.4g} EOT, not less "
-                            f"than the run's {camp.runs[rec['run']].eot:.4g} in datasets.json",
+            raise DataError(f"run '{rec.run}': the skipped input files hold {skipped:.4g} EOT, not less "
+                            f"than the run's {camp.runs[rec.run].eot:.4g} in datasets.json",
                             file=str(run_dir / "metrics.json"), field=f"eot_skipped.{key}")
         frac = eot / reference_eot(campaign, camp.total_eot)
         edge = box_edge(run_dir, key)
@@ -387,10 +393,30 @@ def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
                                threshold_variations=variations or None)
         validation = (validate_shape(_slice_run(val, key), sideband_fit=up.fit) if val is not None
                       and _slice_run(val, key).values().sum() > 0 else {})
-        runs.append(run_table(rec["run"], up, components=published_components(campaign, frac),
-                              validation=validation))
-        runs[-1].update(box_ecal_max_GeV=edge, eot=eot, eot_skipped=skipped,
-                        skipped_files=skipped_files.get(key, []))
-        log.info("run %s: upstream %.4f +- %.4f (stat) +- %.4f (syst); total %.4f +- %.4f", rec["run"],
-                 up.value, up.stat, up.syst, runs[-1]["total"]["value"], runs[-1]["total"]["unc"])
-    return {"campaign": campaign, "blinded": blinded, "runs": runs}
+        entry = run_table(rec.run, up, components=published_components(campaign, frac), validation=validation)
+        runs.append(entry.model_copy(update={"box_ecal_max_GeV": edge, "eot": eot, "eot_skipped": skipped,
+                                             "skipped_files": skipped_files.get(key, [])}))
+        log.info("run %s: upstream %.4f +- %.4f (stat) +- %.4f (syst); total %.4f +- %.4f", rec.run,
+                 up.value, up.stat, up.syst, runs[-1].total.value, runs[-1].total.unc)
+    return BackgroundTable(campaign=campaign, blinded=blinded, runs=runs)
+
+
+def run_stage(run_dir: str | Path, datasets_file: str | Path, out: str | Path, *,
+              thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> BackgroundTable:
+    """The background stage: :func:`compute`, then ``out/background.json`` and its provenance (the run
+    output and datasets file read, with their hashes; the blinding of the data it was made from)."""
+    clock = provenance.Clock()
+    out = provenance.prepare_outdir(out, stage="background")
+    table = compute(run_dir, datasets_file, thresholds=thresholds)
+    table.dump(out / BackgroundTable.file_name)
+    provenance.write(out, "background", inputs=[run_dir, datasets_file], outputs=[BackgroundTable.file_name],
+                     blinding=table.blinding, metrics=clock.metrics(), run_dir=str(run_dir),
+                     thresholds=[float(t) for t in thresholds])
+    log.info("wrote %s", out / BackgroundTable.file_name)
+    return table
+
+
+def table_from_run(run_dir: str | Path, datasets_file: str | Path, *,
+                   thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+    """background.json content as a plain dict (``compute(...).to_json()``; kept for notebooks)."""
+    return compute(run_dir, datasets_file, thresholds=thresholds).to_json()

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from . import datasets as ds
+from .bookkeeping import provenance
 from .errors import DataError, InputError
+from .physics.yields import signal_yield_per_eot
+from .processing import execute, outputs
+from .records import CutflowRow, EfficiencyTable
+from .simulation import simulate_signal_samples
 
 # Published-table grouping of the cut-flow factors; cuts not listed go to "other" (so the product of
 # the groups is always the total). The acceptance W_read / D (trigger + migration) belongs to the ECAL.
@@ -162,8 +168,6 @@ def expected_signal_vs_cut(h: Any, cuts: Iterable[float], *, denominator: float 
 
 def signal_denominator(mass_GeV: float, eps: float, *, e0: float, emiss_min: float) -> float:
     """A' per EOT with true E_A' > emiss_min: the efficiency denominator (same physics as the weights)."""
-    from .physics.yields import signal_yield_per_eot
-
     return float(signal_yield_per_eot(mass_GeV, eps, e0=e0, emiss_min=emiss_min))
 
 
@@ -230,22 +234,24 @@ def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: 
     return {"campaign": campaign, **dict(meta or {}), "runs": runs}
 
 
-def markdown(record: Mapping[str, Any]) -> str:
+def markdown(record: EfficiencyTable) -> str:
     """efficiency.json as a markdown table: one row per (run, mass), factors and published values."""
-    groups = list(dict.fromkeys(g for r in record["runs"].values() for g in r["factors"]))
+    groups = list(dict.fromkeys(g for r in record.runs.values() for g in r.factors))
     head = ["run", "m_A' [MeV]", "eps_tot", "unc (stat)", "unc", *groups, "published"]
-    lines = [f"### Signal efficiency, campaign {record['campaign']}", "",
+    lines = [f"### Signal efficiency, campaign {record.campaign}", "",
              "eps_tot = weighted signal passing every cut incl. the box / A' with true E_A' > "
-             f"{record.get('emiss_min_GeV', 'emiss_min')} GeV; factors multiply to eps_tot.", "",
+             f"{record.emiss_min_GeV if record.emiss_min_GeV is not None else 'emiss_min'} GeV; "
+             "factors multiply to eps_tot.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for rname, r in record["runs"].items():
-        pub = r.get("published", {})
-        for i, m in enumerate(r["mass_GeV"]):
-            ref = pub.get("light") if i == 0 else None
-            ref = pub.get("heavy") if i == len(r["mass_GeV"]) - 1 and len(r["mass_GeV"]) > 1 else ref
+    for rname, r in record.runs.items():
+        pub = r.published
+        for i, m in enumerate(r.mass_GeV):
+            ref = pub.light if pub is not None and i == 0 else None
+            if pub is not None and i == len(r.mass_GeV) - 1 and len(r.mass_GeV) > 1:
+                ref = pub.heavy
             pub_txt = "" if ref is None else f"{ref:.2f}"
-            cells = [rname, f"{m * 1e3:g}", f"{r['efficiency'][i]:.3f}", f"{r['unc_stat'][i]:.3f}",
-                     f"{r['unc'][i]:.3f}", *(f"{r['factors'][g][i]:.3f}" for g in groups), pub_txt]
+            cells = [rname, f"{m * 1e3:g}", f"{r.efficiency[i]:.3f}", f"{r.unc_stat[i]:.3f}",
+                     f"{r.unc[i]:.3f}", *(f"{r.factors[g][i]:.3f}" for g in groups), pub_txt]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "published: the run's light-A' value on the lightest row and its heavy-A' value on the "
               "heaviest (datasets.json efficiency / efficiency_heavy)."]
@@ -256,47 +262,29 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
             runs: Sequence[str] | None = None, masses: Iterable[float] | None = None,
             executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
             chunksize: int | None = None, syst: bool = True) -> dict[str, Any]:
-    """Run the invisible processor on the signal samples of ``datasets_file``; write the table.
+    """efficiency.json as a plain dict for the signal samples listed in ``datasets_file`` (kept for
+    notebooks): :func:`run_stage` with ``signal_datasets=datasets_file``."""
+    return run_stage(None, out, signal_datasets=datasets_file, campaign=campaign, runs=runs, masses=masses,
+                     executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize,
+                     syst=syst).to_json()
 
-    ``out`` becomes a complete run output (cut flows, ``signal_ecal`` and N-1 histograms, for plots and
-    the cut optimisation) plus ``efficiency.json`` and ``efficiency.md``. ``masses`` filters the signal
-    samples (default: all listed). ``syst`` adds the run's published relative efficiency systematic.
-    """
-    from . import datasets as ds
-    from .bookkeeping import provenance
-    from .processing import execute, outputs
 
-    clock = provenance.Clock()
-    datasets_file = Path(datasets_file)
-    jobs = execute.plan(datasets_file, campaign=campaign, runs=runs, samples=("signal",))
-    if masses is not None:
-        wanted = _check_masses(masses)
-        jobs = [j for j in jobs
-                if any(math.isclose(j.signal_mass_GeV or -1.0, m, rel_tol=1e-9) for m in wanted)]
-        if not jobs:
-            raise InputError(f"no signal samples for masses {wanted} GeV", file=str(datasets_file))
-    missing = [j.key for j in jobs if j.signal_mass_GeV is None or j.kind != "mc"]
-    if missing:
-        raise InputError(f"signal files need kind 'mc' and signal_mass_GeV: {missing}",
-                         file=str(datasets_file))
+def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.Job], camp: ds.Campaign, *,
+            datasets_file: Path, loose: Any, syst: bool = True) -> EfficiencyTable:
+    """The efficiency table from the signal-MC cut flows (``{key: rows}``) of ``jobs`` (pure arithmetic).
+
+    ``loose``: the run output's ``plane_loose`` histogram (weight scale of each sample)."""
     cname = jobs[0].campaign
-    camp = ds.load(datasets_file).campaign(cname, file=str(datasets_file))
-    out = provenance.prepare_outdir(out, stage="efficiency")
-    result = execute.run(jobs, "invisible", executor=executor, workers=workers, scheduler=scheduler,
-                         chunksize=chunksize or execute.DEFAULT_CHUNKSIZE)
-    records = outputs.write_run(out, result, processor="invisible", unblind=False,
-                                datasets_file=datasets_file)
-    loose = outputs.load_hist(out, "plane_loose")
     meas: dict[str, dict[float, Measurement]] = {}
     for j in jobs:
-        eps = _signal_eps(camp, datasets_file, cname, j.run, float(j.signal_mass_GeV))
-        den = signal_denominator(float(j.signal_mass_GeV), eps, e0=camp.beam_energy_GeV,
-                                 emiss_min=camp.emiss_min_GeV)
-        rows = records[j.key]["rows"]
-        if rows[-1]["cut"] != "signal_box":
-            raise InputError(f"{j.key}: the selection's last cut is '{rows[-1]['cut']}', not the signal box")
-        meas.setdefault(j.run, {})[float(j.signal_mass_GeV)] = from_cutflow(
-            rows, den, w2_over_w=_w2_over_w(loose, j.key))
+        mass = float(j.signal_mass_GeV or 0.0)
+        eps = _signal_eps(camp, datasets_file, cname, j.run, mass)
+        den = signal_denominator(mass, eps, e0=camp.beam_energy_GeV, emiss_min=camp.emiss_min_GeV)
+        rows = records[j.key]
+        if rows[-1].cut != "signal_box":
+            raise InputError(f"{j.key}: the selection's last cut is '{rows[-1].cut}', not the signal box")
+        meas.setdefault(j.run, {})[mass] = from_cutflow([r.model_dump() for r in rows], den,
+                                                        w2_over_w=_w2_over_w(loose, j.key))
     pub = {r: {"light": camp.runs[r].efficiency, "heavy": camp.runs[r].efficiency_heavy,
                "rel_unc": camp.runs[r].efficiency_unc} for r in meas}
     syst_rel = {r: camp.runs[r].efficiency_unc for r in meas} if syst else None
@@ -307,12 +295,60 @@ def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None 
                     "selection_hash": {j.key: j.selection.hash for j in jobs},
                     "factor_groups": {**GROUPS, ACCEPTANCE: ACCEPTANCE_GROUP},
                     "hist": BOX_HIST})
-    provenance.write_json(out / "efficiency.json", rec)
+    return EfficiencyTable.model_validate(rec)
+
+
+def run_stage(datasets_file: str | Path | None, out: str | Path, *,
+              signal_datasets: str | Path | None = None, signal_dir: str | Path | None = None,
+              masses: Iterable[float] | None = None, n_events: int = 20_000, eps: float = DEFAULT_EPS,
+              seed: int = 2019, campaign: str | None = None, runs: Sequence[str] | None = None,
+              executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
+              chunksize: int | None = None, syst: bool = True, progress: bool = False) -> EfficiencyTable:
+    """The efficiency stage: signal MC -> invisible processor -> ``out/efficiency.json`` + ``.md``.
+
+    The signal samples are simulated from ``datasets_file`` into ``signal_dir`` (default
+    ``out/signal_mc``) for ``masses`` (default: the analysis grid), ``n_events`` A' per run and mass,
+    unless ``signal_datasets`` lists existing ones (then ``masses`` filters them, default: all listed).
+    ``out`` becomes a complete run output (cut flows, ``signal_ecal`` and N-1 histograms, for plots and
+    the cut optimisation) plus the table. ``syst`` adds the run's published relative efficiency systematic.
+    Signal MC only: the provenance says ``blinding: "no-data"``.
+    """
+    clock = provenance.Clock()
+    out = provenance.prepare_outdir(out, stage="efficiency")
+    if signal_datasets is None:
+        if datasets_file is None:
+            raise InputError("give the campaign datasets file or existing signal samples", field="--datasets")
+        wanted = _check_masses(DEFAULT_MASSES_GeV if masses is None else masses)
+        sig_dir = Path(signal_dir) if signal_dir is not None else out / "signal_mc"
+        signal_datasets = simulate_signal_samples(datasets_file, out_dir=sig_dir, masses_GeV=wanted,
+                                                  n_events=n_events, eps=eps, campaign=campaign, runs=runs,
+                                                  seed=seed, progress=progress)
+        masses = None  # exactly the simulated samples
+    signal_datasets = Path(signal_datasets)
+    jobs = execute.plan(signal_datasets, campaign=campaign, runs=runs, samples=("signal",))
+    if masses is not None:
+        wanted = _check_masses(masses)
+        jobs = [j for j in jobs
+                if any(math.isclose(j.signal_mass_GeV or -1.0, m, rel_tol=1e-9) for m in wanted)]
+        if not jobs:
+            raise InputError(f"no signal samples for masses {wanted} GeV", file=str(signal_datasets))
+    missing = [j.key for j in jobs if j.signal_mass_GeV is None or j.kind != "mc"]
+    if missing:
+        raise InputError(f"signal files need kind 'mc' and signal_mass_GeV: {missing}",
+                         file=str(signal_datasets))
+    camp = ds.load(signal_datasets).campaign(jobs[0].campaign, file=str(signal_datasets))
+    result = execute.run(jobs, "invisible", executor=executor, workers=workers, scheduler=scheduler,
+                         chunksize=chunksize or execute.DEFAULT_CHUNKSIZE)
+    outputs.write_run(out, result, processor="invisible", unblind=False, datasets_file=signal_datasets)
+    run_out = outputs.load_run(out)
+    rec = compute({k: cf.rows for k, cf in run_out.cutflows.items()}, jobs, camp,
+                  datasets_file=signal_datasets, loose=outputs.load_hist(out, "plane_loose"), syst=syst)
+    rec.dump(out / EfficiencyTable.file_name)
     (out / "efficiency.md").write_text(markdown(rec))
-    # signal MC only: no data signal-box content, so blinding does not apply (blinded = None)
-    provenance.write(out, "efficiency", inputs=[datasets_file], outputs=["efficiency.json", "efficiency.md"],
+    provenance.write(out, "efficiency", inputs=[signal_datasets],
+                     outputs=[EfficiencyTable.file_name, "efficiency.md"], blinding="no-data",
                      **provenance.executor_info(result.metrics),
                      metrics=clock.metrics(events=result.metrics.get("events")),
-                     datasets_file=str(datasets_file), syst=syst,
-                     masses=sorted({float(j.signal_mass_GeV) for j in jobs}))
+                     datasets_file=str(signal_datasets), syst=syst,
+                     masses=sorted({float(j.signal_mass_GeV or 0.0) for j in jobs}))
     return rec

@@ -18,13 +18,22 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
+from . import background, datasets, efficiency, summary
 from .bookkeeping import provenance
+from .errors import InputError
+from .presentation import hepdata, report
+from .processing.stage import run_stage as run_events
+from .records import RunOutput
+from .simulation import campaign as sim
+from .stats import limits
+from .studies import optimise
 
 log = logging.getLogger("na64ana.pipeline")
+T = TypeVar("T")
 
 # Analysis choices (not published numbers): the signal-MC mass grid of issue 4 and the limit scan grid.
 EFFICIENCY_MASSES_GEV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -32,9 +41,10 @@ LIMIT_MASSES_GEV = tuple(float(m) for m in np.geomspace(1e-3, 1.0, 31))
 # Box-edge scan: the two ends of the signal E_ECAL shape (light A' put most signal near the edge).
 OPTIMISATION_MASSES_GEV = (0.002, 0.5)
 OPTIMISATION_CUTS_GEV = tuple(30.0 + 2.5 * i for i in range(17))  # 30 ... 70 GeV
+DIMUON_MC_EVENTS = 100_000
 
 
-def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
+def _stage(name: str, timings: dict[str, float], fn: Callable[[], T]) -> T:
     log.info("== %s", name)
     t0 = time.perf_counter()
     result = fn()
@@ -45,18 +55,12 @@ def _stage(name: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
 
 def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: str | None,
                   samples: Sequence[str], unblind: bool, executor: str, workers: int,
-                  extra: Sequence[tuple[Path, Sequence[str]]] = ()) -> dict[str, Any]:
-    """Plan, run and write one processor over the chosen samples (the ``na64ana run`` core).
-
-    ``extra``: more (datasets file, samples) to process in the same run, e.g. an MC prediction simulated
-    into its own folder, so no datasets file is edited behind the user's back."""
-    from .processing import execute, outputs
-
-    jobs = execute.plan(datasets_file, campaign=campaign, samples=samples, processor=processor)
-    for ds_file, ds_samples in extra:
-        jobs += execute.plan(ds_file, campaign=campaign, samples=ds_samples, processor=processor)
-    result = execute.run(jobs, processor, executor=executor, workers=workers, unblind=unblind)
-    return outputs.write_run(out, result, processor=processor, unblind=unblind, datasets_file=datasets_file)
+                  extra: Sequence[tuple[Path, Sequence[str]]] = ()) -> dict[str, dict[str, object]]:
+    """The run stage (:func:`na64ana.processing.stage.run_stage`); returns ``{key: cut-flow JSON}``
+    (kept for notebooks and tests that index the cut flows as dicts)."""
+    res = run_events(datasets_file, out, processor=processor, campaign=campaign, samples=samples,
+                     extra=extra, unblind=unblind, executor=executor, workers=workers)
+    return {k: cf.to_json() for k, cf in res.cutflows.items()}
 
 
 def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.json",
@@ -66,16 +70,14 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
          limit_masses: Sequence[float] = LIMIT_MASSES_GEV, progress: bool = False) -> dict[str, float]:
     """Simulate -> cut flows -> background -> efficiency -> summary -> limits -> report; returns timings.
 
+    Every stage is the stage's own ``run_stage`` (the code ``na64ana <stage>`` runs), so a results
+    folder made stage by stage through the CLI holds the same records.
+
     ``data``: a datasets.json whose files are the data (simulated elsewhere or real ntuples): the simulate
     stage is skipped (a "data" stage copies that file to ``out/data/datasets.json`` instead, so every later
     stage and the report read the same layout either way). The campaign's runs (EOT, efficiencies) are
     then taken from it; the signal and dimuon MC are still simulated from ``datasets_file``.
     """
-    from . import background, datasets, efficiency, summary
-    from .presentation import hepdata, report
-    from .simulation import campaign as sim
-    from .stats import interpret, limits
-
     out = provenance.prepare_outdir(out, stage="demo")
     src = Path(datasets_file)
     ds = datasets.load(src)
@@ -88,75 +90,28 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
             src, out_dir=out / "data", campaign=cname, seed=seed, progress=progress))
     else:
         data_ds = _stage("data", t, lambda: adopt_data(data, out / "data", campaign=cname, runs=mc_runs))
-    camp = datasets.load(data_ds).campaign(cname, file=str(data_ds))
-    simulated = all(f.seed is not None for r in camp.runs.values() for f in r.files)
-    _stage("run", t, lambda: run_processor(data_ds, out / "run", processor="invisible", campaign=cname,
-                                           samples=("campaign",), unblind=unblind, executor=executor,
-                                           workers=workers))
+    run_out: RunOutput = _stage("run", t, lambda: run_events(
+        data_ds, out / "run", processor="invisible", campaign=cname, unblind=unblind, executor=executor,
+        workers=workers))
     _stage("dimuon", t, lambda: _dimuon(src, data_ds, out, cname, seed, unblind, executor, workers))
-
-    def _background() -> dict[str, Any]:
-        bdir = provenance.prepare_outdir(out / "background", stage="background")
-        table = background.table_from_run(out / "run", data_ds)
-        provenance.write_json(bdir / "background.json", table)
-        provenance.write(bdir, "background", inputs=[out / "run", data_ds], outputs=["background.json"],
-                         run_dir=str(out / "run"), unblind=unblind, blinded=bool(table.get("blinded")))
-        return table
-
-    bkg = _stage("background", t, _background)
-
-    def _efficiency() -> dict[str, Any]:
-        sig_ds = sim.simulate_signal_samples(src, out_dir=out / "signal_mc",
-                                             masses_GeV=list(efficiency_masses), n_events=n_signal,
-                                             campaign=cname, seed=seed, progress=progress)
-        return efficiency.measure(sig_ds, out=out / "efficiency", campaign=cname, executor=executor,
-                                  workers=workers)
-
-    eff = _stage("efficiency", t, _efficiency)
-
-    def _summary() -> Path:
-        from .processing.outputs import load_regions
-
-        label = "simulated" if simulated else f"data: {Path(data).name}"
-        summ = summary.from_results(analysis=f"na64ana {cname} ({label})", campaign=camp, background=bkg,
-                                    efficiency=eff, regions=load_regions(out / "run"),
-                                    masses_GeV=limit_masses)
-        summary.validate(summ, file="summary.json")
-        path = provenance.write_json(out / "summary.json", summ)
-        read = [out / "background" / "background.json", out / "efficiency" / "efficiency.json",
-                out / "run" / "regions.json"]
-        provenance.write(out, "summary", inputs=read, outputs=["summary.json"], unblind=unblind,
-                         blinded=all(r["observed"] is None for r in summ["runs"]))
-        return path
-
-    summary_file = _stage("summary", t, _summary)
-
-    def _limits() -> dict[str, Any]:
-        ldir = provenance.prepare_outdir(out / "limits", stage="limits")
-        res = limits.scan(summary.load(summary_file), method="exact", out_dir=ldir, summary_file=summary_file)
-        interpret.add_interpretation(res)
-        res["summary_file"] = str(summary_file)
-        provenance.write_json(ldir / "limits.json", res)
-        provenance.write(ldir, "limits", summary=str(summary_file), method="exact", cl=res["cl"],
-                         unblind=unblind, blinded=bool(res.get("blinded")))
-        return res
-
-    _stage("limits", t, _limits)
-    _stage("optimisation", t, lambda: _optimisation(out, unblind))
-
-    def _report() -> None:
-        plots = report.make_plots(out)
-        for name, why in plots.missing.items():
-            log.info("   figure %s not drawn: %s", name, why)
-        report.build_report(out, plots_made=plots)
-
-    _stage("report", t, _report)
-    _stage("hepdata", t, lambda: hepdata.export_hepdata(out, out / "hepdata"))
+    _stage("background", t, lambda: background.run_stage(out / "run", data_ds, out / "background"))
+    _stage("efficiency", t, lambda: efficiency.run_stage(
+        src, out / "efficiency", signal_dir=out / "signal_mc", masses=list(efficiency_masses),
+        n_events=n_signal, campaign=cname, seed=seed, executor=executor, workers=workers, progress=progress))
+    analysis = None if data is None else f"na64ana {cname} (data: {Path(data).name})"
+    _stage("summary", t, lambda: summary.run_stage(
+        out / "run", out / "background", out / "efficiency", data_ds, out, masses_GeV=limit_masses,
+        analysis=analysis, campaign=cname))
+    _stage("limits", t, lambda: limits.run_stage(out / summary.FILE, out / "limits", method="exact"))
+    _stage("optimisation", t, lambda: optimise.run_stage(
+        out / "run", out / "efficiency", out / "optimisation", masses=OPTIMISATION_MASSES_GEV,
+        cuts=OPTIMISATION_CUTS_GEV))
+    _stage("report", t, lambda: report.run_stage(out))
+    _stage("hepdata", t, lambda: hepdata.run_stage(out, out / "hepdata"))
     metrics = {"wall_time_s": round(sum(t.values()), 2), "peak_rss_MB": provenance.peak_rss_mb()}
-    provenance.write(out, "demo", inputs=[src], workers=workers, metrics=metrics,
-                     campaign=cname, seed=seed, unblind=unblind, n_signal=n_signal,
-                     executor=executor, datasets=str(src), data=str(data) if data is not None else None,
-                     stage_seconds=t)
+    provenance.write(out, "demo", inputs=[src], blinding=run_out.blinding, workers=workers, metrics=metrics,
+                     campaign=cname, seed=seed, n_signal=n_signal, executor=executor, datasets=str(src),
+                     data=str(data) if data is not None else None, stage_seconds=t)
     return t
 
 
@@ -167,9 +122,6 @@ def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Se
     results folder always describes its own inputs. Refused (InputError): a campaign whose runs differ from
     ``runs`` (those the MC is simulated for) or a run without data files (kind "data", sample "campaign").
     """
-    from . import datasets
-    from .errors import InputError
-
     src = Path(data)
     ds = datasets.load(src)
     camp = ds.campaign(campaign, file=str(src))
@@ -195,20 +147,9 @@ def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Se
 
 
 def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind: bool, executor: str,
-            workers: int) -> None:
+            workers: int) -> RunOutput:
     """The QED dimuon benchmark: the dimuon selection on the data and on the dimuon MC prediction."""
-    from .simulation import campaign as sim
-
     mc_ds = sim.simulate_dimuon_samples(src, out_dir=out / "dimuon_mc", campaign=cname, seed=seed,
-                                        n_events=100_000)
-    run_processor(data_ds, out / "dimuon", processor="dimuon", campaign=cname, samples=("campaign",),
-                  unblind=unblind, executor=executor, workers=workers, extra=[(mc_ds, ("dimuon_mc",))])
-
-
-def _optimisation(out: Path, unblind: bool) -> None:
-    """Expected limit vs the E_ECAL box edge for two masses (side band C and signal MC only: blinded)."""
-    from .studies import optimise
-
-    odir = provenance.prepare_outdir(out / "optimisation", stage="optimise")
-    optimise.optimise(out / "run", out / "efficiency", odir, masses=OPTIMISATION_MASSES_GEV,
-                      cuts=OPTIMISATION_CUTS_GEV)
+                                        n_events=DIMUON_MC_EVENTS)
+    return run_events(data_ds, out / "dimuon", processor="dimuon", campaign=cname, unblind=unblind,
+                      executor=executor, workers=workers, extra=[(mc_ds, ("dimuon_mc",))])

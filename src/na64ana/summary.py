@@ -45,7 +45,12 @@ from pydantic import (
     model_validator,
 )
 
+from . import blinding
+from .bookkeeping import provenance
+from .datasets import Campaign, read_json
+from .datasets import load as load_datasets
 from .errors import InputError, from_validation
+from .records import BackgroundTable, EfficiencyRun, EfficiencyTable, RunOutput
 
 
 class _Strict(BaseModel):
@@ -213,8 +218,6 @@ def validate(data: Any, *, file: str | None = None) -> Summary:
 def load(path: str | Path) -> Summary:
     """Read and validate a summary JSON file (strictly: a repeated key or NaN is an error, see
     :func:`na64ana.datasets.read_json`)."""
-    from .datasets import read_json
-
     return validate(read_json(path), file=str(Path(path)))
 
 
@@ -227,30 +230,34 @@ def signal_shares(summary: Summary, mass: float) -> list[np.ndarray]:
     return out
 
 
-def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
-                 efficiency: Mapping[str, Any], regions: Mapping[str, Any] | None,
-                 masses_GeV: Sequence[float], cross_section: str = "etl", cl: float = 0.9,
-                 max_rel_bkg_unc: float = 0.95) -> dict[str, Any]:
-    """The summary written by the analysis chain: EOT per run from datasets.json, efficiency vs mass from
-    the signal MC (efficiency.json), background and its uncertainty from background.json, observed box
-    counts from regions.json (null when blinded, so only expected limits are computed).
+MAX_REL_BKG_UNC = 0.95  # cap of a background uncertainty >= the value (log-normal width must be < 100%)
+FILE = "summary.json"
+
+
+def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, efficiency: EfficiencyTable,
+            observed: Mapping[str, int | None] | None, masses_GeV: Sequence[float],
+            cross_section: str = "etl", cl: float = 0.9, max_rel_bkg_unc: float = MAX_REL_BKG_UNC) -> Summary:
+    """The summary written by the analysis chain (the one builder: demo, ``na64ana summary`` and the
+    closure study): EOT per run from datasets.json, efficiency vs mass from the signal MC
+    (efficiency.json), background and its uncertainty from background.json, observed box counts
+    (``{run: count}``, null when blinded, so only expected limits are computed).
 
     The EOT is the one processed: when the run stage skipped bad input files, background.json (made from
     that run output) records their EOT as ``eot_skipped``; it is subtracted and the run's notes say so.
+    The efficiency uncertainty is the run's published relative one (datasets.json).
 
     A background uncertainty >= the value (log-normal impossible) is capped at ``max_rel_bkg_unc`` of the
     value and the cap is recorded in the run's notes: never silently.
     """
-    bkg = {r["run"]: r for r in background["runs"]}
-    eff = efficiency["runs"]
+    bkg = background.by_run
     runs: list[dict[str, Any]] = []
     skipped_runs: list[str] = []
     for name, run in campaign.runs.items():
-        if name not in bkg or name not in eff:
+        if name not in bkg or name not in efficiency.runs:
             missing = "background.json" if name not in bkg else "efficiency.json"
             raise InputError(f"run '{name}' is missing", file=missing, field="runs")
-        b, e = bkg[name]["total"], eff[name]
-        value, unc = float(b["value"]), float(b["unc"])
+        b, e = bkg[name], efficiency.runs[name]
+        value, unc = float(b.total.value), float(b.total.unc)
         run_notes = {"background": "background.json total (side-band-C fit + published components)",
                      "efficiency": "signal MC through the invisible selection (efficiency.json)",
                      "efficiency_unc": "published relative efficiency uncertainty (datasets.json)"}
@@ -258,23 +265,85 @@ def from_results(*, analysis: str, campaign: Any, background: Mapping[str, Any],
             run_notes["background_unc"] = (f"capped from {unc:.4g} to {max_rel_bkg_unc:.2f} x value "
                                            "(log-normal width must be < 100%)")
             unc = max_rel_bkg_unc * value
-        eot, skipped = run.eot, float(bkg[name].get("eot_skipped") or 0.0)
+        eot, skipped = run.eot, float(b.eot_skipped or 0.0)
         if skipped > 0:
             eot -= skipped
-            files = bkg[name].get("skipped_files") or []
+            files = b.skipped_files
             run_notes["eot"] = (f"datasets.json EOT {run.eot:.6g} minus {skipped:.6g} EOT of {len(files)} "
                                 f"input file(s) skipped as unreadable by the run stage ({', '.join(files)}; "
                                 "background.json eot_skipped)")
             skipped_runs.append(name)
-        box = (regions or {}).get(name, {}).get("signal_box")
+        box = (observed or {}).get(name)
         runs.append({"name": name, "eot": eot, "eot_unc": run.eot_unc,
-                     "efficiency": {"mass_GeV": list(e["mass_GeV"]), "value": list(e["efficiency"])},
+                     "efficiency": {"mass_GeV": list(e.mass_GeV), "value": list(e.efficiency)},
                      "efficiency_unc": run.efficiency_unc, "background": value, "background_unc": unc,
                      "observed": None if box is None else int(box), "notes": run_notes})
-    return {"analysis": analysis, "beam_energy_GeV": campaign.beam_energy_GeV,
-            "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": cross_section, "cl": cl,
-            "correlated": {"xsec": campaign.xsec_unc}, "runs": runs,
-            "masses_GeV": [float(m) for m in masses_GeV],
-            "notes": "written by the na64ana chain; observed = null means blinded"
-                     + (f"; EOT of run(s) {', '.join(skipped_runs)} reduced by skipped input files (see "
-                        "their notes)" if skipped_runs else "")}
+    return validate({
+        "analysis": analysis, "beam_energy_GeV": campaign.beam_energy_GeV,
+        "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": cross_section, "cl": cl,
+        "correlated": {"xsec": campaign.xsec_unc}, "runs": runs, "masses_GeV": [float(m) for m in masses_GeV],
+        "notes": "written by the na64ana chain; observed = null means blinded"
+                 + (f"; EOT of run(s) {', '.join(skipped_runs)} reduced by skipped input files (see "
+                    "their notes)" if skipped_runs else "")}, file=FILE)
+
+
+def to_json(summary: Summary) -> dict[str, Any]:
+    """The summary as written to summary.json (the keys that were set)."""
+    return summary.model_dump(mode="json", exclude_unset=True)
+
+
+def default_analysis(campaign: str, datasets_file: str | Path) -> str:
+    """The summary's ``analysis`` label: the campaign and whether its data are simulated."""
+    camp = load_datasets(datasets_file).campaign(campaign, file=str(datasets_file))
+    simulated = all(f.seed is not None for r in camp.runs.values() for f in r.files)
+    return f"na64ana {campaign} ({'simulated' if simulated else f'data: {Path(datasets_file).name}'})"
+
+
+def run_stage(run_dir: str | Path, background: str | Path, efficiency: str | Path, datasets_file: str | Path,
+              out: str | Path, *, masses_GeV: Sequence[float], analysis: str | None = None,
+              campaign: str | None = None, cross_section: str = "etl", cl: float = 0.9) -> Summary:
+    """The summary stage: read the run output (observed box counts of the campaign data, null when
+    blinded), background.json and efficiency.json (files or their stage folders) and the datasets file;
+    write ``out/summary.json`` and its provenance (every file read, with hashes; the blinding). ``out`` may
+    be the results folder holding the stage folders (as in ``na64ana demo``)."""
+    clock = provenance.Clock()
+    run_dir = Path(run_dir)
+    bfile = Path(background) / BackgroundTable.file_name if Path(background).is_dir() else Path(background)
+    efile = Path(efficiency) / EfficiencyTable.file_name if Path(efficiency).is_dir() else Path(efficiency)
+    bkg, eff, run_out = BackgroundTable.load(bfile), EfficiencyTable.load(efile), RunOutput.load(run_dir)
+    cname = campaign or bkg.campaign or eff.campaign
+    camp = load_datasets(datasets_file).campaign(cname, file=str(datasets_file))
+    observed = {run: run_out.regions.keys[key].signal_box for run, key in run_out.campaign_keys().items()
+                if key in run_out.regions.keys}
+    summ = compute(analysis=analysis or default_analysis(cname, datasets_file), campaign=camp,
+                   background=bkg, efficiency=eff, observed=observed, masses_GeV=masses_GeV,
+                   cross_section=cross_section, cl=cl)
+    out = provenance.prepare_results_dir(out, stage="summary")
+    provenance.write_json(out / FILE, to_json(summ))
+    provenance.write(out, "summary", inputs=[bfile, efile, run_dir / "regions.json", run_dir / "cutflows",
+                                             datasets_file],
+                     outputs=[FILE], blinding=blinding.state(summ.blinded), metrics=clock.metrics(),
+                     campaign=cname, masses_GeV=[float(m) for m in masses_GeV])
+    return summ
+
+
+def from_results(*, analysis: str, campaign: Campaign, background: Mapping[str, Any] | BackgroundTable,
+                 efficiency: Mapping[str, Any] | EfficiencyTable, regions: Mapping[str, Any] | None,
+                 masses_GeV: Sequence[float], cross_section: str = "etl", cl: float = 0.9,
+                 max_rel_bkg_unc: float = MAX_REL_BKG_UNC) -> dict[str, Any]:
+    """:func:`compute` on plain dicts (background.json, efficiency.json, regions.json keyed by run name);
+    returns the summary dict (kept for notebooks). Of a hand-made efficiency dict only ``runs.<run>.mass_GeV``
+    and ``efficiency`` are used (and required)."""
+    bkg = background if isinstance(background, BackgroundTable) else BackgroundTable.validate_data(background)
+    if isinstance(efficiency, EfficiencyTable):
+        eff = efficiency
+    else:
+        curves = {r: MassCurve.model_validate({"mass_GeV": d["mass_GeV"], "value": d["efficiency"]})
+                  for r, d in efficiency["runs"].items()}
+        eff = EfficiencyTable.model_construct(campaign="", runs={
+            r: EfficiencyRun.model_construct(mass_GeV=c.mass_GeV, efficiency=c.value)
+            for r, c in curves.items()})
+    observed = {name: (regions or {}).get(name, {}).get("signal_box") for name in campaign.runs}
+    return to_json(compute(analysis=analysis, campaign=campaign, background=bkg, efficiency=eff,
+                           observed=observed, masses_GeV=masses_GeV, cross_section=cross_section, cl=cl,
+                           max_rel_bkg_unc=max_rel_bkg_unc))

@@ -8,9 +8,10 @@ blinded outputs); this scan is the check a collaborator can run on a folder befo
 
 Checked (a :class:`Finding` per problem; ``kind`` "leak", "provenance" or "unblinded"):
 
-- provenance: every stage record of an output folder says whether the box was opened (``unblind`` or
-  ``blinded``; ``blinded: null`` = no data read, e.g. signal MC), consistently; the folder's state is
-  *blinded* unless every record touching data says ``unblind: true``. An unblinded folder gives one
+- provenance: every stage record of an output folder says whether the box was opened (its ``blinding``:
+  "blinded", "unblinded", or "no-data" for simulation only), consistently; the folder's state is
+  *blinded* unless every record touching data says "unblinded". Which cut-flow rows and regions lie in
+  the box is :mod:`na64ana.blinding`'s rule (the one the run outputs apply). An unblinded folder gives one
   "unblinded" finding (box content there is expected) and only the self-describing checks below; mixed
   states are a "provenance" finding.
 - histograms (``*.pkl`` holding a ``hist.Hist``): for every run key in ``metadata["blinded_region"]``, with
@@ -47,13 +48,18 @@ import pickle
 import re
 import struct
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import hist
 import numpy as np
+import yaml
+
+from .. import blinding
 
 PROVENANCE = "provenance.json"
 INPUT_STAGES = frozenset({"simulate", "simulate_signal", "simulate_dimuon", "data"})
@@ -157,7 +163,12 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _state(rec: Mapping[str, Any]) -> bool | None:
-    """True: unblinded, False: blinded, None: not recorded."""
+    """True: unblinded, False: blinded, None: not recorded ("no-data" is handled by the caller).
+
+    The record's one ``blinding`` field; folders written before it existed said ``unblind`` or
+    ``blinded`` (opposite polarity), still read here."""
+    if rec.get("blinding") in ("blinded", "unblinded"):
+        return rec["blinding"] == "unblinded"
     if isinstance(rec.get("unblind"), bool):
         return rec["unblind"]
     if isinstance(rec.get("blinded"), bool):
@@ -165,34 +176,10 @@ def _state(rec: Mapping[str, Any]) -> bool | None:
     return None
 
 
-def _hidden_cuts(sel: Mapping[str, Any]) -> set[str]:
-    """Same rule as blinding.hidden_cuts, on a recorded (JSON) selection."""
-    box = sel.get("box") or {}
-    emax, hmax = box.get("ecal_max"), box.get("hcal_max")
-    if emax is None or hmax is None:
-        return set()
-    hidden: set[str] = set()
-    hcal_ok = False
-    for c in sel.get("cuts", []):
-        reqs = c.get("requires", [])
-        hcal_ok |= _bounded(reqs, "hcal_e", hmax)
-        if hidden or (hcal_ok and _bounded(reqs, "ecal_e", emax)):
-            hidden.add(c["name"])
-    return hidden
-
-
-def _bounded(reqs: Iterable[Mapping[str, Any]], variable: str, edge: float | None) -> bool:
-    """Some requirement keeps ``variable`` below ``edge`` (an upper cut at or under it)."""
-    return edge is not None and any(r.get("variable") == variable and r.get("max") is not None
-                                    and r["max"] <= edge for r in reqs)
-
-
-def _box_regions(sel: Mapping[str, Any]) -> set[str]:
-    """Regions lying inside the box (E_ECAL and E_HCAL both bounded by the box edges)."""
-    box = sel.get("box") or {}
-    return {name for name, reqs in (sel.get("regions") or {}).items()
-            if _bounded(reqs, "ecal_e", box.get("ecal_max"))
-            and _bounded(reqs, "hcal_e", box.get("hcal_max"))}
+def _no_data(rec: Mapping[str, Any]) -> bool:
+    """The record says no data were read (simulation, signal MC): blinding does not apply."""
+    return rec.get("blinding") == "no-data" or ("blinding" not in rec and "blinded" in rec
+                                                 and rec["blinded"] is None)
 
 
 def scan(folder: str | Path) -> Audit:
@@ -220,7 +207,7 @@ def scan(folder: str | Path) -> Audit:
     for folder, folder_cfs in ctx.cutflows.items():
         for key, cf in folder_cfs.items():
             if cf.get("blinded"):  # rows flagged hidden, and those the selection says must be
-                must = _hidden_cuts(ctx.selections.get(folder, {}).get(key) or {})
+                must = blinding.hidden_cuts(ctx.selections.get(folder, {}).get(key) or {})
                 rows = [r for r in cf["rows"] if r.get("blinded") or r.get("cut") in must]
                 ctx.hidden |= {str(r.get(k)) for r in rows for k in ("cut", "label")}
 
@@ -247,11 +234,11 @@ def _provenance(ctx: _Ctx, provs: list[Path], res: Audit) -> None:
     for prov in provs:
         for stage, rec in _stages(prov).items():
             state = _state(rec)
-            if state is None and "blinded" in rec and rec["blinded"] is None:
-                continue  # provenance: null = no data read (simulation, signal MC), blinding does not apply
+            if state is None and _no_data(rec):
+                continue  # no data read (simulation, signal MC): blinding does not apply
             if state is None:
                 ctx.add(prov, f"stages.{stage}", "the record does not say whether the box was opened "
-                        "(no 'unblind' or 'blinded')", "provenance")
+                        "(no 'blinding')", "provenance")
                 continue
             if isinstance(rec.get("unblind"), bool) and isinstance(rec.get("blinded"), bool) \
                     and rec["unblind"] == rec["blinded"]:
@@ -274,7 +261,7 @@ def _provenance(ctx: _Ctx, provs: list[Path], res: Audit) -> None:
                                     f"opened in {names} but closed elsewhere", "provenance"))
     elif opened:
         prov, stage = sorted(opened, key=lambda k: (len(k[0].relative_to(ctx.root).parts), str(k[0])))[0]
-        ctx.add(prov, f"stages.{stage}.unblind", "unblinded explicitly: box content is expected in this "
+        ctx.add(prov, f"stages.{stage}.blinding", "unblinded explicitly: box content is expected in this "
                 "folder and not checked", "unblinded")
 
 
@@ -334,7 +321,7 @@ def _check_cutflow(ctx: _Ctx, p: Path, cf: Mapping[str, Any]) -> None:
     if not cf.get("blinded"):
         return
     sel = ctx.selections.get(p.parent.parent, {}).get(key)
-    must_hide = _hidden_cuts(sel) if sel else set()
+    must_hide = blinding.hidden_cuts(sel) if sel else set()
     for i, row in enumerate(cf["rows"]):
         name = row.get("cut")
         if name in must_hide and not row.get("blinded"):
@@ -352,7 +339,7 @@ def _check_regions(ctx: _Ctx, p: Path, doc: Mapping[str, Any]) -> None:
         cf = cfs.get(key)
         if not isinstance(rec, dict) or not (cf and cf.get("blinded")):
             continue
-        boxed = _box_regions(sels[key]) if key in sels else {"signal_box"}
+        boxed = blinding.hidden_regions(sels[key]) if key in sels else {"signal_box"}
         for name in boxed:
             for where, v in ((f"{key}.{name}", rec.get(name)),
                              (f"{key}.weighted.{name}", (rec.get("weighted") or {}).get(name))):
@@ -427,8 +414,6 @@ def _box_content(h: Any, key: str, box: Mapping[str, float], sel: Mapping[str, A
 
 
 def _check_pickle(ctx: _Ctx, p: Path) -> None:
-    import hist
-
     try:
         with p.open("rb") as f:
             h = pickle.load(f)
@@ -620,8 +605,6 @@ def scan_notebook(nb: Mapping[str, Any], name: str = "notebook.ipynb",
 
 
 def _yaml_docs(text: str) -> list[Any]:
-    import yaml
-
     try:
         return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError:
@@ -694,8 +677,6 @@ def _check_tar(ctx: _Ctx, p: Path) -> None:
 
 def png_text(data: bytes) -> dict[str, str]:
     """The tEXt/zTXt/iTXt entries of a PNG (keyword -> text)."""
-    import zlib
-
     out: dict[str, str] = {}
     pos = 8
     while pos + 8 <= len(data):

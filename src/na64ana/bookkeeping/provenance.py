@@ -33,11 +33,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..blinding import BLINDING_STATES, Blinding
 from ..errors import OutputError
 
 MARKER = ".na64ana"
 PROVENANCE = "provenance.json"
-FORMAT = 2  # provenance.json layout version (2: inputs as records, outputs manifest)
+FORMAT = 3  # provenance.json layout version (2: inputs as records, outputs manifest; 3: one "blinding")
 EXCLUDED_DIRS = frozenset({"logs", ".cache"})  # per-invocation logs and the chunk cache are not outputs
 EXCLUDED_FILES = frozenset({PROVENANCE, MARKER})
 _PACKAGES = ("na64ana", "coffea", "awkward", "uproot", "hist", "numpy", "pyhf", "scipy", "iminuit", "dask")
@@ -51,7 +54,8 @@ def prepare_outdir(path: str | Path, *, stage: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError("exists and is not a folder", file=str(path))
-    if path.is_dir() and any(path.iterdir()) and not (path / MARKER).exists():
+    # logs/ alone does not make a folder foreign: the CLI opens its log before the stage claims the folder
+    if path.is_dir() and any(p.name != "logs" for p in path.iterdir()) and not (path / MARKER).exists():
         raise OutputError(
             "folder exists with other content (not an na64ana output); choose another --out or empty it",
             file=str(path),
@@ -63,6 +67,16 @@ def prepare_outdir(path: str | Path, *, stage: str) -> Path:
         stages.append(stage)
     marker.write_text(json.dumps({"tool": "na64ana", "stages": stages}) + "\n")
     return path
+
+
+def prepare_results_dir(path: str | Path, *, stage: str) -> Path:
+    """:func:`prepare_outdir` for a stage writing into a *results* folder (summary, report): a folder
+    without our marker is accepted when stage outputs inside it carry theirs (a folder assembled from
+    na64ana outputs, e.g. ``OUT/run``, ``OUT/background`` made stage by stage); else OutputError."""
+    path = Path(path)
+    if path.is_dir() and not (path / MARKER).exists() and any(path.glob(f"*/{MARKER}")):
+        (path / MARKER).write_text('{"tool": "na64ana", "stages": []}\n')
+    return prepare_outdir(path, stage=stage)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -83,7 +97,7 @@ def package_version() -> str:
     try:
         return metadata.version("na64ana")
     except metadata.PackageNotFoundError:
-        from .. import __version__
+        from .. import __version__  # the package's __init__ (a cycle at module level)
 
         return __version__
 
@@ -244,22 +258,11 @@ def record(stage: str, **info: Any) -> dict[str, Any]:
 
 
 # Every record has these keys (null = not applicable, e.g. no executor for the limits stage).
-STANDARD: dict[str, Any] = {"inputs": [], "blinded": None, "executor": None, "seeds": None, "metrics": {}}
-UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # "not given" (None means "n/a")
-
-
-def _normalise(info: dict[str, Any], fields: dict[str, Any]) -> None:
-    """Fill the standard fields from the keywords older callers use (``unblind``, ``seed``)."""
-    if fields["blinded"] is UNSET and isinstance(info.get("unblind"), bool):
-        fields["blinded"] = not info["unblind"]
-    if fields["blinded"] is UNSET:
-        fields["blinded"] = None
-    if fields["seeds"] is None and isinstance(info.get("seed"), int):
-        fields["seeds"] = {"seed": info["seed"]}
+STANDARD: dict[str, Any] = {"inputs": [], "blinding": None, "executor": None, "seeds": None, "metrics": {}}
 
 
 def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str, Any] | None = None,
-          outputs: Iterable[str] | None = None, blinded: bool | None = UNSET, executor: str | None = None,
+          outputs: Iterable[str] | None = None, blinding: Blinding | None = None, executor: str | None = None,
           seeds: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
           **info: Any) -> Path:
     """Record ``stage`` in ``outdir/provenance.json`` and refresh the folder's outputs manifest.
@@ -273,20 +276,26 @@ def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str
       not files; not verified).
     - ``outputs``: files (or folders) of ``outdir`` this stage wrote; default: the files added or changed
       since the folder's previous manifest.
-    - ``blinded``: True = no data signal-box content in the outputs, False = unblinded, None = no data
-      (not given: ``not info["unblind"]`` if the caller records ``unblind``).
+    - ``blinding``: the one blinding field (:data:`na64ana.blinding.Blinding`): "blinded" (data read, no
+      signal-box content in the outputs), "unblinded" (the box was opened) or "no-data" (simulation only).
+      Not given: null, which the blinding audit reports as a record that does not say.
     - ``executor`` (+ ``workers``, ``chunksize``, ``scheduler`` in ``info``), ``seeds``, ``metrics``
       (``wall_time_s``, ``events``, ``events_per_s``, ``peak_rss_MB``; see :class:`Clock`).
 
     One record per stage, the latest wins; a stage written twice by the same process is merged.
     """
+    if blinding is not None and blinding not in BLINDING_STATES:
+        raise ValueError(f"blinding must be one of {BLINDING_STATES}, got {blinding!r}")
+    if "unblind" in info or "blinded" in info:
+        raise TypeError("record the blinding as blinding='blinded'|'unblinded'|'no-data' (one field)")
     outdir = Path(outdir)
     path = outdir / PROVENANCE
     data = _read(path)
-    fields: dict[str, Any] = {"blinded": blinded, "executor": executor,
+    fields: dict[str, Any] = {"blinding": blinding, "executor": executor,
                               "seeds": dict(seeds) if seeds is not None else None,
                               "metrics": dict(metrics) if metrics is not None else None}
-    _normalise(info, fields)
+    if fields["seeds"] is None and isinstance(info.get("seed"), int):
+        fields["seeds"] = {"seed": info["seed"]}
     if inputs is not None:
         fields["inputs"] = (dict(inputs) if isinstance(inputs, Mapping)
                             else [describe_input(i, outdir) for i in inputs if i is not None])
@@ -338,8 +347,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def _default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):

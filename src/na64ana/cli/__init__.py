@@ -1,9 +1,11 @@
 """``na64ana``: one command with a subcommand per analysis stage.
 
-Stages, in the order data flows: simulate -> run -> background -> physics -> limits -> report -> export;
+Stages, in the order data flows: simulate -> run -> background -> efficiency -> summary -> limits ->
+report -> export (physics: yields and cross sections);
 ``demo`` chains them on the embedded default campaign; ``verify`` checks a results folder against its
 provenance. Each subcommand lives in its own module here and
-defines ``register(subparsers)``. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad data,
+defines ``register(subparsers)``; a handler validates its arguments and makes one library call (the
+stage's ``run_stage``). Exit codes: 0 ok, 1 internal error, 2 bad input, 3 bad data,
 4 unusable output folder, 130 interrupted.
 """
 
@@ -17,8 +19,8 @@ import sys
 from ..errors import Na64Error
 
 # Subcommand modules in pipeline order (each: register(subparsers) -> sets func=callable(args) -> int).
-SUBCOMMANDS = ("simulate", "run", "background", "physics", "efficiency", "limits", "optimise", "closure",
-               "report", "export", "demo", "verify")
+SUBCOMMANDS = ("simulate", "run", "background", "physics", "efficiency", "summary", "limits", "optimise",
+               "closure", "report", "export", "demo", "verify")
 
 log = logging.getLogger("na64ana")
 

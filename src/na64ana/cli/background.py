@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from .common import add_out, setup_logging
-
-log = logging.getLogger("na64ana.background")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,13 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import background as bg
-    from ..bookkeeping import provenance
+    from .. import background
 
-    out = provenance.prepare_outdir(args.out, stage="background")
-    setup_logging(out, "background")
-    result = bg.table_from_run(args.run_dir, args.datasets, thresholds=args.thresholds)
-    provenance.write_json(out / "background.json", result)
-    provenance.write(out, "background", run_dir=str(args.run_dir), thresholds=args.thresholds)
-    log.info("wrote %s", out / "background.json")
+    setup_logging(args.out, "background")
+    background.run_stage(args.run_dir, args.datasets, args.out, thresholds=args.thresholds)
     return 0

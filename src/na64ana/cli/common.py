@@ -106,6 +106,19 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI") and not os.environ.get("NA64ANA_NO_PROGRESS")
 
 
+def _may_write(folder: Path) -> bool:
+    """The log may go into ``folder``: new, empty, ours (marker) or assembled from our stage folders.
+    A foreign folder gets no log file: the stage refuses it (OutputError) and nothing of ours is left."""
+    from ..bookkeeping.provenance import MARKER
+
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    return (folder / MARKER).exists() or not any(p.name != "logs" for p in folder.iterdir()) \
+        or any(folder.glob(f"*/{MARKER}"))
+
+
 def setup_logging(outdir: str | Path | None, name: str) -> logging.Logger:
     """Log INFO to stderr and DEBUG to ``outdir/logs/<name>.log``."""
     logger = logging.getLogger("na64ana")
@@ -117,7 +130,7 @@ def setup_logging(outdir: str | Path | None, name: str) -> logging.Logger:
     console.setLevel(logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(console)
-    if outdir is not None:
+    if outdir is not None and _may_write(Path(outdir)):
         logdir = Path(outdir) / "logs"
         logdir.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(logdir / f"{name}.log", mode="w")

@@ -35,16 +35,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
-    from ..bookkeeping import provenance
 
-    out = provenance.prepare_outdir(args.out, stage="demo")
-    log = setup_logging(out, "demo")
+    log = setup_logging(args.out, "demo")
     masses = {k: tuple(v) for k, v in (("efficiency_masses", args.efficiency_masses),
                                         ("limit_masses", args.limit_masses)) if v}
-    timings = pipeline.demo(out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,
+    timings = pipeline.demo(args.out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,
                             seed=args.seed, unblind=args.unblind, n_signal=args.n_signal,
                             executor=args.executor, workers=args.workers, progress=show_progress(), **masses)
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     log.info("done in %.0f s: %s", sum(timings.values()), steps)
-    log.info("report: %s", out / "report.md")
+    log.info("report: %s", f"{args.out}/report.md")
     return 0

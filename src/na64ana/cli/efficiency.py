@@ -8,12 +8,8 @@ N-1 histograms) and writes ``DIR/efficiency.json`` and ``DIR/efficiency.md``, pr
 from __future__ import annotations
 
 import argparse
-import logging
-from pathlib import Path
 
 from . import common
-
-log = logging.getLogger("na64ana.efficiency")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,22 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import efficiency
-    from ..bookkeeping import provenance
-    from ..simulation import simulate_signal_samples
 
-    out = provenance.prepare_outdir(args.out, stage="efficiency")
-    common.setup_logging(out, "efficiency")
-    if args.signal_datasets:
-        sig = Path(args.signal_datasets)
-    else:
-        log.info("simulating %d A' per run and mass (%d masses) into %s", args.n_events, len(args.masses),
-                 out / "signal_mc")
-        sig = simulate_signal_samples(args.datasets, out_dir=out / "signal_mc", masses_GeV=args.masses,
-                                      n_events=args.n_events, eps=args.eps, campaign=args.campaign,
-                                      runs=args.runs, seed=args.seed, progress=common.show_progress())
-    efficiency.measure(sig, out=out, campaign=args.campaign, runs=args.runs, masses=args.masses,
-                       executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                       chunksize=args.chunksize, syst=not args.no_syst)
-    print((out / "efficiency.md").read_text(), end="")
-    log.info("wrote %s", out / "efficiency.json")
+    common.setup_logging(args.out, "efficiency")
+    rec = efficiency.run_stage(args.datasets, args.out, signal_datasets=args.signal_datasets,
+                               masses=args.masses, n_events=args.n_events, eps=args.eps, seed=args.seed,
+                               campaign=args.campaign, runs=args.runs, executor=args.executor,
+                               workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize,
+                               syst=not args.no_syst, progress=common.show_progress())
+    print(efficiency.markdown(rec), end="")
     return 0

@@ -6,12 +6,9 @@ Blinded inputs are never exported: no box counts, no observed limits, no workspa
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from .common import add_out, setup_logging
-
-log = logging.getLogger("na64ana.export")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,16 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_hepdata(args: argparse.Namespace) -> int:
-    from ..bookkeeping import provenance
     from ..errors import InputError
-    from ..presentation.hepdata import export_hepdata
+    from ..presentation import hepdata
 
-    results = Path(args.results)
-    if not results.is_dir():
-        raise InputError("results folder not found", file=str(results))
-    out = provenance.prepare_outdir(args.out, stage="export")
-    setup_logging(out, "export")
-    archive = export_hepdata(results, out)
-    provenance.write(out, "export", results=str(results), archive=str(archive))
-    log.info("wrote %s (validated)", archive)
+    if not Path(args.results).is_dir():
+        raise InputError("results folder not found", file=str(args.results))
+    setup_logging(args.out, "export")
+    hepdata.run_stage(args.results, args.out)
     return 0

@@ -43,13 +43,11 @@ def cut_grid(lo: float, hi: float, step: float) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bookkeeping import provenance
     from ..studies import optimise
 
-    out = provenance.prepare_outdir(args.out, stage="optimise")
-    common.setup_logging(out, "optimise")
-    record = optimise.optimise(args.run_dir, args.efficiency_dir, out, masses=args.masses,
-                               cuts=cut_grid(*args.cuts), xsec_unc=args.xsec_unc, eot_unc=args.eot_unc,
-                               cl=args.cl)
+    cuts = cut_grid(*args.cuts)
+    common.setup_logging(args.out, "optimise")
+    record = optimise.run_stage(args.run_dir, args.efficiency_dir, args.out, masses=args.masses, cuts=cuts,
+                                xsec_unc=args.xsec_unc, eot_unc=args.eot_unc, cl=args.cl)
     print(optimise.markdown(record), end="")
     return 0

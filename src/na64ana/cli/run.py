@@ -8,11 +8,9 @@ command resumes it, and after a change only the affected chunks are processed ag
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from ..bookkeeping import provenance
-from ..processing import execute, outputs
+from ..processing.execute import PROCESSOR_NAMES
 from .common import (
     add_cache,
     add_campaign,
@@ -20,12 +18,9 @@ from .common import (
     add_out,
     add_unblind,
     cache_dir,
-    reliable_interrupt,
     setup_logging,
     show_progress,
 )
-
-log = logging.getLogger("na64ana.run")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,12 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_executor(p)
     add_unblind(p)
     add_cache(p)
-    p.add_argument("--processor", choices=execute.PROCESSOR_NAMES, default="invisible",
+    p.add_argument("--processor", choices=PROCESSOR_NAMES, default="invisible",
                    help="processor (default: %(default)s)")
     p.add_argument("--samples", nargs="+", default=["campaign"], metavar="SAMPLE",
                    help="file samples to process (datasets.json FileEntry.sample; default: campaign)")
     p.add_argument("--selection", default=None,
                    help="selection name or .toml path (default: the campaign's / the processor's)")
+    p.add_argument("--extra", nargs=2, action="append", default=[], metavar=("DATASETS", "SAMPLE"),
+                   help="also process SAMPLE of another datasets file in the same run, e.g. the dimuon MC "
+                        "prediction: --extra dimuon_mc/datasets.json dimuon_mc (repeatable)")
     p.add_argument("--retries", type=int, default=2, help="retries of a failed chunk (default: %(default)s)")
     p.add_argument("--on-bad-file", choices=("fail", "skip"), default="fail",
                    help="a bad input file stops the run (fail, default) or is skipped, reported and its EOT "
@@ -50,29 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    jobs = execute.plan(args.datasets, campaign=args.campaign, runs=args.runs, samples=args.samples,
-                        selection=args.selection, processor=args.processor)
-    outdir = provenance.prepare_outdir(args.out, stage="run")
-    outputs.begin(outdir)
-    setup_logging(outdir, "run")
-    executor = "dask" if args.scheduler else args.executor
-    log.info("na64ana run: %s processor on %d dataset(s) [%s], executor %s, chunksize %d, %s",
-             args.processor, len(jobs), ", ".join(j.key for j in jobs), executor, args.chunksize,
-             "UNBLINDED" if args.unblind else "blinded")
-    with reliable_interrupt():
-        result = execute.run(jobs, args.processor, executor=executor, workers=args.workers,
-                             scheduler=args.scheduler, chunksize=args.chunksize, unblind=args.unblind,
-                             retries=args.retries, status=show_progress(), on_bad_file=args.on_bad_file,
-                             cache_dir=cache_dir(args, outdir))
-    records = outputs.write_run(outdir, result, processor=args.processor, unblind=args.unblind,
-                                datasets_file=args.datasets)
-    for rec in records.values():
-        sys.stdout.write(outputs.cutflow_markdown(rec) + "\n")
-    m = result.metrics
-    log.info("%d events in %d chunks, %.2f s wall (%.3g events/s); outputs in %s", m["events"], m["chunks"],
-             m["wall_time_s"], m["events_per_s"] or 0.0, outdir)
-    if "cache" in m:
-        c = m["cache"]
-        log.info("chunk cache %s: %d reused, %d processed (%d stored)", c["dir"], c["hits"], c["misses"],
-                 c["stored"])
+    from ..processing import outputs
+    from ..processing.stage import run_stage
+
+    setup_logging(args.out, "run")
+    res = run_stage(args.datasets, args.out, processor=args.processor, campaign=args.campaign, runs=args.runs,
+                    samples=args.samples, selection=args.selection,
+                    extra=[(ds, (sample,)) for ds, sample in args.extra], unblind=args.unblind,
+                    executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                    chunksize=args.chunksize, retries=args.retries, on_bad_file=args.on_bad_file,
+                    cache_dir=cache_dir(args, args.out), status=show_progress())
+    for cf in res.cutflows.values():
+        sys.stdout.write(outputs.cutflow_markdown(cf.to_json()) + "\n")
     return 0

@@ -19,8 +19,12 @@ from typing import Any
 
 import numpy as np
 from hepdata_lib import Submission, Table, Uncertainty, Variable
+from hepdata_validator.full_submission_validator import FullSubmissionValidator
 
+from .. import blinding
+from ..bookkeeping import provenance
 from ..errors import OutputError
+from ..records import BackgroundRun, EfficiencyRun
 from .results import Curve, EpsLimits, Results
 
 log = logging.getLogger(__name__)
@@ -84,33 +88,25 @@ def cutflow_table(run: str, cf: dict[str, Any]) -> Table | None:
     return t
 
 
-def background_table(entry: dict[str, Any]) -> Table | None:
+def background_table(entry: BackgroundRun) -> Table | None:
     """Expected background in the signal box for one run, by component (limits marked in the name)."""
-    comps = entry.get("components") or {}
     names, vals, uncs = [], [], []
-    for name, d in comps.items():
-        if d.get("value") is None:
-            continue
-        names.append(f"{name} (upper limit)" if d.get("limit") else name)
-        vals.append(d["value"])
-        uncs.append(0.0 if d.get("limit") else float(d.get("unc") or 0.0))
-    up, tot = entry.get("upstream") or {}, entry.get("total") or {}
-    if up.get("value") is not None and "upstream" not in comps:
+    for name, d in entry.components.items():
+        names.append(f"{name} (upper limit)" if d.limit else name)
+        vals.append(d.value)
+        uncs.append(0.0 if d.limit else float(d.unc or 0.0))
+    if "upstream" not in entry.components:
         names.append("upstream (side band C)")
-        vals.append(up["value"])
-        uncs.append(float(up.get("unc") or 0.0))
-    if tot.get("value") is not None:
-        names.append("total")
-        vals.append(tot["value"])
-        uncs.append(float(tot.get("unc") or 0.0))
-    if not names:
-        return None
-    run = str(entry["run"])
+        vals.append(entry.upstream.value)
+        uncs.append(float(entry.upstream.unc))
+    names.append("total")
+    vals.append(entry.total.value)
+    uncs.append(float(entry.total.unc))
+    run = entry.run
     t = Table(f"Background run {run}")
-    fit = entry.get("fit") or {}
     t.description = (
         f"Expected background events in the signal box, run {run}. Upstream component from the "
-        f"side-band-C fit exp(p1 + p2 E_ECAL), p2 = {fit.get('p2')} +- {fit.get('p2_unc')} /GeV."
+        f"side-band-C fit exp(p1 + p2 E_ECAL), p2 = {entry.fit.p2} +- {entry.fit.p2_unc} /GeV."
     )
     t.keywords["observables"] = ["N"]
     t.add_variable(_var("Component", names, independent=True))
@@ -120,18 +116,17 @@ def background_table(entry: dict[str, Any]) -> Table | None:
     return t
 
 
-def efficiency_table(run: str, r: dict[str, Any]) -> Table:
+def efficiency_table(run: str, r: EfficiencyRun) -> Table:
     t = Table(f"Signal efficiency run {run}")
     t.description = f"Signal efficiency vs A' mass, run {run}."
     t.keywords["observables"] = ["EFF"]
-    m = np.asarray(r["mass_GeV"], float)
-    e = np.asarray(r["efficiency"], float)
-    u = np.asarray(r["unc"], float) if r.get("unc") is not None else None
+    m = np.asarray(r.mass_GeV, float)
+    e = np.asarray(r.efficiency, float)
+    u = np.asarray(r.unc, float)
     ok = _finite(m, e, u)
     t.add_variable(_var("$m_{A'}$", m[ok], units="GeV", independent=True))
     v = _var("Efficiency", e[ok], RUN=run)
-    if u is not None:
-        _sym(v, "total", u[ok])
+    _sym(v, "total", u[ok])
     t.add_variable(v)
     return t
 
@@ -180,10 +175,10 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
         " BLINDED: no signal-box content and no observed limits are included." if blinded else ""
     )
     tables: list[Table | None] = [cutflow_table(r, cf) for r, cf in res.cutflows.items()]
-    tables += [background_table(e) for e in (res.json("background") or {}).get("runs", [])]
-    tables += [efficiency_table(r, d) for r, d in ((res.json("efficiency") or {}).get("runs") or {}).items()]
-    limits = res.json("limits") or {}
-    cl = float(limits.get("cl") or (1 - float(limits["level"]) if limits.get("level") else 0.9))
+    bkg, eff, limits = res.background(), res.efficiency(), res.limits()
+    tables += [background_table(e) for e in (bkg.runs if bkg is not None else [])]
+    tables += [efficiency_table(r, d) for r, d in (eff.runs if eff is not None else {}).items()]
+    cl = float(limits.cl) if limits is not None else 0.9
     lim = res.eps_limits()
     if lim is not None:
         tables.append(eps_table(lim, cl=cl))
@@ -229,7 +224,6 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
 
 def validate_archive(archive: str | Path) -> tuple[bool, list[str]]:
     """Validate a submission tarball with hepdata-validator; returns (ok, messages)."""
-    from hepdata_validator.full_submission_validator import FullSubmissionValidator
 
     v = FullSubmissionValidator()
     ok = v.validate(archive=str(archive))
@@ -241,8 +235,6 @@ def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
     """Write ``out/submission/*.yaml`` and ``out/submission.tar.gz``, validated. Returns the archive path.
 
     Recorded as stage "export" in ``out/provenance.json`` (the result files read, blinding)."""
-    from ..bookkeeping import provenance
-
     clock = provenance.Clock()
     res = Results(results_dir)
     out = Path(out).resolve()
@@ -261,8 +253,17 @@ def export_hepdata(results_dir: str | Path, out: str | Path) -> Path:
         raise OutputError("HEPData validation failed: " + "; ".join(msgs[:5]), file=str(archive))
     with tarfile.open(archive) as tar:
         log.info("HEPData submission %s: %d files, validated", archive, len(tar.getnames()))
-    blinded = res.blinded
+    state = blinding.state(res.blinded)
     provenance.write(out, "export", inputs=res.inputs(), outputs=[ARCHIVE, "submission", "resources"],
-                     blinded=blinded, metrics=clock.metrics(), results=str(results_dir), archive=str(archive),
+                     blinding=state, metrics=clock.metrics(), results=str(results_dir), archive=str(archive),
                      tables=len(sub.tables))
+    return archive
+
+
+def run_stage(results_dir: str | Path, out: str | Path) -> Path:
+    """The export stage: claim ``out`` (an na64ana folder or empty) and write the validated submission
+    (:func:`export_hepdata`, which records the stage); returns the archive path."""
+    out = provenance.prepare_outdir(out, stage="export")
+    archive = export_hepdata(results_dir, out)
+    log.info("wrote %s (validated)", archive)
     return archive

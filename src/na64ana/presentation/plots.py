@@ -27,7 +27,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import published
-from .results import Box, Curve, EpsLimits
+from ..blinding import SignalBox
+from ..records import EfficiencyRun, SidebandFit, Upstream
+from .results import Curve, EpsLimits
+
+# Plane range: the ECAL trigger threshold (end of side band C) and the beam energy (GeV).
+ECAL_TRIGGER_GEV = float(published.get("trigger.ecal_max_GeV"))
+BEAM_GEV = float(published.get("beam.energy_GeV"))
 
 # ROOT style with the base font scaled for our ~8x6 inch figures (the style assumes 10x10 at 26 pt).
 STYLE = {**mplhep.style.ROOT, "font.size": 17}
@@ -126,7 +132,7 @@ def _values_edges(h1: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return vals, np.asarray(h1.axes[0].edges), np.asarray(err, dtype=float)
 
 
-def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: Box) -> np.ndarray:
+def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: SignalBox) -> np.ndarray:
     """NaN in every bin that overlaps the signal box: blinded planes show nothing there."""
     out = np.array(values, dtype=float)
     inx = xedges[:-1] < box.ecal_max
@@ -136,8 +142,8 @@ def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: Bo
 
 
 # --- (E_ECAL, E_HCAL) planes ----------------------------------------------------------------------------
-def _draw_regions(ax: Any, box: Box, ymax: float, *, blinded: bool) -> None:
-    xmax = box.beam
+def _draw_regions(ax: Any, box: SignalBox, ymax: float, *, blinded: bool) -> None:
+    xmax = BEAM_GEV
     kw = {"fill": False, "lw": 1.6}
     ax.add_patch(Rectangle((0, 0), box.ecal_max, box.hcal_max, ec="red", **kw))
     if blinded:
@@ -188,7 +194,7 @@ def _draw_regions(ax: Any, box: Box, ymax: float, *, blinded: bool) -> None:
 def plot_planes(
     panels: Sequence[tuple[str, Any]],
     *,
-    box: Box | None = None,
+    box: SignalBox | None = None,
     blinded: bool = False,
     llabel: str = "Simulation",
     rlabel: str | None = None,
@@ -198,7 +204,7 @@ def plot_planes(
     ``panels``: (title, hist with ``ecal`` and ``hcal`` axes; other axes are summed). Side bands A/C, the
     signal box and event classes I-III are drawn; with ``blinded`` the box is masked and hatched.
     """
-    box = box or Box()
+    box = box or SignalBox()
     fig = new_figure((7 * len(panels), 6.3))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, h) in zip(axes, panels, strict=True):
@@ -335,22 +341,29 @@ def plot_nminus1(
 def _model(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     if name == "exp":
         return lambda e, p: np.exp(p[0] + p[1] * e)
+    # lazy: na64ana.background reads run outputs (the processing stack, coffea); the figures need only
+    # its model functions, and only for the alternative shapes
     from ..background import MODELS
 
     return MODELS[name][0]
 
 
-def fit_curve(fit: Mapping[str, Any], e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fitted density f(E) (events/GeV; default model exp(p1 + p2 E)) and its +-1 sigma band.
+def _fit(fit: SidebandFit | Mapping[str, Any]) -> SidebandFit:
+    return fit if isinstance(fit, SidebandFit) else SidebandFit.model_validate(fit)
+
+
+def fit_curve(fit: SidebandFit | Mapping[str, Any],
+              e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fitted density f(E) (events/GeV; the fit's model, e.g. exp(p1 + p2 E)) and its +-1 sigma band.
 
     The band propagates the parameter covariance linearly in log f (numerical gradient), or, without a
     covariance, the slope uncertainty ``p2_unc`` around the fit-range centre.
     """
-    model = str(fit.get("model", "exp"))
-    params = np.asarray(fit.get("params") or [fit["p1"], fit["p2"]], dtype=float)
-    func = _model(model)
+    fit = _fit(fit)
+    params = np.asarray(fit.params, dtype=float)
+    func = _model(fit.model)
     f = func(e, params)
-    cov = fit.get("cov")
+    cov = fit.cov
     if cov is not None and np.shape(cov) == (params.size, params.size):
         grads = []
         for i in range(params.size):
@@ -360,8 +373,8 @@ def fit_curve(fit: Mapping[str, Any], e: np.ndarray) -> tuple[np.ndarray, np.nda
         g = np.array(grads)
         var = np.einsum("ik,ij,jk->k", g, np.asarray(cov, dtype=float), g)
     else:
-        rng = fit.get("fit_range") or [e.min(), e.max()]
-        var = ((e - 0.5 * (rng[0] + rng[1])) * float(fit.get("p2_unc") or 0.0)) ** 2
+        rng = fit.fit_range or [e.min(), e.max()]
+        var = ((e - 0.5 * (rng[0] + rng[1])) * float(fit.p2_unc or 0.0)) ** 2
     s = np.sqrt(np.clip(var, 0, None))
     return f, f * np.exp(-s), f * np.exp(s)
 
@@ -369,19 +382,22 @@ def fit_curve(fit: Mapping[str, Any], e: np.ndarray) -> tuple[np.ndarray, np.nda
 @styled
 def plot_sideband_fit(
     h_ecal: Any,
-    fit: Mapping[str, Any],
+    fit: SidebandFit | Mapping[str, Any],
     *,
-    prediction: Mapping[str, Any] | None = None,
-    box: Box | None = None,
+    prediction: Upstream | Mapping[str, Any] | None = None,
+    box: SignalBox | None = None,
     run: str | None = None,
     llabel: str = "Simulation",
 ) -> Figure:
     """Side-band-C E_ECAL spectrum (events/GeV), the exp(p1 + p2 E) fit and its extrapolation into the box.
 
-    ``fit``: background.json ``runs[].fit``; ``prediction``: ``{"value", "unc"}`` of the box estimate.
+    ``fit``: background.json ``runs[].fit``; ``prediction``: its ``upstream`` (value, unc) in the box.
     The curve is drawn as a density (events per GeV), the data are divided by the bin width to match.
     """
-    box = box or Box()
+    box = box or SignalBox()
+    fit = _fit(fit)
+    if prediction is not None and not isinstance(prediction, Upstream):
+        prediction = Upstream.model_validate(prediction)
     fig = new_figure((8, 6))
     ax = fig.subplots()
     vals, edges, err = _values_edges(project(h_ecal, "ecal"))
@@ -397,25 +413,23 @@ def plot_sideband_fit(
         ms=4,
         label="side band C",
     )
-    rng = fit.get("fit_range") or [box.ecal_max, box.ecal_trigger]
+    rng = fit.fit_range or [box.ecal_max, ECAL_TRIGGER_GEV]
     for lo, hi, style, lab in ((rng[0], rng[1], "-", "fit"), (0.0, box.ecal_max, "--", "extrapolation")):
         e = np.linspace(lo, hi, 200)
         f, flo, fhi = fit_curve(fit, e)
         ax.plot(e, f, color="tab:red", ls=style, label=rf"$e^{{p_1 + p_2 E}}$ {lab}")
         ax.fill_between(e, flo, fhi, color="tab:red", alpha=0.25 if style == "-" else 0.15, lw=0)
     ax.axvspan(0, box.ecal_max, color="gold", alpha=0.15, label="signal region (extrapolated)")
-    p2_unc = fit.get("p2_unc")
-    text = f"model: {fit.get('model', 'exp')}"
-    if fit.get("p2") is not None:
-        text = (
-            rf"$p_2 = {float(fit['p2']):.3f}" + (rf" \pm {float(p2_unc):.3f}" if p2_unc else "") + "$ / GeV"
-        )
-    if prediction and prediction.get("value") is not None:
-        unc = prediction.get("unc")
-        text += "\n" + rf"$n_b = {prediction['value']:.3g}" + (rf" \pm {unc:.2g}$" if unc else "$")
+    p2_unc = fit.p2_unc
+    text = f"model: {fit.model}"
+    if fit.p2 is not None:
+        text = rf"$p_2 = {float(fit.p2):.3f}" + (rf" \pm {float(p2_unc):.3f}" if p2_unc else "") + "$ / GeV"
+    if prediction is not None:
+        unc = prediction.unc
+        text += "\n" + rf"$n_b = {prediction.value:.3g}" + (rf" \pm {unc:.2g}$" if unc else "$")
     ax.text(0.04, 0.93, text + (f"\nrun {run}" if run else ""), transform=ax.transAxes, va="top", fontsize=12)
     ax.set_yscale("log")
-    ax.set_xlim(0, max(edges[-1], box.ecal_trigger))
+    ax.set_xlim(0, max(edges[-1], ECAL_TRIGGER_GEV))
     ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ [GeV]")
     ax.set_ylabel(r"Events / GeV ($E_{\mathrm{HCAL}} < 1$ GeV)")
     ax.legend(fontsize=10, loc="lower right")
@@ -480,7 +494,7 @@ def plot_signal_spectra(spectra: Mapping[str, Any], *, llabel: str = "Simulation
 
 @styled
 def plot_efficiency(
-    runs: Mapping[str, Mapping[str, Any]],
+    runs: Mapping[str, EfficiencyRun | Mapping[str, Any]],
     *,
     intensities: Mapping[str, float] | None = None,
     llabel: str = "Simulation",
@@ -490,6 +504,9 @@ def plot_efficiency(
     With ``intensities`` (e-/spill per run) a second panel shows the intensity dependence at the lightest
     mass, where PRL 2019 quotes 0.69 (low) vs 0.53 (high intensity).
     """
+    recs = {run: r if isinstance(r, EfficiencyRun) else EfficiencyRun.model_construct(
+        mass_GeV=list(r["mass_GeV"]), efficiency=list(r["efficiency"]), unc=r.get("unc"))
+        for run, r in runs.items()}
     fig = new_figure((14 if intensities else 8, 6))
     axs = fig.subplots(1, 2 if intensities else 1, squeeze=False)[0]
     ax = axs[0]
@@ -498,9 +515,9 @@ def plot_efficiency(
         published.get("efficiency.prl2019_high_intensity"),
     )
     ax.axhspan(min(high), max(low), color="grey", alpha=0.15, label="PRL 123 121801 range")
-    for i, (run, r) in enumerate(runs.items()):
-        m, e = np.asarray(r["mass_GeV"], float), np.asarray(r["efficiency"], float)
-        u = np.asarray(r["unc"], float) if r.get("unc") is not None else None
+    for i, (run, r) in enumerate(recs.items()):
+        m, e = np.asarray(r.mass_GeV, float), np.asarray(r.efficiency, float)
+        u = np.asarray(r.unc, float) if r.unc is not None else None
         ax.errorbar(
             m, e, yerr=u, marker="os^vD"[i % 5], color=COLORS[i % len(COLORS)], capsize=2, label=f"run {run}"
         )
@@ -513,14 +530,14 @@ def plot_efficiency(
     if intensities:
         bx = axs[1]
         pts = [
-            (intensities[r], runs[r]["efficiency"][int(np.argmin(runs[r]["mass_GeV"]))])
-            for r in runs
+            (intensities[r], recs[r].efficiency[int(np.argmin(recs[r].mass_GeV))])
+            for r in recs
             if r in intensities
         ]
         if pts:
             x, y = np.array(pts).T
             bx.plot(x, y, "o", color="k", label=r"this analysis, lightest $m_{A'}$")
-            for r, xi, yi in zip([r for r in runs if r in intensities], x, y, strict=True):
+            for r, xi, yi in zip([r for r in recs if r in intensities], x, y, strict=True):
                 bx.annotate(f"run {r}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=10)
         bx.axhline(low[0], color="tab:blue", ls="--", label="PRL 2019, low intensity")
         bx.axhline(high[0], color="tab:red", ls="--", label="PRL 2019, high intensity")

@@ -14,18 +14,24 @@ from __future__ import annotations
 import logging
 import math
 import re
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import hist
+import markdown
 import numpy as np
 
+from .. import blinding
+from ..blinding import SignalBox
+from ..bookkeeping import provenance
+from ..records import BackgroundRun, SidebandFit
 from . import plots
 from .results import (
     BENCHMARK_MASSES_GEV,
-    Box,
     Results,
     hist_meta,
     interp_loglog,
@@ -101,16 +107,17 @@ def _rlabel(res: Results) -> str | None:
     return rf"${eot / 10**exp:.2f}\times10^{{{exp}}}$ EOT"
 
 
-def _box(res: Results) -> Box:
+def _box(res: Results) -> SignalBox:
     """Box edges as the run recorded them (cut-flow ``blinded_region``, provenance selection) or published."""
     for cf in res.cutflows.values():
         if isinstance(cf.get("blinded_region"), dict):
             b = cf["blinded_region"]
-            return Box(ecal_max=float(b["ecal_max"]), hcal_max=float(b["hcal_max"]))
+            return SignalBox(ecal_max=float(b["ecal_max"]), hcal_max=float(b["hcal_max"]))
     for sel in res.selections().values():
-        if isinstance(sel.get("box"), dict) and sel.get("name") != "dimuon":
-            return Box(ecal_max=float(sel["box"]["ecal_max"]), hcal_max=float(sel["box"]["hcal_max"]))
-    return Box()
+        box = SignalBox.of(sel) if sel.get("name") != "dimuon" else None
+        if box is not None:
+            return box
+    return SignalBox()
 
 
 def _only(h: Any, keys: list[str]) -> Any:
@@ -234,21 +241,19 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
             )
 
         jobs.append((name, "run", nm1))
-    bkg = res.json("background") or {}
-    for entry in bkg.get("runs", []):
+    bkg = res.background()
+    for entry in bkg.runs if bkg is not None else []:
 
-        def sb(entry=entry):
+        def sb(entry: BackgroundRun = entry) -> Any:
             h = res.hist("ecal_sideband_c")
-            run = str(entry["run"])
             if h is None:
-                h = _fit_hist(entry["fit"])
-            elif run in plots.categories(h, "run"):
-                h = h[{"run": run}]
-            return plots.plot_sideband_fit(
-                h, entry["fit"], prediction=entry.get("upstream"), box=box, run=run, llabel=ll
-            )
+                h = _fit_hist(entry.fit)
+            elif entry.run in plots.categories(h, "run"):
+                h = h[{"run": entry.run}]
+            return plots.plot_sideband_fit(h, entry.fit, prediction=entry.upstream, box=box, run=entry.run,
+                                           llabel=ll)
 
-        jobs.append((f"sideband_c_{entry['run']}", "background", sb))
+        jobs.append((f"sideband_c_{entry.run}", "background", sb))
     for var, (hd, hm) in _dimuon_pairs(res).items():
         jobs.append(
             (
@@ -267,10 +272,10 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
         return plots.plot_signal_spectra(s, llabel=ll)
 
     def efficiency():
-        eff = res.json("efficiency")
-        if not eff or not eff.get("runs"):
+        eff = res.efficiency()
+        if eff is None or not eff.runs:
             raise Unavailable("efficiency.json not found")
-        return plots.plot_efficiency(eff["runs"], intensities=_intensities(res), llabel=ll)
+        return plots.plot_efficiency(eff.runs, intensities=_intensities(res), llabel=ll)
 
     def eps():
         lim = res.eps_limits()
@@ -307,14 +312,12 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
     return jobs
 
 
-def _fit_hist(fit: dict[str, Any]) -> Any:
+def _fit_hist(fit: SidebandFit) -> Any:
     """The side-band counts stored with the fit (``edges``, ``counts``) as a hist, when no hist is around."""
-    import hist
-
-    if fit.get("edges") is None or fit.get("counts") is None:
+    if not fit.edges or not fit.counts:
         raise Unavailable("hist ecal_sideband_c not found and the fit carries no counts")
-    h = hist.Hist(hist.axis.Variable(fit["edges"], name="ecal"))
-    h[...] = np.asarray(fit["counts"], float)
+    h = hist.Hist(hist.axis.Variable(fit.edges, name="ecal"))
+    h[...] = np.asarray(fit.counts, float)
     return h
 
 
@@ -324,18 +327,13 @@ def _axis_label(h: Any, var: str | None) -> str:
 
 
 def _cl(res: Results) -> float:
-    lim = res.json("limits") or {}
-    cl = lim.get("cl")
-    if cl is None and lim.get("level") is not None:
-        cl = 1 - float(lim["level"])
-    return float(cl) if cl else 0.9
+    lim = res.limits()
+    return float(lim.cl) if lim is not None else 0.9
 
 
 def make_plots(results_dir: str | Path) -> PlotSet:
     """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF), recorded in
     ``plots/provenance.json`` (stage "plots": the files read, blinding, the figures)."""
-    from ..bookkeeping import provenance
-
     clock = provenance.Clock()
     res = Results(results_dir)
     out = PlotSet(Path(results_dir) / "plots")
@@ -354,8 +352,8 @@ def make_plots(results_dir: str | Path) -> PlotSet:
         written += [p.name for p in paths]
         out.made[name] = paths[0]
     if out.folder.is_dir():
-        blinded = res.blinded  # before res.inputs(): the blinding decision reads files too
-        provenance.write(out.folder, "plots", inputs=res.inputs(), outputs=written, blinded=blinded,
+        state = blinding.state(res.blinded)  # before res.inputs(): the blinding decision reads files too
+        provenance.write(out.folder, "plots", inputs=res.inputs(), outputs=written, blinding=state,
                          metrics=clock.metrics(), figures=sorted(out.made), missing=out.missing)
     return out
 
@@ -429,8 +427,6 @@ def _sec_datasets(res: Results, ps: PlotSet) -> str:
 
 def _selection_sources(name: str) -> list[tuple[str, str]]:
     """(path, source) pairs of a selection TOML shipped in na64ana.selections (empty if not found)."""
-    import tomllib
-
     try:
         text = resources.files("na64ana.selections").joinpath(f"{name}.toml").read_text()
     except (ModuleNotFoundError, FileNotFoundError, OSError):
@@ -548,38 +544,30 @@ def _sec_nminus1(res: Results, ps: PlotSet) -> str:
 
 
 def _sec_background(res: Results, ps: PlotSet) -> str:
-    bkg = res.json("background")
-    if not bkg or not bkg.get("runs"):
+    bkg = res.background()
+    if bkg is None or not bkg.runs:
         return unavailable("background", "background.json not found")
     parts = []
     # "upstream" has its own column (the side-band-C extrapolation); the rest are the other sources.
-    comps = sorted({c for r in bkg["runs"] for c in r.get("components", {})} - {"upstream"})
+    comps = sorted({c for r in bkg.runs for c in r.components} - {"upstream"})
     rows = []
-    for r in bkg["runs"]:
-        fit, up, tot = r.get("fit", {}), r.get("upstream", {}), r.get("total", {})
+    for r in bkg.runs:
         cells = [
-            r["run"],
-            f"{_fmt(fit.get('p2'))} ± {_fmt(fit.get('p2_unc'), 2)}",
-            f"{_fmt(up.get('value'), 3)} ± {_fmt(up.get('unc'), 2)}",
+            r.run,
+            f"{_fmt(r.fit.p2)} ± {_fmt(r.fit.p2_unc, 2)}",
+            f"{_fmt(r.upstream.value, 3)} ± {_fmt(r.upstream.unc, 2)}",
         ]
         for c in comps:
-            d = r.get("components", {}).get(c)
+            d = r.components.get(c)
             cells.append(
-                "-"
-                if d is None
-                else (
-                    f"< {_fmt(d.get('value'), 2)}"
-                    if d.get("limit")
-                    else f"{_fmt(d.get('value'), 3)} ± {_fmt(d.get('unc'), 2)}"
-                )
+                "-" if d is None
+                else f"< {_fmt(d.value, 2)}" if d.limit else f"{_fmt(d.value, 3)} ± {_fmt(d.unc, 2)}"
             )
-        cells.append(f"**{_fmt(tot.get('value'), 3)} ± {_fmt(tot.get('unc'), 2)}**")
+        cells.append(f"**{_fmt(r.total.value, 3)} ± {_fmt(r.total.unc, 2)}**")
         rows.append(cells)
     parts.append(table(["run", "slope p2 [1/GeV]", "upstream (side band C)", *comps, "total n_b"], rows))
-    for r in bkg["runs"]:
-        parts.append(
-            _img(ps, f"sideband_c_{r['run']}", f"Side-band-C fit and extrapolation, run {r['run']}.")
-        )
+    for r in bkg.runs:
+        parts.append(_img(ps, f"sideband_c_{r.run}", f"Side-band-C fit and extrapolation, run {r.run}."))
     return "\n\n".join(parts) + "\n"
 
 
@@ -592,18 +580,17 @@ def _sec_dimuon(res: Results, ps: PlotSet) -> str:
 
 def _sec_signal(res: Results, ps: PlotSet) -> str:
     parts = [_img(ps, "signal_spectra", "Signal E_ECAL spectra (unit area).")]
-    eff = res.json("efficiency")
-    if eff and eff.get("runs"):
-        runs = eff["runs"]
-        masses = sorted({m for r in runs.values() for m in r["mass_GeV"]})
+    eff = res.efficiency()
+    if eff is not None and eff.runs:
+        runs = eff.runs
+        masses = sorted({m for r in runs.values() for m in r.mass_GeV})
         rows = []
         for m in masses:
             row: list[Any] = [_fmt(m)]
             for r in runs.values():
-                if m in r["mass_GeV"]:
-                    i = r["mass_GeV"].index(m)
-                    u = r.get("unc")
-                    row.append(f"{r['efficiency'][i]:.3f}" + (f" ± {u[i]:.3f}" if u else ""))
+                if m in r.mass_GeV:
+                    i = r.mass_GeV.index(m)
+                    row.append(f"{r.efficiency[i]:.3f} ± {r.unc[i]:.3f}")
                 else:
                     row.append("-")
             rows.append(row)
@@ -615,8 +602,8 @@ def _sec_signal(res: Results, ps: PlotSet) -> str:
 
 
 def _sec_model(res: Results, ps: PlotSet) -> str:
-    lim = res.json("limits")
-    if not lim:
+    lim = res.limits()
+    if lim is None:
         return unavailable("limits", "limits.json not found")
     info = model_info(lim)
     out = [
@@ -624,12 +611,8 @@ def _sec_model(res: Results, ps: PlotSet) -> str:
         for k, v in info.items()
     ]
     out.append(f"- Confidence level: {100 * _cl(res):.0f}%")
-    check = lim.get("simplified_check")
-    if isinstance(check, dict):
-        out.append(
-            f"- Cross-check: {check.get('description', '')}; max |rel. diff| = "
-            f"{_fmt(check.get('max_abs_rel_diff'), 3)}"
-        )
+    check = lim.simplified_check
+    out.append(f"- Cross-check: {check.description}; max |rel. diff| = {_fmt(check.max_abs_rel_diff, 3)}")
     ws = res.workspaces()
     if ws:
         mods = workspace_modifiers(ws[0])
@@ -673,6 +656,17 @@ def _sec_optimisation(res: Results, ps: PlotSet) -> str:
     )
 
 
+def _blinding(rec: dict[str, Any]) -> str:
+    """A stage record's blinding field (or, for older records, its unblind/blinded flag)."""
+    if rec.get("blinding"):
+        return str(rec["blinding"])
+    if isinstance(rec.get("unblind"), bool):
+        return "unblinded" if rec["unblind"] else "blinded"
+    if isinstance(rec.get("blinded"), bool):
+        return "blinded" if rec["blinded"] else "unblinded"
+    return "-"
+
+
 def _sec_provenance(res: Results, ps: PlotSet) -> str:
     prov = res.json("provenance")
     out = [f"- Blinded: **{'yes' if res.blinded else 'no (box opened)'}**"]
@@ -689,11 +683,11 @@ def _sec_provenance(res: Results, ps: PlotSet) -> str:
                 st.get("time_utc"),
                 f"`{st.get('git_commit')}`",
                 seed,
-                st.get("unblind", st.get("blinded", "-")),
+                _blinding(st),
                 f"`{st.get('command', '')}`",
             ]
         )
-    out += ["", table(["stage", "time (UTC)", "commit", "seed", "unblind/blinded", "command"], rows)]
+    out += ["", table(["stage", "time (UTC)", "commit", "seed", "blinding", "command"], rows)]
     latest = list(prov["stages"].values())[-1]
     if latest.get("versions"):
         out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in latest["versions"].items())]
@@ -748,10 +742,6 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     """Draw the plots (unless given) and write ``report.md`` and ``report.html``; returns the .md path.
 
     Recorded as stage "report" in ``results_dir/provenance.json`` (the files the report read, blinding)."""
-    import markdown
-
-    from ..bookkeeping import provenance
-
     clock = provenance.Clock()
     results_dir = Path(results_dir)
     res = Results(results_dir)
@@ -761,7 +751,20 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     md_path.write_text(md)
     body = markdown.markdown(md, extensions=["tables", "fenced_code"])
     (results_dir / "report.html").write_text(HTML.format(title=f"NA64 report ({res.campaign()})", body=body))
-    blinded = res.blinded
+    state = blinding.state(res.blinded)
     provenance.write(results_dir, "report", inputs=res.inputs(), outputs=["report.md", "report.html"],
-                     blinded=blinded, metrics=clock.metrics(), figures=sorted(ps.made), missing=ps.missing)
+                     blinding=state, metrics=clock.metrics(), figures=sorted(ps.made), missing=ps.missing)
     return md_path
+
+
+def run_stage(results_dir: str | Path) -> PlotSet:
+    """The report stage: every available figure (``plots/``), then ``report.md`` + ``report.html``, both
+    recorded (stages "plots" and "report"). A folder without our marker is accepted only when the stage
+    outputs inside it carry theirs (a folder assembled from na64ana outputs); else OutputError."""
+    results = provenance.prepare_results_dir(results_dir, stage="report")
+    made = make_plots(results)
+    for name, why in made.missing.items():
+        log.info("figure %s not drawn: %s", name, why)
+    md = build_report(results, plots_made=made)
+    log.info("wrote %s, %s and %d figures in %s", md, md.with_suffix(".html"), len(made.made), made.folder)
+    return made

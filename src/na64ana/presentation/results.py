@@ -16,47 +16,38 @@ HEPData export record exactly their inputs (:meth:`Results.inputs`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .. import published
+from ..blinding import SignalBox
+from ..errors import InputError
+from ..records import (
+    AlphaDLimits,
+    BackgroundTable,
+    EfficiencyTable,
+    LimitsRecord,
+    Record,
+    Regions,
+    YLimits,
+)
 
-# --- key names of limits.json (na64ana.stats.limits.scan + stats.interpret): the one place to change them
-LIMIT_KEYS: dict[str, Any] = {
-    "points": "points",  # [{"mass_GeV", "eps_obs", "eps_exp", "eps_exp_m1", ..., "error"?}]
-    "eps_mass": "mass_GeV",
-    "eps_obs": "eps_obs",
-    "eps_exp": "eps_exp",
-    "eps_band": {"m2": "eps_exp_m2", "m1": "eps_exp_m1", "p1": "eps_exp_p1", "p2": "eps_exp_p2"},
-    "y": "y_limits",  # {"m_chi_GeV": [...], "alpha_d=0.5": {"y_obs", "y_exp", ...}}
-    "y_mass": "m_chi_GeV",
-    "y_obs": "y_obs",
-    "y_exp": "y_exp",
-    "alpha": "alpha_d_limits",  # {"m_chi_GeV": [...], "pseudodirac": {"alpha_d_min_obs", "..._exp"}}
-    "alpha_min": "alpha_d_min_obs",
-    "alpha_exp": "alpha_d_min_exp",
-    "opt": "optimisation",  # assumed: {"<mass>": {"cut_GeV", "eps_exp", "optimum_GeV"}}
-    "opt_cut": "cut_GeV",
-    "opt_eps": "eps_exp",
-    "opt_best": "optimum_GeV",
-    "model": (
-        "method",
-        "cl",
-        "poi",
-        "normsys",
-        "analysis",
-        "cross_section",
-        "beam_energy_GeV",
-        "emiss_min_GeV",
-        "n_failed",
-    ),
-}
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=Record)
+
+# The statistical-model description of limits.json shown by the report (LimitsRecord fields).
+MODEL_KEYS = ("method", "cl", "poi", "normsys", "analysis", "cross_section", "beam_energy_GeV",
+              "emiss_min_GeV", "n_failed")
+# optimisation.json (studies.optimise, not a typed record): {"optimisation": {"<mass>": {...}}}
+OPT_KEYS = {"opt": "optimisation", "opt_cut": "cut_GeV", "opt_eps": "eps_exp", "opt_best": "optimum_GeV"}
 # File names written by the stages (interfaces.md); the optimisation scan may also be its own file.
 FILES = {
     "regions": "regions.json",
@@ -70,16 +61,7 @@ FILES = {
     "metrics": "metrics.json",
 }
 BENCHMARK_MASSES_GEV = (0.001, 0.01, 0.1, 1.0)
-
-
-@dataclass(frozen=True)
-class Box:
-    """Signal box and plane range in GeV (published defaults; the run's recorded box overrides)."""
-
-    ecal_max: float = float(published.get("selection.signal_box_ecal_max_GeV"))
-    hcal_max: float = float(published.get("detector.hcal_zero_threshold_GeV"))
-    ecal_trigger: float = float(published.get("trigger.ecal_max_GeV"))
-    beam: float = float(published.get("beam.energy_GeV"))
+Box = SignalBox  # the one signal-box type (na64ana.blinding); this name is kept for notebooks
 
 
 @dataclass(frozen=True)
@@ -139,6 +121,30 @@ class Results:
             return json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+
+    def record(self, cls: type[R], name: str | None = None) -> R | None:
+        """A stage record read and validated (None when absent; an invalid file is logged and skipped, so
+        the report says "not available" instead of crashing)."""
+        path = self.find(name or cls.file_name)
+        if path is None:
+            return None
+        try:
+            return cls.load(path)
+        except InputError as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            return None
+
+    def background(self) -> BackgroundTable | None:
+        return self.record(BackgroundTable)
+
+    def efficiency(self) -> EfficiencyTable | None:
+        return self.record(EfficiencyTable)
+
+    def limits(self) -> LimitsRecord | None:
+        return self.record(LimitsRecord)
+
+    def regions(self, name: str = "regions.json") -> Regions | None:
+        return self.record(Regions, name)
 
     def _dirs(self, name: str) -> list[Path]:
         """``root/name`` and every ``root/*/name`` folder (run outputs of several processors), the run
@@ -219,30 +225,35 @@ class Results:
             isinstance(v, dict) and "signal_box" in v and v["signal_box"] is None for v in regions.values()
         ):
             return True
-        for key in ("background", "limits", "summary"):
-            doc = self.json(key)
-            if isinstance(doc, dict) and doc.get("blinded"):
+        for rec in (self.background(), self.limits()):
+            if rec is not None and rec.blinding == "blinded":
                 return True
+        summ = self.json("summary")
+        if isinstance(summ, dict) and any(r.get("observed", 0) is None for r in summ.get("runs") or []):
+            return True
         plane = self.hist("plane_final")
         return bool(plane is not None and hist_blinded(plane))
 
     # -- adapters ----------------------------------------------------------------------------------
     def eps_limits(self) -> EpsLimits | None:
-        return eps_limits(self.json("limits"), blinded=self.blinded)
+        return eps_limits(self.limits(), blinded=self.blinded)
 
     def y_limits(self) -> dict[str, Curve]:
-        return y_limits(self.json("limits"), blinded=self.blinded)
+        return y_limits(self.limits(), blinded=self.blinded)
 
     def alpha_d_limits(self) -> dict[str, Curve]:
-        return alpha_d_limits(self.json("limits"), blinded=self.blinded)
+        return alpha_d_limits(self.limits(), blinded=self.blinded)
 
-    def optimisation(self) -> dict[str, dict]:
-        return optimisation(self.json("limits"), self.json("optimisation"))
+    def optimisation(self) -> dict[str, dict[str, Any]]:
+        return optimisation(self.json("optimisation"))
 
     def campaign(self) -> str | None:
-        for doc in (*self.cutflows.values(), self.json("background"), self.json("efficiency")):
-            if isinstance(doc, dict) and doc.get("campaign"):
-                return str(doc["campaign"])
+        for cf in self.cutflows.values():
+            if cf.get("campaign"):
+                return str(cf["campaign"])
+        for rec in (self.background(), self.efficiency()):
+            if rec is not None and rec.campaign:
+                return str(rec.campaign)
         return None
 
 
@@ -278,81 +289,82 @@ def hist_blinded(h: Any) -> bool:
     return bool(isinstance(meta, dict) and meta.get("blinded"))
 
 
-def eps_limits(limits: dict | None, *, blinded: bool) -> EpsLimits | None:
-    """eps(m_A') curves from the per-mass ``points`` (failed masses skipped); no observed one when blinded."""
-    if not isinstance(limits, dict):
+def _limits(limits: LimitsRecord | Mapping[str, Any] | None) -> LimitsRecord | None:
+    """A limits record from the record or its JSON (e.g. ``stats.limits.scan`` + interpretation)."""
+    if limits is None or isinstance(limits, LimitsRecord):
+        return limits
+    return LimitsRecord.validate_data(limits)
+
+
+def eps_limits(limits: LimitsRecord | Mapping[str, Any] | None, *, blinded: bool) -> EpsLimits | None:
+    """eps(m_A') curves from the per-mass points (failed masses skipped); no observed one when blinded."""
+    rec = _limits(limits)
+    if rec is None:
         return None
-    pts = [p for p in limits.get(LIMIT_KEYS["points"]) or [] if isinstance(p, dict) and "error" not in p]
-    pts = sorted(
-        (p for p in pts if p.get(LIMIT_KEYS["eps_exp"]) is not None), key=lambda p: p[LIMIT_KEYS["eps_mass"]]
-    )
+    pts = sorted((p for p in rec.points if p.error is None and p.eps_exp is not None),
+                 key=lambda p: p.mass_GeV)
     if not pts:
         return None
 
     def col(k: str) -> np.ndarray | None:
-        return _arr([p.get(k) for p in pts])
+        return _arr([getattr(p, k) for p in pts])
 
-    mass, exp = col(LIMIT_KEYS["eps_mass"]), col(LIMIT_KEYS["eps_exp"])
-    obs = None if blinded else col(LIMIT_KEYS["eps_obs"])
-    band = {k: col(v) for k, v in LIMIT_KEYS["eps_band"].items()}
+    mass, exp = col("mass_GeV"), col("eps_exp")
+    assert mass is not None and exp is not None  # every point has both
+    obs = None if blinded else col("eps_obs")
+    band = {k: col(f"eps_exp_{k}") for k in ("m2", "m1", "p1", "p2")}
     return EpsLimits(mass, exp, obs, band if all(v is not None for v in band.values()) else None)
 
 
-def _curves(sec: Any, obs_key: str, exp_key: str, *, blinded: bool) -> dict[str, Curve]:
-    """Entries of a y/alpha_D section sharing the section-level ``m_chi_GeV`` (or their own)."""
-    if not isinstance(sec, dict):
-        return {}
-    shared = sec.get(LIMIT_KEYS["y_mass"])
-    out = {}
-    for label, d in sec.items():
-        if not isinstance(d, dict):
-            continue
-        x = _arr(d.get(LIMIT_KEYS["y_mass"], shared))
-        obs = None if blinded else _arr(d.get(obs_key))
-        exp = _arr(d.get(exp_key))
-        if x is not None and (obs is not None or exp is not None):
-            out[str(label)] = Curve(x, obs, exp)
-    return out
+def _curve(x: list[float], obs: list[float | None] | None, exp: list[float | None] | None, *,
+           blinded: bool) -> Curve | None:
+    xs, o, e = _arr(x), None if blinded or obs is None else _arr(obs), None if exp is None else _arr(exp)
+    return Curve(xs, o, e) if xs is not None and (o is not None or e is not None) else None
 
 
-def y_limits(limits: dict | None, *, blinded: bool) -> dict[str, Curve]:
+def y_limits(limits: LimitsRecord | Mapping[str, Any] | None, *, blinded: bool) -> dict[str, Curve]:
     """``{"alpha_d=0.5": Curve(m_chi, y_obs, y_exp)}``."""
-    sec = limits.get(LIMIT_KEYS["y"]) if isinstance(limits, dict) else None
-    return _curves(sec, LIMIT_KEYS["y_obs"], LIMIT_KEYS["y_exp"], blinded=blinded)
+    rec = _limits(limits)
+    sec: YLimits | None = rec.y_limits if rec is not None else None
+    if sec is None:
+        return {}
+    out = {label: _curve(sec.m_chi_GeV, b.y_obs, b.y_exp, blinded=blinded) for label, b in sec.bands.items()}
+    return {k: c for k, c in out.items() if c is not None}
 
 
-def alpha_d_limits(limits: dict | None, *, blinded: bool) -> dict[str, Curve]:
+def alpha_d_limits(limits: LimitsRecord | Mapping[str, Any] | None, *, blinded: bool) -> dict[str, Curve]:
     """``{"pseudodirac": Curve(m_chi, alpha_d_min_obs, alpha_d_min_exp)}``."""
-    sec = limits.get(LIMIT_KEYS["alpha"]) if isinstance(limits, dict) else None
-    return _curves(sec, LIMIT_KEYS["alpha_min"], LIMIT_KEYS["alpha_exp"], blinded=blinded)
+    rec = _limits(limits)
+    sec: AlphaDLimits | None = rec.alpha_d_limits if rec is not None else None
+    if sec is None:
+        return {}
+    out = {kind: _curve(sec.m_chi_GeV, e.alpha_d_min_obs, e.alpha_d_min_exp, blinded=blinded)
+           for kind, e in (("pseudodirac", sec.pseudodirac), ("majorana", sec.majorana))}
+    return {k: c for k, c in out.items() if c is not None}
 
 
-def optimisation(limits: dict | None, separate: dict | None) -> dict[str, dict]:
-    """``{"<mass GeV>": {"cut": array, "eps": array, "best": float}}`` (expected only: never blinded)."""
-    sec = separate.get(LIMIT_KEYS["opt"], separate) if isinstance(separate, dict) else None
-    if not sec and isinstance(limits, dict):
-        sec = limits.get(LIMIT_KEYS["opt"])
+def optimisation(doc: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """``{"<mass GeV>": {"cut": array, "eps": array, "best": float}}`` from optimisation.json (expected
+    limits only: never blinded)."""
+    sec = doc.get(OPT_KEYS["opt"], doc) if isinstance(doc, Mapping) else None
     out = {}
     for mass, d in (sec or {}).items():
         if not isinstance(d, dict):
             continue
-        cut, eps = _arr(d.get(LIMIT_KEYS["opt_cut"])), _arr(d.get(LIMIT_KEYS["opt_eps"]))
+        cut, eps = _arr(d.get(OPT_KEYS["opt_cut"])), _arr(d.get(OPT_KEYS["opt_eps"]))
         if cut is None or eps is None:
             continue
-        best = d.get(LIMIT_KEYS["opt_best"])
-        out[str(mass)] = {
-            "cut": cut,
-            "eps": eps,
-            "best": float(best if best is not None else cut[np.nanargmin(eps)]),
-        }
+        best = d.get(OPT_KEYS["opt_best"])
+        out[str(mass)] = {"cut": cut, "eps": eps,
+                          "best": float(best if best is not None else cut[np.nanargmin(eps)])}
     return out
 
 
-def model_info(limits: dict | None) -> dict[str, Any]:
-    """The statistical-model description keys present in limits.json."""
-    if not isinstance(limits, dict):
+def model_info(limits: LimitsRecord | None) -> dict[str, Any]:
+    """The statistical-model description of limits.json."""
+    if limits is None:
         return {}
-    return {k: limits[k] for k in LIMIT_KEYS["model"] if k in limits}
+    return {k: getattr(limits, k) for k in MODEL_KEYS}
 
 
 def workspace_modifiers(path: Path) -> dict[str, str]:
@@ -381,8 +393,6 @@ def interp_loglog(x: np.ndarray, y: np.ndarray, at: float) -> float | None:
 
 def relic_targets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Thermal relic targets y(m_chi) (ESPP curves by P. Crivelli) from ``data/relic_target_*.csv``."""
-    from importlib import resources
-
     out = {}
     for model in ("scalar", "pseudodirac", "majorana"):
         text = resources.files("na64ana").joinpath(f"data/relic_target_{model}.csv").read_text()

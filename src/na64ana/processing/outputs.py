@@ -22,9 +22,10 @@ from typing import Any
 import hist
 
 from .. import blinding
+from .. import datasets as ds
 from ..bookkeeping import provenance
 from ..errors import OutputError
-from ..selection import Req, Resolved
+from ..records import Cutflow, RunOutput
 from .execute import Job, RunResult
 
 COMPLETE = "run.complete"
@@ -69,20 +70,14 @@ def cutflow_record(job: Job, output: Mapping[str, Any], *, blinded: bool) -> dic
            "eot": job.eot, "rows": rows}
     if blinded:
         rec["note"] = blinding.note(sel)
-        rec["blinded_region"] = {"ecal_max": sel.box_ecal_max, "hcal_max": sel.box_hcal_max}
-    return rec
-
-
-def _region_hidden(reqs: tuple[Req, ...], sel: Resolved) -> bool:
-    ecal_in = any(r.variable == "ecal_e" and r.max is not None and r.max <= sel.box_ecal_max for r in reqs)
-    hcal_in = any(r.variable == "hcal_e" and r.max is not None and r.max <= sel.box_hcal_max for r in reqs)
-    return ecal_in and hcal_in
+        rec["blinded_region"] = blinding.SignalBox(sel.box_ecal_max, sel.box_hcal_max).as_dict()
+    return Cutflow.model_validate(rec).to_json()  # the documented record, checked as it is written
 
 
 def regions_record(job: Job, output: Mapping[str, Any], *, blinded: bool) -> dict[str, Any]:
     """Region counts of one key; regions inside the blinded box are null when blinded."""
     got = output["regions"][job.key]
-    hidden = {n for n, reqs in job.selection.regions if blinded and _region_hidden(reqs, job.selection)}
+    hidden = blinding.hidden_regions(job.selection) if blinded else set()
     names = [n for n, _ in job.selection.regions]
     rec: dict[str, Any] = {n: (None if n in hidden else int(round(got[n][0]))) for n in names}
     if job.kind == "mc":
@@ -143,8 +138,6 @@ def _pickle(path: Path, obj: Any) -> None:
 def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind: bool,
               datasets_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Write all outputs of a run; return ``{key: cut-flow record}``. ``run.complete`` is written last."""
-    from .. import datasets as ds
-
     outdir = begin(outdir)
     stage = outdir / STAGING
     (stage / "cutflows").mkdir(parents=True)
@@ -181,9 +174,10 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
     # Last: the manifest of provenance.json covers everything above, run.complete included.
     provenance.write(
         outdir, "run", inputs=run_inputs(result, datasets_file), outputs=[*ITEMS, COMPLETE],
-        blinded=all(k in blinded_keys for k in data) if data else None, **provenance.executor_info(m),
+        blinding=blinding.state(all(k in blinded_keys for k in data) if data else None),
+        **provenance.executor_info(m),
         metrics={k: v for k, v in m.items() if k not in ("executor", "workers", "chunksize", "scheduler")},
-        processor=processor, blinded_keys=sorted(blinded_keys), unblind=unblind,
+        processor=processor, blinded_keys=sorted(blinded_keys),
         selection=sorted({j.selection.name for j in result.jobs}), selection_hashes=hashes,
         selections={j.key: j.selection.as_dict() for j in result.jobs},
         datasets_file=str(datasets_file) if datasets_file else None, datasets_sha256=dsha,
@@ -245,3 +239,8 @@ def load_regions(outdir: str | Path) -> dict[str, Any]:
     outdir = Path(outdir)
     _require_complete(outdir)
     return json.loads((outdir / "regions.json").read_text())
+
+
+def load_run(outdir: str | Path) -> RunOutput:
+    """A complete run output as typed records (cut flows and region counts of every key)."""
+    return RunOutput.load(outdir)

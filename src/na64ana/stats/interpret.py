@@ -7,49 +7,52 @@ this module only maps the limits.json points onto them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .. import published
 from ..physics import darkmatter as dm
+from ..records import AlphaDEntry, AlphaDLimits, LimitPoint, YBand, YLimits
 
 _BAND_KEYS = ("eps_obs", "eps_exp", "eps_exp_m1", "eps_exp_p1", "eps_exp_m2", "eps_exp_p2")
+Points = Sequence[LimitPoint | Mapping[str, Any]]
 
 
-def _ok(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points with a limit (observed, or expected only when blinded)."""
-    return [p for p in points if "error" not in p and (p.get("eps_obs") or p.get("eps_exp"))]
+def _points(points: Points) -> list[LimitPoint]:
+    """Points with a limit (observed, or expected only when blinded), as records."""
+    recs = [p if isinstance(p, LimitPoint) else LimitPoint.model_validate(p) for p in points]
+    return [p for p in recs if p.error is None and (p.eps_obs or p.eps_exp)]
 
 
-def y_limits(points: list[dict[str, Any]], alpha_ds: list[float] | None = None) -> dict[str, Any]:
+def y_limits(points: Points, alpha_ds: list[float] | None = None) -> YLimits:
     """Upper limits on y(m_chi) for each alpha_D (default: the published benchmarks 0.5 and 0.1)."""
     ratio = dm.default_ratio()
     alpha_ds = list(alpha_ds or published.get("darkmatter.alpha_d_benchmarks"))
-    good = _ok(points)
-    out: dict[str, Any] = {"ratio_mA_over_mchi": ratio, "m_chi_GeV": [p["mass_GeV"] / ratio for p in good]}
+    good = _points(points)
+    bands = {}
     for a in alpha_ds:
-        entry = {}
-        for key in _BAND_KEYS:
-            entry[key.replace("eps", "y")] = [
-                float(dm.y_from_eps(p[key], p["mass_GeV"] / ratio, a, ratio)) if p.get(key) else None
-                for p in good]
-        out[f"alpha_d={a:g}"] = entry
-    return out
+        bands[f"alpha_d={a:g}"] = YBand(**{
+            key.replace("eps", "y"): [float(dm.y_from_eps(getattr(p, key), p.mass_GeV / ratio, a, ratio))
+                                      if getattr(p, key) else None for p in good]
+            for key in _BAND_KEYS})
+    return YLimits(ratio_mA_over_mchi=ratio, m_chi_GeV=[p.mass_GeV / ratio for p in good], **bands)
 
 
-def alpha_d_limits(points: list[dict[str, Any]]) -> dict[str, Any]:
+def alpha_d_limits(points: Points) -> AlphaDLimits:
     """Lower limits on alpha_D(m_chi) from eps_obs for pseudo-Dirac and Majorana DM."""
     ratio = dm.default_ratio()
-    good = _ok(points)
-    out: dict[str, Any] = {"ratio_mA_over_mchi": ratio, "m_chi_GeV": [p["mass_GeV"] / ratio for p in good]}
-    for kind in ("pseudodirac", "majorana"):
-        out[kind] = {
-            "f": dm.relic_f(kind),
-            "alpha_d_min_obs": [_amin(p["eps_obs"], p["mass_GeV"] / ratio, kind, ratio) if p.get("eps_obs")
-                                else None for p in good],
-            "alpha_d_min_exp": [_amin(p["eps_exp"], p["mass_GeV"] / ratio, kind, ratio) if p.get("eps_exp")
-                                else None for p in good],
-        }
-    return out
+    good = _points(points)
+
+    def entry(kind: str) -> AlphaDEntry:
+        return AlphaDEntry(
+            f=dm.relic_f(kind),
+            alpha_d_min_obs=[_amin(p.eps_obs, p.mass_GeV / ratio, kind, ratio) if p.eps_obs else None
+                             for p in good],
+            alpha_d_min_exp=[_amin(p.eps_exp, p.mass_GeV / ratio, kind, ratio) if p.eps_exp else None
+                             for p in good])
+
+    return AlphaDLimits(ratio_mA_over_mchi=ratio, m_chi_GeV=[p.mass_GeV / ratio for p in good],
+                        pseudodirac=entry("pseudodirac"), majorana=entry("majorana"))
 
 
 def _amin(eps: float, m_chi: float, kind: str, ratio: float) -> float:
@@ -58,6 +61,6 @@ def _amin(eps: float, m_chi: float, kind: str, ratio: float) -> float:
 
 def add_interpretation(result: dict[str, Any]) -> dict[str, Any]:
     """Add ``y_limits`` and ``alpha_d_limits`` to a limits.json dict (in place; also returned)."""
-    result["y_limits"] = y_limits(result["points"])
-    result["alpha_d_limits"] = alpha_d_limits(result["points"])
+    result["y_limits"] = y_limits(result["points"]).to_json()
+    result["alpha_d_limits"] = alpha_d_limits(result["points"]).to_json()
     return result

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import blinding
+from ..bookkeeping import provenance
+from ..physics.yields import yield_per_eot_grid
+from ..records import LimitsRecord
 from ..summary import Summary, signal_shares
+from ..summary import load as load_summary
 from . import cls as _cls
-from .model import workspace_spec
+from . import interpret
+from .model import counting_model_from_spec, pyhf_model, workspace_spec
 
 log = logging.getLogger("na64ana.stats")
 EPS0 = 1e-4  # eps at which the yield per EOT is evaluated (any value works: yield ~ eps^2)
@@ -26,9 +33,7 @@ TOYS_SEED = 1  # seed of the toy CLs method (recorded in provenance)
 
 
 def yields_per_eot(summary: Summary, masses: list[float]) -> np.ndarray:
-    """A' per EOT above E_miss threshold at eps = EPS0 (physics module imported lazily)."""
-    from ..physics.yields import yield_per_eot_grid
-
+    """A' per EOT above E_miss threshold at eps = EPS0."""
     return np.asarray(yield_per_eot_grid(np.asarray(masses, dtype=float), EPS0, e0=summary.beam_energy_GeV,
                                          emiss_min=summary.emiss_min_GeV, xsec=summary.cross_section),
                       dtype=float)
@@ -55,9 +60,7 @@ def mass_spec(summary: Summary, mass: float, signal_total: float) -> dict[str, A
 
 def asymptotic_limits(spec: dict[str, Any], cl: float) -> tuple[float, dict[str, float]]:
     """pyhf asymptotic CLs limits (labelled option only: far too strong at n = 0, see lessons.md)."""
-    import pyhf
-
-    from .model import pyhf_model
+    import pyhf  # lazy: pyhf costs ~1 s to import and only this labelled option (and the closure) use it
 
     pyhf.set_backend("numpy")
     model, data = pyhf_model(spec)
@@ -79,17 +82,13 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
     eps_ref = EPS0 * math.sqrt(n_ref / s_eps0)
     spec = mass_spec(summary, mass, n_ref)
     if ws_dir is not None:
-        from ..bookkeeping.provenance import write_json
-
         name = f"workspace_m{mass * 1e3:.4g}MeV.json"
-        write_json(ws_dir / name, spec)
+        provenance.write_json(ws_dir / name, spec)
         point["workspace"] = f"workspaces/{name}"
     if method == "asymptotic":
         mu_obs, mu_exp = asymptotic_limits(spec, cl)
         extra: dict[str, Any] = {}
     else:
-        from .model import counting_model_from_spec
-
         res = _cls.limits(counting_model_from_spec(spec), cl, method=method, seed=TOYS_SEED)
         mu_obs, mu_exp = res.mu_obs, res.mu_exp
         extra = {"cls_at_limit": res.cls_obs_at_limit, "n_outcomes": res.n_outcomes}
@@ -118,17 +117,13 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float, *, method: str
 
 
 def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
-         yields: np.ndarray | None = None, summary_file: str | Path | None = None) -> dict[str, Any]:
+         yields: np.ndarray | None = None) -> dict[str, Any]:
     """Limits for every mass of the summary. ``yields``: A' per EOT at eps = EPS0 per mass (default: physics).
 
     A mass that fails is reported with an ``error`` field, never as a silent NaN. With ``out_dir`` the
-    workspaces are written there and recorded (stage "limits" in provenance.json, ``summary_file`` as its
-    input); whoever then writes ``limits.json`` there records the stage again to refresh the manifest."""
-    from ..bookkeeping import provenance
-
+    workspaces are written to ``out_dir/workspaces`` (the stage record is :func:`run_stage`'s job)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
-    clock = provenance.Clock()
     cl = summary.cl if cl is None else cl
     masses = list(summary.masses_GeV)
     y = yields_per_eot(summary, masses) if yields is None else np.asarray(yields, dtype=float)
@@ -144,12 +139,6 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
             log.warning("mass %.4g GeV failed: %s", m, exc)
             points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
     diffs = [abs(p["simple_rel_diff"]) for p in points if p.get("simple_rel_diff") is not None]
-    if out_dir is not None:
-        provenance.write(out_dir, "limits", inputs=[summary_file] if summary_file else None,
-                         outputs=["workspaces"], blinded=summary.blinded,
-                         seeds={"toys_seed": TOYS_SEED} if method == "toys" else None,
-                         metrics=clock.metrics(masses=len(masses)), method=method, cl=cl,
-                         n_failed=sum("error" in p for p in points))
     return {
         "cl": cl, "method": _method_label(method), "analysis": summary.analysis, "blinded": summary.blinded,
         "cross_section": summary.cross_section, "beam_energy_GeV": summary.beam_energy_GeV,
@@ -164,6 +153,47 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
         },
         "n_failed": sum("error" in p for p in points),
     }
+
+
+def compute(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
+            yields: np.ndarray | None = None, summary_file: str | Path | None = None) -> LimitsRecord:
+    """The limits record: :func:`scan` plus the dark-matter reading (y, alpha_D); workspaces written to
+    ``out_dir/workspaces`` when given. ``summary_file``: recorded as where the summary came from (the
+    stage records it relative to the limits folder)."""
+    res = interpret.add_interpretation(scan(summary, method=method, cl=cl, out_dir=out_dir, yields=yields))
+    if summary_file is not None:
+        res["summary_file"] = str(summary_file)
+    return LimitsRecord.model_validate(res)
+
+
+def run_stage(summary_file: str | Path, out: str | Path, *, method: str = "exact", cl: float | None = None,
+              yields: np.ndarray | None = None) -> LimitsRecord:
+    """The limits stage: read (and validate) the summary, write ``out/limits.json``, one pyhf workspace per
+    mass and the provenance (the summary read, with its hash, so ``na64ana verify`` notices a changed
+    summary; the blinding; the toys seed)."""
+    clock = provenance.Clock()
+    summ = load_summary(summary_file)
+    out = provenance.prepare_outdir(out, stage="limits")
+    # relative to the limits folder: a moved or copied results folder still points at its own summary
+    rel = Path(os.path.relpath(Path(summary_file).resolve(), out.resolve())).as_posix()
+    rec = compute(summ, method=method, cl=cl, out_dir=out, yields=yields, summary_file=rel)
+    rec.dump(out / LimitsRecord.file_name)
+    provenance.write(out, "limits", inputs=[summary_file], outputs=[LimitsRecord.file_name, "workspaces"],
+                     blinding=blinding.state(summ.blinded),
+                     seeds={"toys_seed": TOYS_SEED} if method == "toys" else None,
+                     metrics=clock.metrics(masses=len(rec.points)), summary=str(summary_file), method=method,
+                     cl=rec.cl, n_failed=rec.n_failed)
+    for p in rec.points:
+        if p.error is not None:
+            log.info("m = %8.4g GeV  ERROR %s", p.mass_GeV, p.error)
+        elif p.blinded:
+            log.info("m = %8.4g GeV  eps90 exp %.3e  (blinded: no observed limit)", p.mass_GeV,
+                     p.eps_exp or float("nan"))
+        else:
+            log.info("m = %8.4g GeV  eps90 obs %.3e  exp %.3e  (simplified %.3e)", p.mass_GeV,
+                     p.eps_obs or float("nan"), p.eps_exp or float("nan"), p.eps_simple or float("nan"))
+    log.info("wrote %s (%d masses, %d failed)", out / LimitsRecord.file_name, len(rec.points), rec.n_failed)
+    return rec
 
 
 def _method_label(method: str) -> str:

@@ -24,18 +24,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import optimize
 
-log = logging.getLogger(__name__)
-BKG_UNC_CAP = 0.9  # summary contract: relative background width < 100% (see na64ana.summary)
+from .. import background as bg
+from .. import datasets as dsets
+from .. import efficiency as effmod
+from .. import summary as summ
+from ..bookkeeping import provenance
+from ..errors import InputError
+from ..processing.stage import run_stage as run_events
+from ..simulation import simulate_campaign
+from ..stats import cls
+from ..stats import limits as lim
+from ..stats.limits import EPS0, mass_spec, yields_per_eot
+from ..stats.model import pyhf_model
+from ..summary import Summary, signal_shares
+
+log = logging.getLogger("na64ana.closure")
 
 
 def scaled_datasets(src: str | Path, dst: str | Path, scale: float) -> Path:
     """Copy of a datasets file with every run's EOT multiplied by ``scale`` (reduced-EOT closure).
 
     Per-EOT rates are unchanged, so the expected signal and background scale with the EOT."""
-    from .. import datasets as dsets
-    from ..errors import InputError
-
     if not (math.isfinite(scale) and scale > 0):
         raise InputError(f"EOT scale must be positive, got {scale!r}", field="--eot-scale")
     ds = dsets.load(src)
@@ -50,43 +61,8 @@ def scaled_datasets(src: str | Path, dst: str | Path, scale: float) -> Path:
     return Path(dst)
 
 
-def summary_dict(*, analysis: str, campaign: Any, regions: Mapping[str, Any], background: Mapping[str, Any],
-                 efficiency: Mapping[str, Any], mass: float, keys: Mapping[str, str],
-                 bkg_unc_cap: float = BKG_UNC_CAP) -> dict[str, Any]:
-    """The yields summary (na64ana.summary contract) of one unblinded chain.
-
-    ``keys``: {run name: dataset key of the campaign sample}. A relative background uncertainty above
-    ``bkg_unc_cap`` (the side-band extrapolation can exceed 100%) is capped and the cap noted."""
-    bkg_runs = {r["run"]: r for r in background["runs"]}
-    runs, notes = [], {}
-    for name, key in keys.items():
-        n = regions[key]["signal_box"]
-        if n is None:
-            raise ValueError(f"run {name}: the signal box is blinded; the closure needs --unblind outputs")
-        er = efficiency["runs"][name]
-        ms = [float(x) for x in er["mass_GeV"]]
-        i = int(np.argmin([abs(math.log(x / mass)) for x in ms]))
-        eff, eff_unc = float(er["efficiency"][i]), float(er["unc"][i])
-        b, bu = float(bkg_runs[name]["total"]["value"]), float(bkg_runs[name]["total"]["unc"])
-        if b > 0 and bu >= bkg_unc_cap * b:
-            notes[f"run_{name}"] = f"background_unc {bu:.4g} capped at {bkg_unc_cap:g} x background"
-            bu = bkg_unc_cap * b
-        r = campaign.runs[name]
-        runs.append({"name": name, "eot": r.eot, "eot_unc": r.eot_unc, "efficiency": min(eff, 1.0),
-                     "efficiency_unc": min(eff_unc / eff, 0.99), "background": b, "background_unc": bu,
-                     "observed": int(n)})
-    return {"analysis": analysis, "beam_energy_GeV": campaign.beam_energy_GeV,
-            "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": "etl", "cl": 0.9,
-            "correlated": {"xsec": campaign.xsec_unc}, "runs": runs, "masses_GeV": [mass],
-            "notes": {"efficiency": f"signal MC at m = {ms[i]:g} GeV", **notes}}
-
-
-def eps_reference(summary: Any, mass: float) -> tuple[float, float]:
+def eps_reference(summary: Summary, mass: float) -> tuple[float, float]:
     """(eps_ref, n_ref) of the limits model: nominal total signal n_ref = N90(n=0) at eps_ref."""
-    from ..stats import cls
-    from ..stats.limits import EPS0, yields_per_eot
-    from ..summary import signal_shares
-
     n_ref = cls.poisson_upper_limit(0, 0.0, summary.cl)
     y0 = float(yields_per_eot(summary, [mass])[0])
     s_eps0 = y0 * float(sum(s.sum() for s in signal_shares(summary, mass)))
@@ -97,10 +73,7 @@ def profile_fit(spec: dict[str, Any], *, mu_max: float) -> dict[str, Any]:
     """pyhf MLE of mu (Minuit, nuisances profiled) and its 68% profile-likelihood interval.
 
     Why the profile interval: with O(10) events the likelihood is asymmetric; HESSE is reported too."""
-    import pyhf
-    from scipy import optimize
-
-    from ..stats.model import pyhf_model
+    import pyhf  # lazy: ~1 s to import, needed only for this fit
 
     spec = json.loads(json.dumps(spec))
     spec["measurements"][0]["config"]["parameters"][0]["bounds"] = [[0.0, mu_max]]
@@ -143,55 +116,28 @@ def within_band(point: Mapping[str, Any], n_sigma: int = 2) -> bool | None:
     return bool(lo * (1 - 1e-6) <= obs and (hi is None or obs <= hi * (1 + 1e-6)))
 
 
-def _process(sim_ds: Path, out: Path, campaign: str, runs: Sequence[str] | None, executor: str,
-             workers: int) -> Path:
-    """``na64ana run --unblind`` then ``na64ana background`` on one simulated campaign; returns run dir."""
-    from .. import background as bg
-    from ..bookkeeping import provenance
-    from ..processing import execute, outputs
-
-    run_dir = provenance.prepare_outdir(out / "run", stage="run")
-    outputs.begin(run_dir)
-    jobs = execute.plan(sim_ds, campaign=campaign, runs=runs)
-    result = execute.run(jobs, "invisible", executor=executor, workers=workers, unblind=True)
-    outputs.write_run(run_dir, result, processor="invisible", unblind=True, datasets_file=sim_ds)
-    bdir = provenance.prepare_outdir(out / "background", stage="background")
-    clock = provenance.Clock()
-    table = bg.table_from_run(run_dir, sim_ds)
-    provenance.write_json(bdir / "background.json", table)
-    provenance.write(bdir, "background", inputs=[run_dir, sim_ds], outputs=["background.json"],
-                     blinded=table.get("blinded"), metrics=clock.metrics(), run_dir=str(run_dir))
-    return run_dir
-
-
-def _chain_summary(sample_dir: Path, sim_ds: Path, campaign: str, eff: Mapping[str, Any], mass: float,
-                   label: str) -> dict[str, Any]:
-    from .. import datasets as dsets
-    from ..processing import outputs
-
-    run_dir = sample_dir / "run"
-    regions = outputs.load_regions(run_dir)
-    bkg = json.loads((sample_dir / "background" / "background.json").read_text())
-    camp = dsets.load(sim_ds).campaign(campaign)
-    keys = {outputs.load_cutflow(run_dir, k)["run"]: k for k in regions
-            if outputs.load_cutflow(run_dir, k).get("sample", "campaign") == "campaign"}
-    return summary_dict(analysis=f"closure {label}", campaign=camp, regions=regions, background=bkg,
-                        efficiency=eff, mass=mass, keys=keys)
+def _chain(sim_ds: Path, out: Path, eff_dir: Path, *, campaign: str, runs: Sequence[str] | None, mass: float,
+           label: str, executor: str, workers: int) -> Summary:
+    """One simulated campaign through the stages, unblinded: run -> background -> summary (``out/``)."""
+    run_events(sim_ds, out / "run", campaign=campaign, runs=runs, unblind=True, executor=executor,
+               workers=workers)
+    bg.run_stage(out / "run", sim_ds, out / "background")
+    s = summ.run_stage(out / "run", out / "background", eff_dir, sim_ds, out, masses_GeV=[mass],
+                       analysis=f"closure {label}", campaign=campaign)
+    if s.blinded:
+        raise InputError("the signal box is blinded; the closure needs unblinded outputs",
+                         file=str(out / "run"))
+    return s
 
 
 def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str | Path, seed: int = 2019,
                 campaign: str | None = None, runs: Sequence[str] | None = None, eot_scale: float = 1.0,
                 n_signal_mc: int = 20_000, executor: str = "iterative", workers: int = 2,
                 efficiency_dir: str | Path | None = None) -> dict[str, Any]:
-    """The closure test end to end; writes ``out/closure.json`` and ``out/closure.md``, returns the record."""
-    from .. import datasets as dsets
-    from .. import efficiency as effmod
-    from .. import summary as summ
-    from ..bookkeeping import provenance
-    from ..simulation import simulate_campaign, simulate_signal_samples
-    from ..stats import limits as lim
-    from ..stats.limits import mass_spec
+    """The closure test end to end; writes ``out/closure.json`` and ``out/closure.md``, returns the record.
 
+    Built from the stages (run, background, efficiency, summary, limits: the same code as the analysis),
+    each writing its own folder under ``out/<injected|null>/``."""
     out = provenance.prepare_outdir(out, stage="closure")
     clock = provenance.Clock()
     src = Path(datasets_file)
@@ -203,30 +149,28 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
             "null": simulate_campaign(base, out_dir=out / "null" / "sim", campaign=cname, runs=runs,
                                       seed=seed + 1)}
     if efficiency_dir is None:
-        sig = simulate_signal_samples(base, out_dir=out / "signal_mc", masses_GeV=[mass],
-                                      n_events=n_signal_mc, campaign=cname, runs=runs, seed=seed + 2)
-        effmod.measure(sig, out=out / "efficiency", campaign=cname, runs=runs, masses=[mass],
-                       executor=executor, workers=workers)
+        effmod.run_stage(base, out / "efficiency", signal_dir=out / "signal_mc", masses=[mass],
+                         n_events=n_signal_mc, campaign=cname, runs=runs, seed=seed + 2, executor=executor,
+                         workers=workers)
         efficiency_dir = out / "efficiency"
-    eff = json.loads((Path(efficiency_dir) / "efficiency.json").read_text())
     record: dict[str, Any] = {"campaign": cname, "mass_GeV": mass, "eps_injected": eps, "seed": seed,
                               "eot_scale": eot_scale, "n_signal_mc": n_signal_mc}
+    summaries: dict[str, Summary] = {}
     for label, sim_ds in sims.items():
-        _process(sim_ds, out / label, cname, runs, executor, workers)
-        sd = _chain_summary(out / label, sim_ds, cname, eff, mass, label)
-        provenance.write_json(out / label / "summary.json", sd)
-        record[label] = {"summary": f"{label}/summary.json",
-                         "observed": {r["name"]: r["observed"] for r in sd["runs"]},
-                         "background": {r["name"]: r["background"] for r in sd["runs"]},
-                         "background_unc": {r["name"]: r["background_unc"] for r in sd["runs"]}}
+        sd = summaries[label] = _chain(sim_ds, out / label, Path(efficiency_dir), campaign=cname, runs=runs,
+                                       mass=mass, label=label, executor=executor, workers=workers)
+        record[label] = {"summary": f"{label}/{summ.FILE}",
+                         "observed": {r.name: r.observed for r in sd.runs},
+                         "background": {r.name: r.background for r in sd.runs},
+                         "background_unc": {r.name: r.background_unc for r in sd.runs}}
     # injected: MLE of mu vs mu_inj
-    s_inj = summ.validate(json.loads((out / "injected" / "summary.json").read_text()))
+    s_inj = summaries["injected"]
     eps_ref, n_ref = eps_reference(s_inj, mass)
     mu_inj = (eps / eps_ref) ** 2
     spec = mass_spec(s_inj, mass, n_ref)
     fit = profile_fit(spec, mu_max=max(50.0, 5.0 * mu_inj))
     p = pull(fit["mu_hat"], fit["mu_interval_68"], mu_inj)
-    shares = summ.signal_shares(s_inj, mass)
+    shares = signal_shares(s_inj, mass)
     norm = n_ref / float(sum(s.sum() for s in shares))
     record["injected"].update({
         "eps_ref": eps_ref, "n_ref": n_ref, "mu_injected": mu_inj, **fit, "pull": p,
@@ -235,18 +179,17 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
                                                                                      strict=True)},
         "eps_fitted": eps_ref * math.sqrt(fit["mu_hat"]),
         "eps_interval_68": [eps_ref * math.sqrt(x) for x in fit["mu_interval_68"]]})
-    # null: observed limit inside the expected band
-    s_null = summ.validate(json.loads((out / "null" / "summary.json").read_text()))
-    point = lim.scan(s_null, method="exact", out_dir=out / "null",
-                     summary_file=out / "null" / "summary.json")["points"][0]
-    record["null"].update({"limit": point, "within_1sigma": within_band(point, 1),
-                           "within_2sigma": within_band(point, 2)})
-    record["definition"] = __doc__.split("\n\n")[1]
+    # null: observed limit inside the expected band (the limits stage on the null summary)
+    point = lim.run_stage(out / "null" / summ.FILE, out / "null" / "limits").points[0]
+    pt = point.model_dump(exclude_unset=True)
+    record["null"].update({"limit": pt, "within_1sigma": within_band(pt, 1),
+                           "within_2sigma": within_band(pt, 2)})
+    record["definition"] = (__doc__ or "").split("\n\n")[1]
     provenance.write_json(out / "closure.json", record)
     (out / "closure.md").write_text(markdown(record))
-    # the pseudo-data are opened on purpose (closure on simulation): blinded = False
+    # the pseudo-data are opened on purpose (closure on simulation)
     provenance.write(out, "closure", inputs=[src, *([external_eff] if external_eff else [])],
-                     outputs=["closure.json", "closure.md"], blinded=False,
+                     outputs=["closure.json", "closure.md"], blinding="unblinded",
                      seeds={"injected": seed, "null": seed + 1, "signal_mc": seed + 2},
                      executor=executor, workers=workers, metrics=clock.metrics(),
                      datasets=str(src), mass_GeV=mass, eps=eps, seed=seed,

@@ -26,13 +26,24 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from .. import background as bg
-from .. import published
+from .. import blinding, published
+from ..bookkeeping import provenance
 from ..efficiency import expected_signal_vs_cut
+from ..errors import InputError
+from ..physics.yields import signal_yield_per_eot
+from ..processing import outputs
+from ..records import EfficiencyTable
+from ..simulation.signal import MIGRATION_FRACTION
+from ..stats import cls
+from ..stats.limits import EPS0
+from ..stats.model import counting_model_from_spec, workspace_spec
 
 log = logging.getLogger(__name__)
 N_REF = 2.302585  # nominal total signal of the model (N90 at n = 0): keeps the POI limit O(1)
@@ -94,8 +105,6 @@ def gaussian_limits(signal: np.ndarray, background: np.ndarray, background_unc: 
 
     sigma_mu from the Fisher information of the Asimov background-only data with the background
     uncertainty in the variance, mu_up(N) = sigma_mu (Phi^-1(1 - alpha Phi(N)) + N)."""
-    from scipy import stats
-
     info = float(np.sum(signal**2 / (background + background_unc**2)))
     sigma = 1.0 / math.sqrt(info)
     alpha = 1.0 - cl
@@ -111,9 +120,6 @@ def expected_limit(signal: Sequence[float], background: Sequence[float], backgro
     Exact hybrid CLs (stats.cls) up to ``exact_max_background`` total events; above, where enumerating the
     outcomes costs minutes and asymptotics hold, the closed-form Gaussian limits (signal systematics,
     < 20% and irrelevant there, are left out). Returns the mu quantiles for signal scaled by ``scale``."""
-    from ..stats import cls
-    from ..stats.model import counting_model_from_spec, workspace_spec
-
     s = np.asarray(signal, dtype=float)
     b = np.asarray(background, dtype=float)
     u = np.asarray(background_unc, dtype=float)
@@ -148,8 +154,6 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
 
     ``signal_hists[mass_key][run]``: the run's 1D signal E_ECAL histogram; ``sample_eps[mass_key]``: eps
     of the sample weights."""
-    from ..physics.yields import signal_yield_per_eot
-
     fit_max = fit_max or float(published.get("selection.sideband_c_fit_max_GeV"))
     cuts = [float(c) for c in cuts]
     bkg: dict[str, list[tuple[float, float, dict]]] = {
@@ -202,51 +206,43 @@ def _mass_key_in(table_masses: Sequence[float], m: float) -> float | None:
     return None
 
 
-def load_inputs(run_dir: Any, efficiency_dir: Any, *, masses: Sequence[float] | None = None,
+def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequence[float] | None = None,
                 eot_unc: float | None = None) -> dict[str, Any]:
     """Everything :func:`scan_cuts` needs from a (blinded) campaign run output and an efficiency output.
 
     Only side band C of the data and the signal MC are read. ``masses`` default: every mass of
     efficiency.json present in all runs."""
-    import json
-    from pathlib import Path
-
-    from ..errors import InputError
-    from ..physics.yields import signal_yield_per_eot
-    from ..processing import outputs
-    from ..simulation.signal import MIGRATION_FRACTION
-    from ..stats.limits import EPS0
-
     run_dir, efficiency_dir = Path(run_dir), Path(efficiency_dir)
-    try:
-        eff = json.loads((efficiency_dir / "efficiency.json").read_text())
-    except FileNotFoundError:
-        raise InputError("no efficiency.json (run 'na64ana efficiency' first)",
-                         file=str(efficiency_dir)) from None
+    if not (efficiency_dir / EfficiencyTable.file_name).exists():
+        raise InputError("no efficiency.json (run 'na64ana efficiency' first)", file=str(efficiency_dir))
+    eff = EfficiencyTable.load(efficiency_dir)
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")
     sig_h = outputs.load_hist(efficiency_dir, "signal_ecal")
     eot_unc = float(published.get("systematics.eot_rel")) if eot_unc is None else eot_unc
-    recs = [outputs.load_cutflow(run_dir, k) for k in sc.axes["run"]]
-    recs = [r for r in recs if r.get("kind") == "data"]
+    run_out = outputs.load_run(run_dir)
+    recs = [run_out.cutflows[k] for k in sc.axes["run"]]
+    recs = [r for r in recs if r.kind == "data"]
     if not recs:
         raise InputError("no data runs in the run output", file=str(run_dir))
-    campaign = recs[0]["campaign"]
-    total = sum(float(r["eot"]) for r in recs)
+    campaign = recs[0].campaign
+    total = sum(float(r.eot) for r in recs)
     runs = []
     for r in recs:
-        name = r["run"]
-        if name not in eff["runs"]:
-            raise InputError(f"run '{name}' has no signal efficiency",
-                             file=str(efficiency_dir / "efficiency.json"))
-        frac = float(r["eot"]) / bg.reference_eot(campaign, total)
-        comps = [c for c in bg.published_components(campaign, frac).values() if not c["limit"]]
-        syst = eff["runs"][name].get("syst_rel") or 0.0
-        runs.append(RunInputs(name, float(r["eot"]), sc[{"run": r["key"]}], bg.box_edge(run_dir, r["key"]),
-                              sum(c["value"] for c in comps),
-                              math.sqrt(sum((c["unc"] or 0.0) ** 2 for c in comps)),
+        if r.run not in eff.runs:
+            raise InputError(f"run '{r.run}' has no signal efficiency",
+                             file=str(efficiency_dir / EfficiencyTable.file_name))
+        frac = float(r.eot) / bg.reference_eot(campaign, total)
+        comps = [c for c in bg.published_components(campaign, frac).values() if not c.limit]
+        syst = eff.runs[r.run].syst_rel or 0.0
+        runs.append(RunInputs(r.run, float(r.eot), sc[{"run": r.key}], bg.box_edge(run_dir, r.key),
+                              sum(c.value for c in comps),
+                              math.sqrt(sum((c.unc or 0.0) ** 2 for c in comps)),
                               math.hypot(syst, eot_unc)))
-    e0, emiss_min = float(eff["beam_energy_GeV"]), float(eff["emiss_min_GeV"])
-    common = set.intersection(*(set(map(float, eff["runs"][r.name]["mass_GeV"])) for r in runs))
+    if eff.beam_energy_GeV is None or eff.emiss_min_GeV is None:
+        raise InputError("efficiency.json has no beam_energy_GeV / emiss_min_GeV",
+                         file=str(efficiency_dir / EfficiencyTable.file_name))
+    e0, emiss_min = float(eff.beam_energy_GeV), float(eff.emiss_min_GeV)
+    common = set.intersection(*(set(map(float, eff.runs[r.name].mass_GeV)) for r in runs))
     wanted = sorted(common) if masses is None else [float(m) for m in masses]
     hists: dict[str, dict[str, Any]] = {}
     sample_eps: dict[str, float] = {}
@@ -263,10 +259,10 @@ def load_inputs(run_dir: Any, efficiency_dir: Any, *, masses: Sequence[float] | 
                 raise InputError(f"no signal_ecal entry '{key}'", file=str(efficiency_dir))
             hists[mkey][r.name] = sig_h[{"run": key}]
         # eps of the sample weights from the efficiency denominator (A' per EOT above emiss_min ~ eps^2)
-        rr = eff["runs"][runs[0].name]
-        i = [float(x) for x in rr["mass_GeV"]].index(_mass_key_in(rr["mass_GeV"], m))
+        rr = eff.runs[runs[0].name]
+        i = [float(x) for x in rr.mass_GeV].index(_mass_key_in(rr.mass_GeV, m))
         y0 = signal_yield_per_eot(m, EPS0, e0=e0, emiss_min=emiss_min)
-        sample_eps[mkey] = EPS0 * math.sqrt(float(rr["denominator_per_eot"][i]) / y0)
+        sample_eps[mkey] = EPS0 * math.sqrt(float(rr.denominator_per_eot[i]) / y0)
     edges = {r.box_edge for r in runs}
     if len(edges) > 1:
         log.warning("runs have different box edges %s: the signal source switch uses the first",
@@ -274,37 +270,47 @@ def load_inputs(run_dir: Any, efficiency_dir: Any, *, masses: Sequence[float] | 
     return {"runs": runs, "signal_hists": hists, "sample_eps": sample_eps, "masses": wanted, "e0": e0,
             "emiss_min": emiss_min, "box": runs[0].box_edge, "campaign": campaign,
             "coverage": coverage_GeV(e0, emiss_min, MIGRATION_FRACTION),
-            "blinded": all(bool(r.get("blinded", True)) for r in recs), "eot_unc": eot_unc}
+            "blinded": all(r.blinded for r in recs), "eot_unc": eot_unc}
 
 
-def optimise(run_dir: Any, efficiency_dir: Any, out: Any, *, masses: Sequence[float] | None = None,
-             cuts: Sequence[float], xsec_unc: float | None = None, eot_unc: float | None = None,
-             cl: float = 0.9) -> dict[str, Any]:
-    """Scan the box edge for ``masses``; write ``out/optimisation.json`` + ``.md``; return the record."""
-    from pathlib import Path
-
-    from ..bookkeeping import provenance
-
-    clock = provenance.Clock()
-    out = Path(out)
+def compute(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequence[float] | None = None,
+            cuts: Sequence[float], xsec_unc: float | None = None, eot_unc: float | None = None,
+            cl: float = 0.9) -> dict[str, Any]:
+    """The optimisation record (reads the run and efficiency outputs, writes nothing)."""
     inp = load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc)
     xsec = float(published.get("systematics.xsec_rel")) if xsec_unc is None else xsec_unc
     res = scan_cuts(inp["runs"], inp["signal_hists"], inp["masses"], list(cuts), sample_eps=inp["sample_eps"],
                     e0=inp["e0"], emiss_min=inp["emiss_min"], box=inp["box"], coverage=inp["coverage"],
                     shared_rel=xsec, cl=cl)
-    record = {"campaign": inp["campaign"], "blinded": True, "cl": cl, "box_ecal_max_GeV": inp["box"],
-              "signal_mc_coverage_GeV": inp["coverage"], "runs": [r.name for r in inp["runs"]],
-              "systematics": {"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
-                              "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
-              "method": __doc__.split("\n\n")[1], **res}
+    return {"campaign": inp["campaign"], "blinded": True, "cl": cl, "box_ecal_max_GeV": inp["box"],
+            "signal_mc_coverage_GeV": inp["coverage"], "runs": [r.name for r in inp["runs"]],
+            "systematics": {"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
+                            "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
+            "method": (__doc__ or "").split("\n\n")[1], "masses": inp["masses"],
+            "data_blinded": inp["blinded"], **res}
+
+
+def run_stage(run_dir: str | Path, efficiency_dir: str | Path, out: str | Path, *,
+              masses: Sequence[float] | None = None, cuts: Sequence[float], xsec_unc: float | None = None,
+              eot_unc: float | None = None, cl: float = 0.9) -> dict[str, Any]:
+    """The optimise stage: :func:`compute`, then ``out/optimisation.json`` + ``.md`` and the provenance (the
+    run and efficiency outputs recorded whole: folder inputs with every file's sha256)."""
+    clock = provenance.Clock()
+    out = provenance.prepare_outdir(out, stage="optimise")
+    record = compute(run_dir, efficiency_dir, masses=masses, cuts=cuts, xsec_unc=xsec_unc, eot_unc=eot_unc,
+                     cl=cl)
+    data_blinded = record.pop("data_blinded")
+    used_masses = record.pop("masses")
     provenance.write_json(out / "optimisation.json", record)
     (out / "optimisation.md").write_text(markdown(record))
-    # the run and efficiency outputs are recorded whole (folder inputs: every file's sha256)
     provenance.write(out, "optimise", inputs=[run_dir, efficiency_dir],
-                     outputs=["optimisation.json", "optimisation.md"], blinded=inp["blinded"],
+                     outputs=["optimisation.json", "optimisation.md"], blinding=blinding.state(data_blinded),
                      metrics=clock.metrics(), run_dir=str(run_dir), efficiency_dir=str(efficiency_dir),
-                     cuts=list(cuts), masses=inp["masses"], data_blinded=inp["blinded"])
+                     cuts=list(cuts), masses=used_masses)
     return record
+
+
+optimise = run_stage  # the name the notebooks and older callers use
 
 
 def markdown(record: dict) -> str:
