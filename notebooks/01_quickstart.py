@@ -103,7 +103,7 @@ print("blinded dataset keys:", sorted(result.output["blinded"]))
 # %% [markdown]
 # The raw processor output is a dictionary of accumulators (cut-flow counts, region counts and
 # `hist.Hist` objects). `write_run` turns it into the documented run-output folder (cut-flow JSON and
-# markdown, one pickled histogram per file, region counts, metrics, provenance) and returns the cut-flow
+# markdown, one histogram per file (uhi JSON), region counts, metrics, provenance) and returns the cut-flow
 # records.
 
 # %%

@@ -6,7 +6,6 @@ formats are the package's (validated on construction), not re-typed here."""
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import hist
@@ -29,8 +28,9 @@ MASSES = np.array([0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])
 
 
 def _dump_hist(folder: Path, name: str, h: hist.Hist) -> None:
-    with (folder / f"{name}.pkl").open("wb") as f:
-        pickle.dump(h, f)
+    from na64ana.processing import safeio
+
+    safeio.write_hist(folder / f"{name}{safeio.HIST_SUFFIX}", h)
 
 
 def _plane(

@@ -67,7 +67,7 @@ def _outputs(pair, capsys, *extra):
 
 def test_blinded_outputs_identical_when_only_the_box_differs(pair, capsys):
     snaps, printed = _outputs(pair, capsys)
-    assert "cutflows/I.json" in snaps["plain"] and "hists/plane_final.pkl" in snaps["plain"]
+    assert "cutflows/I.json" in snaps["plain"] and "hists/plane_final.json" in snaps["plain"]
     assert any(k.startswith("logs/") for k in snaps["plain"])
     assert snaps["plain"].keys() == snaps["signal"].keys()
     for name in snaps["plain"]:
@@ -78,7 +78,7 @@ def test_blinded_outputs_identical_when_only_the_box_differs(pair, capsys):
 def test_unblinded_outputs_differ(pair, capsys):
     snaps, _ = _outputs(pair, capsys, "--unblind")
     differ = {n for n in snaps["plain"] if snaps["plain"][n] != snaps["signal"][n]}
-    assert {"cutflows/I.json", "regions.json", "hists/plane_final.pkl"} <= differ
+    assert {"cutflows/I.json", "regions.json", "hists/plane_final.json"} <= differ
 
 
 def test_blinded_hists_have_empty_box_and_flag(pair, capsys):
@@ -116,12 +116,12 @@ def audited(pair, capsys):
 
 
 def _pickle_hist(out: Path, name: str, fill: dict) -> None:
-    import pickle
+    from na64ana.processing import safeio
 
-    path = out / "hists" / f"{name}.pkl"
-    h = pickle.loads(path.read_bytes())
+    path = out / "hists" / f"{name}.json"
+    h = safeio.read_hist(path)
     h.fill(run="I", **fill)
-    path.write_bytes(pickle.dumps(h))
+    safeio.write_hist(path, h)
 
 
 def _edit_json(path: Path, edit) -> None:
@@ -137,7 +137,7 @@ def test_audit_blinded_run_is_clean(audited):
 
     res = audit.scan(audited)
     assert res.findings == [] and res.blinded is True
-    assert {"cutflows/I.json", "regions.json", "hists/plane_final.pkl", "logs/run.log"} <= set(res.scanned)
+    assert {"cutflows/I.json", "regions.json", "hists/plane_final.json", "logs/run.log"} <= set(res.scanned)
 
 
 def test_audit_finds_box_content_in_histograms(audited):
@@ -148,7 +148,7 @@ def test_audit_finds_box_content_in_histograms(audited):
     # N-1 of the SRD cut: its events pass the HCAL and box cuts, so any entry is a box event
     _pickle_hist(audited, "nminus1_srd_srd_e_min", {"srd_e_min": [10.0]})
     found = {(f.file, f.where) for f in audit.scan_blinding(audited)}
-    assert found == {("hists/plane_final.pkl", "run=I"), ("hists/nminus1_srd_srd_e_min.pkl", "run=I")}
+    assert found == {("hists/plane_final.json", "run=I"), ("hists/nminus1_srd_srd_e_min.json", "run=I")}
 
 
 def test_audit_finds_counts_in_cutflows_regions_and_limits(audited):

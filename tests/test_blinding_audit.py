@@ -230,7 +230,7 @@ def test_blinded_outputs_identical_when_only_the_box_differs(chain):
     a, b = chain["snap"]["A"], chain["snap"]["B"]
     assert a.keys() == b.keys()
     kinds = {Path(k).suffix for k in a}
-    assert {".json", ".md", ".html", ".pkl", ".png", ".pdf", ".log", ".yaml", ".gz"} <= kinds
+    assert {".json", ".md", ".html", ".png", ".pdf", ".log", ".yaml", ".gz"} <= kinds
     assert len([k for k in a if k.startswith("plots/")]) >= 20
     differ = sorted(k for k in a if a[k] != b[k])
     assert not differ, f"blinded outputs differ when only the box content differs (leak): {differ}"

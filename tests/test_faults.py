@@ -69,7 +69,7 @@ def clean_run(big_campaign, tmp_path_factory):
 
 
 def cache_entries(cache_dir: Path) -> list[Path]:
-    return sorted(cache_dir.glob("*/*/*.chunk"))
+    return sorted(cache_dir.glob("*/*/*/*.chunk"))
 
 
 def _default_sigint() -> None:

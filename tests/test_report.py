@@ -94,7 +94,7 @@ def test_nested_stage_folders_prefer_the_campaign_run(tmp_path):
     sig = tmp_path / "efficiency"
     (sig / "cutflows").mkdir(parents=True)
     (sig / "hists").mkdir()
-    shutil.copy(tmp_path / "run" / "hists" / "plane_loose.pkl", sig / "hists" / "plane_final.pkl")
+    shutil.copy(tmp_path / "run" / "hists" / "plane_loose.json", sig / "hists" / "plane_final.json")
     (sig / "cutflows" / "I-signal-m0.01.json").write_text(json.dumps(
         {"key": "I-signal-m0.01", "run": "I", "sample": "signal", "kind": "mc", "rows": []}))
     res = Results(tmp_path)

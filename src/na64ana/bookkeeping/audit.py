@@ -14,7 +14,7 @@ Checked (a :class:`Finding` per problem; ``kind`` "leak", "provenance" or "unbli
   the box is :mod:`na64ana.blinding`'s rule (the one the run outputs apply). An unblinded folder gives one
   "unblinded" finding (box content there is expected) and only the self-describing checks below; mixed
   states are a "provenance" finding.
-- histograms (``*.pkl`` holding a ``hist.Hist``): for every run key in ``metadata["blinded_region"]``, with
+- histograms (``hists/*.json``, the uhi serialization of a ``hist.Hist``): for every run key in ``metadata["blinded_region"]``, with
   that run's own box edges, every bin that lies inside the box is empty. A bin counts as inside when its
   E_ECAL/E_HCAL edges are within the box, or when the histogram's fill selection (N-1 and plane histograms,
   from the run's resolved selection in provenance.json) already implies E_ECAL or E_HCAL below the edge.
@@ -35,7 +35,8 @@ Skipped, and why: the input folders (provenance stages only ``simulate*`` or ``d
 ``signal_mc/``, ``dimuon_mc/``) and every ``*.root`` file -- raw ntuples and MC contain box events by
 nature; they are inputs, not outputs. Also dot-folders (the chunk cache ``.cache/`` holds per-chunk
 processor outputs, blinded like the run that made them; staging folders) and file types not listed
-above. Pickles are unpickled to be inspected: scan only folders you would load yourself.
+above. Nothing is ever unpickled: a pickle (``*.pkl``, ``*.pickle``) anywhere in the folder is an
+"unsafe" finding (an error for ``verify``): it predates the safe format or was planted.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ import gzip
 import io
 import json
 import math
-import pickle
 import re
 import struct
 import tarfile
@@ -212,7 +212,7 @@ def scan(folder: str | Path) -> Audit:
                 ctx.hidden |= {str(r.get(k)) for r in rows for k in ("cut", "label")}
 
     _provenance(ctx, [p for p in mine if p.name == PROVENANCE], res)
-    checks = {".json": _check_json, ".pkl": _check_pickle, ".md": _check_markdown, ".html": _check_html,
+    checks = {".json": _check_json, ".pkl": _check_pickle, ".pickle": _check_pickle, ".md": _check_markdown, ".html": _check_html,
               ".png": _check_png, ".pdf": _check_pdf, ".yaml": _check_yaml, ".yml": _check_yaml,
               ".gz": _check_tar, ".ipynb": _check_notebook, **{s: _check_text for s in TEXT_SUFFIXES}}
     for p in mine:
@@ -288,6 +288,9 @@ def _walk_json(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 
 
 def _check_json(ctx: _Ctx, p: Path) -> None:
+    if p.parent.name == "hists":
+        _check_hist(ctx, p)
+        return
     doc = _read_json(p)
     if doc is None:
         return
@@ -414,12 +417,19 @@ def _box_content(h: Any, key: str, box: Mapping[str, float], sel: Mapping[str, A
 
 
 def _check_pickle(ctx: _Ctx, p: Path) -> None:
+    """Never unpickled (reading a pickle can execute code): its presence is the finding."""
+    from ..processing import safeio
+
+    ctx.add(p, "file", f"pickle not read: {safeio.LEGACY_MESSAGE}", kind="unsafe")
+
+
+def _check_hist(ctx: _Ctx, p: Path) -> None:
+    from ..processing import safeio
+
     try:
-        with p.open("rb") as f:
-            h = pickle.load(f)
-    except Exception:  # noqa: BLE001 -- not ours to judge: reported as skipped by type, not as an error
-        return
-    if not isinstance(h, hist.Hist):
+        h = safeio.read_hist(p)
+    except (safeio.UnsafeContent, OSError) as exc:
+        ctx.add(p, "file", f"not a histogram in the safe format ({exc})", kind="unsafe")
         return
     meta = h.metadata if isinstance(h.metadata, dict) else {}
     name = str(meta.get("name") or p.stem)

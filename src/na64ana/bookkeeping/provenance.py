@@ -420,7 +420,7 @@ def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
     """Re-hash every recorded input and every manifest output of every provenance.json under ``folder``.
 
     Errors: an input missing or changed (sha256), an output missing or modified, a file in a stage folder
-    that no manifest lists (a stray file: readers glob ``cutflows/*.json``, ``hists/*.pkl``,
+    that no manifest lists (a stray file: readers glob ``cutflows/*.json``, ``hists/*.json``,
     ``workspaces/*.json``, so it could enter plots, report and HEPData; ``allow_extra`` makes it a
     warning), an unreadable provenance.json. Warnings: a folder without manifest (older na64ana), a missing
     input that was skipped as bad. Info: the code version now differs from the recorded one.

@@ -54,7 +54,7 @@ def blinding_problems(results: str) -> tuple[list, int]:
     from ..bookkeeping.provenance import Problem
 
     res = audit.scan(results)
-    level = {"leak": "error", "provenance": "warning", "unblinded": "info"}
+    level = {"leak": "error", "unsafe": "error", "provenance": "warning", "unblinded": "info"}
     return [Problem(level.get(f.kind, "error"), "blinding", f.file, f"{f.kind} [{f.where}]: {f.what}",
                     kind="provenance" if f.kind != "leak" else "output")
             for f in res.findings], len(res.scanned)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -184,16 +183,25 @@ class Results:
         return out
 
     def hist_names(self) -> list[str]:
-        return sorted({p.stem for d in self._dirs("hists") for p in d.glob("*.pkl")})
+        from ..processing import safeio
+
+        return sorted({p.stem for d in self._dirs("hists") for p in d.glob(f"*{safeio.HIST_SUFFIX}")})
 
     def hist(self, name: str) -> Any:
-        """One pickled ``hist.Hist`` (read alone, as outputs.load_hist does), or None."""
+        """One ``hist.Hist`` (uhi JSON, read alone, as outputs.load_hist does), or None. A folder of
+        pickled histograms (written before the safe format) is refused, never unpickled."""
+        from ..processing import safeio
+
         for folder in self._dirs("hists"):
-            path = folder / f"{name}.pkl"
+            if any(folder.glob(f"*{safeio.LEGACY_HIST_SUFFIX}")):
+                raise InputError(safeio.LEGACY_MESSAGE, file=str(folder))
+            path = folder / f"{name}{safeio.HIST_SUFFIX}"
             if path.exists():
                 self.read.add(path)
-                with path.open("rb") as f:
-                    return pickle.load(f)
+                try:
+                    return safeio.read_hist(path)
+                except (safeio.UnsafeContent, OSError) as exc:
+                    raise InputError(f"not a histogram in the safe format ({exc})", file=str(path)) from None
         return None
 
     def selections(self) -> dict[str, dict]:

@@ -12,8 +12,12 @@ selection's hash for that dataset key, and :func:`code_version`. Not in the key,
 normalisation (applied after processing), the chunk size as such (only the entry range it yields), paths.
 
 Safety: entries are written to a temporary file and renamed (a kill never leaves a half-written entry);
-each carries the key and an lz4 content checksum, and anything that does not read back as a valid entry
-with that key is a miss (logged), never an error or a silently wrong result. A chunk is stored only if its
+each carries the key and the sha256 of its payload, checked before anything is decoded, and the payload is
+tagged JSON of numbers, arrays and uhi histograms (:mod:`.safeio`), never a pickle: an entry planted by
+anyone who can write the cache folder can at worst be a miss. Anything that does not read back as a valid
+entry with that key is a miss (logged), never an error or a silently wrong result. Blinded and unblinded
+entries live in separate namespaces (``blinded/``, ``unblinded/``); a blinded run deletes the unblinded
+one (:meth:`ChunkCache.purge_unblinded`), so no opened-box chunk outputs stay in a blinded folder. A chunk is stored only if its
 input file still has the identity (inode, size, mtime_ns) it had when it was hashed
 (:meth:`ChunkCache.unchanged`), so an input edited during a run never leaves an entry under the old
 content's key. The cache is pure acceleration: deleting the folder at any time is safe.
@@ -26,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import sys
 import time
 import uuid
@@ -38,11 +41,13 @@ from typing import Any
 import lz4.frame
 from coffea.processor import CheckpointerABC
 
+from . import safeio
+
 log = logging.getLogger(__name__)
 
 #: bump when the entry layout or the key fields change (old entries then simply stop matching)
-CACHE_FORMAT = 1
-MAGIC = b"na64ana-chunk\n"
+CACHE_FORMAT = 2
+MAGIC = b"na64ana-chunk-json\n"
 #: na64ana modules whose source determines a chunk's output (plus every processors/*.py)
 CODE_MODULES = ("selection.py", "blinding.py", "contract.py")
 #: libraries that read the files, compute and fill: a new version may change the output or its pickles
@@ -67,7 +72,7 @@ def code_files() -> list[Path]:
 
 def code_version() -> str:
     """sha256 over the cache format, the :func:`code_files` contents, the :data:`LIBRARIES` versions and
-    the Python version (entries are pickles)."""
+    the Python version."""
     h = hashlib.sha256(f"format {CACHE_FORMAT}\npython {sys.version_info[:2]}\n".encode())
     for path in code_files():
         h.update(f"{path.parent.name}/{path.name}\n".encode())
@@ -106,8 +111,10 @@ class ChunkCache(CheckpointerABC):
     """
 
     def __init__(self, directory: str | Path, sha256: Mapping[str, str], code_version: str, *,
-                 identities: Mapping[str, tuple[int, int, int]] | None = None):
+                 identities: Mapping[str, tuple[int, int, int]] | None = None, unblind: bool = False):
         self.directory = Path(directory)
+        #: namespace of the entries: an unblinded run never shares (or leaves) entries with a blinded one
+        self.unblind = bool(unblind)
         self.sha256 = dict(sha256)
         self.code_version = code_version
         #: ``{path: (inode, size, mtime_ns)}`` when hashed: a chunk is stored only if its file still has it
@@ -131,7 +138,27 @@ class ChunkCache(CheckpointerABC):
     @property
     def root(self) -> Path:
         """Entries of this code version (older versions sit beside it and can be deleted)."""
-        return self.directory / f"v{CACHE_FORMAT}-{self.code_version[:16]}"
+        ns = "unblinded" if self.unblind else "blinded"
+        return self.directory / ns / f"v{CACHE_FORMAT}-{self.code_version[:16]}"
+
+    def purge_unblinded(self) -> int:
+        """Delete every unblinded entry (and pre-namespace entries of older formats). Called by a blinded
+        run: a folder whose current state is blinded keeps no chunk output of an opened box. Returns the
+        number of top-level items removed."""
+        import shutil
+
+        n = 0
+        if not self.directory.is_dir():
+            return 0
+        for child in self.directory.iterdir():
+            if child.name == "blinded":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+            n += 1
+        return n
 
     def key_fields(self, metadata: Mapping[str, Any], processor_instance: Any) -> dict[str, Any] | None:
         """Everything the key hashes, or None (not cacheable) for a file without a known sha256."""
@@ -217,16 +244,18 @@ class ChunkCache(CheckpointerABC):
     # -- storage format ------------------------------------------------------------------------------
     @staticmethod
     def _encode(output: Any, key: str) -> bytes:
-        payload = lz4.frame.compress(pickle.dumps(output, protocol=pickle.HIGHEST_PROTOCOL),
-                                     content_checksum=True)
-        return MAGIC + key.encode() + b"\n" + payload
+        payload = lz4.frame.compress(safeio.encode_output(output), content_checksum=True)
+        return MAGIC + key.encode() + b"\n" + safeio.sha256(payload).encode() + b"\n" + payload
 
     @staticmethod
     def _decode(blob: bytes, key: str) -> dict[str, Any]:
         head = MAGIC + key.encode() + b"\n"
         if not blob.startswith(head):
             raise ValueError("wrong header or key")
-        out = pickle.loads(lz4.frame.decompress(blob[len(head):]))  # checksum verified here
+        digest, sep, payload = blob[len(head):].partition(b"\n")
+        if not sep or digest.decode("ascii", "replace") != safeio.sha256(payload):
+            raise ValueError("content sha256 mismatch")  # checked before anything is decoded
+        out = safeio.decode_output(lz4.frame.decompress(payload))
         if not isinstance(out, dict) or "out" not in out:
             raise ValueError(f"unexpected content {type(out).__name__}")
         return out
@@ -237,7 +266,7 @@ class ChunkCache(CheckpointerABC):
         if not self.directory.is_dir():
             return 0
         now, n = time.time(), 0
-        for tmp in self.directory.glob(f"*/*/.*{TMP_SUFFIX}"):
+        for tmp in self.directory.glob(f"*/*/*/.*{TMP_SUFFIX}"):
             try:
                 if now - tmp.stat().st_mtime > max_age_s:
                     tmp.unlink()

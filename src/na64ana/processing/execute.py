@@ -256,8 +256,10 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         from . import cache
 
         checkpointer = cache.ChunkCache(cache_dir, cache.file_hashes(checked), cache.code_version(),
-                                        identities=cache.file_identities(checked))
+                                        identities=cache.file_identities(checked), unblind=unblind)
         checkpointer.remove_stale_tmp()
+        if not unblind:  # a blinded run leaves no opened-box chunk output behind (issue #13 item 5)
+            checkpointer.purge_unblinded()
     if executor == "iterative" and scheduler is None:
         tune_malloc()
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)

@@ -1,7 +1,7 @@
 """Run outputs (layout in docs/interfaces.md): write them atomically, read them back one piece at a time.
 
-``DIR/cutflows/<key>.json|.md``, ``DIR/hists/<name>.pkl`` (one ``hist.Hist`` per file, so a plot never
-unpickles everything), ``DIR/regions.json``, ``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
+``DIR/cutflows/<key>.json|.md``, ``DIR/hists/<name>.json`` (one ``hist.Hist`` per file in the uhi JSON
+serialization, readable alone; never a pickle, see :mod:`.safeio`), ``DIR/regions.json``, ``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
 
 Completeness: a run first removes ``DIR/run.complete``, writes everything into ``DIR/.run-staging/``,
 moves it into place and writes ``run.complete``, then ``provenance.json`` (whose manifest hashes all of
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from .. import datasets as ds
 from ..bookkeeping import provenance
 from ..errors import OutputError
 from ..records import Cutflow, RunOutput
+from . import safeio
 from .execute import Job, RunResult
 
 COMPLETE = "run.complete"
@@ -128,11 +128,6 @@ def begin(outdir: str | Path) -> Path:
     return outdir
 
 
-def _pickle(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
 
 
 def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind: bool,
@@ -157,7 +152,7 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
     meta = blinding.hist_metadata({j.key: j.selection for j in result.jobs if j.key in blinded_keys})
     for name, h in sorted(out["hists"].items()):
         h.metadata = {"name": name, "processor": processor, **meta}
-        _pickle(stage / "hists" / f"{name}.pkl", h)
+        safeio.write_hist(stage / "hists" / f"{name}{safeio.HIST_SUFFIX}", h)
     per_key = {k: int(v) for k, v in out["nevents"].items()}
     provenance.write_json(stage / "metrics.json", {**result.metrics, "events_per_key": per_key})
     for item in ITEMS:
@@ -215,15 +210,25 @@ def load_hist(outdir: str | Path, name: str) -> hist.Hist:
     """One histogram of a run output, without reading any other."""
     outdir = Path(outdir)
     _require_complete(outdir)
-    path = outdir / "hists" / f"{name}.pkl"
+    refuse_legacy(outdir)
+    path = outdir / "hists" / f"{name}{safeio.HIST_SUFFIX}"
     if not path.exists():
         raise OutputError(f"no histogram '{name}' (have: {', '.join(list_hists(outdir))})", file=str(path))
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    try:
+        return safeio.read_hist(path)
+    except safeio.UnsafeContent as exc:
+        raise OutputError(f"not a histogram in the safe format ({exc})", file=str(path)) from None
+
+
+def refuse_legacy(outdir: str | Path) -> None:
+    """OutputError if ``outdir`` holds pickled histograms (written before the safe format): never read."""
+    legacy = sorted((Path(outdir) / "hists").glob(f"*{safeio.LEGACY_HIST_SUFFIX}"))
+    if legacy:
+        raise OutputError(safeio.LEGACY_MESSAGE, file=str(legacy[0]))
 
 
 def list_hists(outdir: str | Path) -> list[str]:
-    return sorted(p.stem for p in (Path(outdir) / "hists").glob("*.pkl"))
+    return sorted(p.stem for p in (Path(outdir) / "hists").glob(f"*{safeio.HIST_SUFFIX}"))
 
 
 def load_cutflow(outdir: str | Path, key: str) -> dict[str, Any]:
