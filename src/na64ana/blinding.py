@@ -10,6 +10,7 @@ samples (kind "mc") are never blinded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -134,3 +135,45 @@ def hist_metadata(blinded_runs: Mapping[str, Resolved]) -> dict[str, Any]:
         "blinded_region": {k: SignalBox(s.box_ecal_max, s.box_hcal_max).as_dict()
                            for k, s in sorted(blinded_runs.items())},
     }
+
+
+# ------------------------------------------------------------------------------------------------------
+# The box belongs to the campaign (issue #13 item 2): a blinded run hides exactly the campaign's box.
+
+
+def _same(a: float, b: float) -> bool:
+    return math.isfinite(a) and abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
+def check_campaign_box(sel: Resolved, box: SignalBox, *, file: str | None = None, key: str = "") -> None:
+    """Refuse (InputError, exit 2) a selection that moves, widens, NaNs or bypasses the campaign's box
+    ``box`` (datasets.json, with its source) for blinded data: its box edges must be the campaign's, every
+    cut requirement on E_ECAL/E_HCAL from above must be at the box edge, and a region bounded from above
+    in both E_ECAL and E_HCAL (a box-like region) must use exactly the box edges. Only ``--unblind`` lifts
+    this (then nothing is hidden anyway)."""
+    from .errors import InputError
+
+    overridden = {t for t, _ in sel.sources}
+    where = f" (dataset {key})" if key else ""
+    for name, got, want in (("ecal_max", sel.box_ecal_max, box.ecal_max),
+                            ("hcal_max", sel.box_hcal_max, box.hcal_max)):
+        if not _same(float(got), want):
+            fld = f"override[box.{name}]" if f"box.{name}" in overridden else f"box.{name}"
+            raise InputError(f"the signal box belongs to the campaign: box.{name} = {got} differs from the "
+                             f"campaign's {want:g} GeV{where}; refused for blinded data (only --unblind "
+                             "opens the box)", file=file, field=fld)
+    edge = {"ecal_e": box.ecal_max, "hcal_e": box.hcal_max}
+    for c in sel.cuts:
+        for r in c.requires:
+            if r.variable in edge and r.max is not None and not _same(float(r.max), edge[r.variable]):
+                raise InputError(f"cut '{c.name}' requires {r.variable} < {r.max}, not the campaign's box edge "
+                                 f"{edge[r.variable]:g} GeV{where}: a box cut of its own is refused for "
+                                 "blinded data (only --unblind)", file=file, field=f"cuts.{c.name}.{r.variable}")
+    for name, reqs in sel.regions:
+        ups = {r.variable: r.max for r in reqs if r.variable in edge and r.max is not None}
+        lows = {r.variable for r in reqs if r.variable in edge and r.min is not None
+                and float(r.min) >= edge[r.variable]}
+        if len(ups) == 2 and not lows and not all(_same(float(v), edge[k]) for k, v in ups.items()):
+            raise InputError(f"region '{name}' is a box with edges {ups} other than the campaign's "
+                             f"{edge}{where}: refused for blinded data (only --unblind)", file=file,
+                             field=f"regions.{name}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import contract
+from .. import blinding, contract
 from .. import datasets as ds
 from .. import selection as selmod
 from ..errors import DataError, InputError
@@ -91,6 +91,8 @@ class Job:
     nevents: int = 0
     file_eot: list[float] = field(default_factory=list)  # EOT of each file, as datasets.json gives it
     signal_mass_GeV: float | None = None
+    #: the campaign's signal box of this run (datasets.json): what a blinded run must hide
+    box: Any = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -138,7 +140,8 @@ def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequen
             if job is None:
                 job = jobs[key] = Job(key, cname, rname, entry.kind, entry.sample, 0.0, run.hcal0,
                                       entry.tree or camp.tree, [], resolved, bmap,
-                                      signal_mass_GeV=entry.signal_mass_GeV)
+                                      signal_mass_GeV=entry.signal_mass_GeV,
+                                      box=blinding.SignalBox(camp.box_ecal_max(run)))
             if entry.kind != job.kind or (entry.tree or camp.tree) != job.tree:
                 raise InputError(f"files of '{key}' mix kinds or trees", file=str(datasets_file),
                                  field=f"campaigns.{cname}.runs.{rname}.files.{i}")
@@ -248,6 +251,10 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     if chunksize <= 0:
         raise InputError("must be positive", field="--chunksize")
     proc_cls = PROCESSORS[processor_name]
+    if not unblind and processor_name == "invisible":  # the box belongs to the campaign (#13 item 2)
+        for j in jobs:
+            if j.kind == "data" and j.box is not None:
+                blinding.check_campaign_box(j.selection, j.box, file=j.selection.name, key=j.key)
     checked = inputs.check_inputs(jobs, proc_cls.extra_variables, on_bad=on_bad_file)
     n_checked = sum(f.nevents for f in checked if f.status == "ok")
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
