@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def estimate_upstream(counts: Any, edges: Any | None = None, *, box: tuple[float
             alts[label] = {"error": str(exc)}
             return None
 
-    shape = [_try(f"shape_{m}", lambda m=m: fit_sideband(counts, edges, model=m, fit_range=fit_range))
+    shape = [_try(f"shape_{m}", partial(fit_sideband, counts, edges, model=m, fit_range=fit_range))
              for m in alt_models]
     parts["shape"] = max((abs(v - value) for v in shape if v is not None), default=0.0)
     lo, hi = nominal.fit_range
@@ -235,7 +236,7 @@ def estimate_upstream(counts: Any, edges: Any | None = None, *, box: tuple[float
         for label, h in threshold_variations.items():
             hc, he = (h, None) if not isinstance(h, tuple) else h
             vals.append(_try(f"hcal_threshold_{label}",
-                             lambda hc=hc, he=he: fit_sideband(hc, he, model="exp", fit_range=fit_range)))
+                             partial(fit_sideband, hc, he, model="exp", fit_range=fit_range)))
         parts["hcal_threshold"] = max((abs(v - value) for v in vals if v is not None), default=0.0)
     syst = math.sqrt(sum(v * v for v in parts.values()))
     return UpstreamEstimate(value, stat, syst, parts, nominal, alts)

@@ -88,11 +88,11 @@ def signal_per_eot(h: Any, cuts: Sequence[float], *, yield_fn, e0: float, box: f
 
     ``h``: the run's 1D ``signal_ecal``; ``yield_fn(emiss_min)``: physics A' per EOT above emiss_min at the
     same eps. Beyond ``coverage`` the MC misses events: physics yield x efficiency at the box."""
-    cuts = np.asarray(cuts, dtype=float)
-    direct = expected_signal_vs_cut(h, cuts)
+    cut_values = np.asarray(cuts, dtype=float)
+    direct = expected_signal_vs_cut(h, cut_values)
     eff_box = float(expected_signal_vs_cut(h, [box])[0]) / yield_fn(e0 - box)
-    out, src = direct.copy(), ["signal MC"] * cuts.size
-    for i, c in enumerate(cuts):
+    out, src = direct.copy(), ["signal MC"] * cut_values.size
+    for i, c in enumerate(cut_values):
         if c > coverage:
             out[i] = yield_fn(e0 - c) * eff_box
             src[i] = "physics x eff(box)"
@@ -166,7 +166,8 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
         def yield_fn(emin: float, m: float = m, eps_s: float = eps_s) -> float:
             return signal_yield_per_eot(m, eps_s, e0=e0, emiss_min=emin, xsec=xsec)
 
-        sig, src = {}, []
+        sig: dict[str, np.ndarray] = {}
+        src: list[str] = []
         for r in runs:
             per_eot, src = signal_per_eot(signal_hists[mkey][r.name], cuts, yield_fn=yield_fn, e0=e0, box=box,
                                           coverage=coverage)
@@ -221,20 +222,20 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
     eot_unc = float(published.get("systematics.eot_rel")) if eot_unc is None else eot_unc
     run_out = outputs.load_run(run_dir)
     recs = [run_out.cutflows[k] for k in sc.axes["run"]]
-    recs = [r for r in recs if r.kind == "data"]
+    recs = [rec for rec in recs if rec.kind == "data"]
     if not recs:
         raise InputError("no data runs in the run output", file=str(run_dir))
     campaign = recs[0].campaign
-    total = sum(float(r.eot) for r in recs)
+    total = sum(float(rec.eot) for rec in recs)
     runs = []
-    for r in recs:
-        if r.run not in eff.runs:
-            raise InputError(f"run '{r.run}' has no signal efficiency",
+    for rec in recs:
+        if rec.run not in eff.runs:
+            raise InputError(f"run '{rec.run}' has no signal efficiency",
                              file=str(efficiency_dir / EfficiencyTable.file_name))
-        frac = float(r.eot) / bg.reference_eot(campaign, total)
+        frac = float(rec.eot) / bg.reference_eot(campaign, total)
         comps = [c for c in bg.published_components(campaign, frac).values() if not c.limit]
-        syst = eff.runs[r.run].syst_rel or 0.0
-        runs.append(RunInputs(r.run, float(r.eot), sc[{"run": r.key}], bg.box_edge(run_dir, r.key),
+        syst = eff.runs[rec.run].syst_rel or 0.0
+        runs.append(RunInputs(rec.run, float(rec.eot), sc[{"run": rec.key}], bg.box_edge(run_dir, rec.key),
                               sum(c.value for c in comps),
                               math.sqrt(sum((c.unc or 0.0) ** 2 for c in comps)),
                               math.hypot(syst, eot_unc)))
@@ -260,7 +261,9 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
             hists[mkey][r.name] = sig_h[{"run": key}]
         # eps of the sample weights from the efficiency denominator (A' per EOT above emiss_min ~ eps^2)
         rr = eff.runs[runs[0].name]
-        i = [float(x) for x in rr.mass_GeV].index(_mass_key_in(rr.mass_GeV, m))
+        m_table = _mass_key_in(rr.mass_GeV, m)
+        assert m_table is not None  # checked above for every run
+        i = [float(x) for x in rr.mass_GeV].index(m_table)
         y0 = signal_yield_per_eot(m, EPS0, e0=e0, emiss_min=emiss_min)
         sample_eps[mkey] = EPS0 * math.sqrt(float(rr.denominator_per_eot[i]) / y0)
     edges = {r.box_edge for r in runs}
@@ -270,7 +273,7 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
     return {"runs": runs, "signal_hists": hists, "sample_eps": sample_eps, "masses": wanted, "e0": e0,
             "emiss_min": emiss_min, "box": runs[0].box_edge, "campaign": campaign,
             "coverage": coverage_GeV(e0, emiss_min, MIGRATION_FRACTION),
-            "blinded": all(r.blinded for r in recs), "eot_unc": eot_unc}
+            "blinded": all(rec.blinded for rec in recs), "eot_unc": eot_unc}
 
 
 def compute(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequence[float] | None = None,
