@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +24,8 @@ DEFAULT_PATH = Path("datasets.json")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a string is not a number and a boolean is not a count; no infinity or NaN (issue #13)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class FileEntry(_Strict):
@@ -263,6 +266,9 @@ def read_json(path: str | Path) -> Any:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=str(path)) from None
     except ValueError as exc:
         raise InputError(f"not valid JSON ({exc})", file=str(path)) from None
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", file=str(path)) from None
+    _check_raw(raw, str(path))  # before any other recursive walk: depth, infinities, magnitudes
     hit = _find_repeated(raw)
     if hit:
         raise InputError(f"duplicate key '{hit[-1]}' (JSON would silently keep only the last one)",
@@ -278,12 +284,56 @@ def load(path: str | Path = DEFAULT_PATH) -> Datasets:
 
 def validate(raw: dict, *, file: str = "datasets.json") -> Datasets:
     """Schema validation plus the cross-entry check no field validator can do (:func:`check_files`)."""
+    _check_raw(raw, file)
     try:
-        d = Datasets.model_validate(raw)
+        # JSON mode: lists are tuples where the schema says so; strict types, no inf/NaN (see _Strict)
+        d = Datasets.model_validate_json(json.dumps(raw))
     except ValidationError as err:
         raise from_validation(err, file=file) from None
     check_files(d, file)
+    check_names(d, file)
     return d
+
+
+#: a run/campaign/sample name becomes a file name of the outputs: no path separator, no '..'
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+#: no published quantity of a campaign comes near this: larger magnitudes are typos or attacks
+MAX_MAGNITUDE = 1e30
+MAX_DEPTH = 32
+
+
+def _check_raw(raw: Any, file: str, where: str = "", depth: int = 0) -> None:
+    """Non-finite or absurd numbers anywhere (``1e400`` parses as infinity), and absurd nesting."""
+    if depth > MAX_DEPTH:
+        raise InputError("nested too deeply", file=file, field=where or "(top)")
+    if isinstance(raw, float) and (not math.isfinite(raw) or abs(raw) > MAX_MAGNITUDE):
+        raise InputError(f"{raw!r} is not a usable number (finite, |x| <= {MAX_MAGNITUDE:g})", file=file,
+                         field=where)
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) > MAX_MAGNITUDE:
+        raise InputError(f"{raw} is an absurd magnitude", file=file, field=where)
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            _check_raw(v, file, f"{where}.{k}" if where else str(k), depth + 1)
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            _check_raw(v, file, f"{where}.{i}", depth + 1)
+
+
+def check_names(d: Datasets, file: str) -> None:
+    """Campaign, run and sample names are used in output file names: refuse anything that could leave
+    the output folder (``../x``, ``/abs``, separators) as an InputError naming the field."""
+    for cname, camp in d.campaigns.items():
+        if not _NAME.match(cname) or ".." in cname:
+            raise InputError(f"campaign name {cname!r} is not a plain name", file=file,
+                             field=f"campaigns.{cname}")
+        for rname, run in camp.runs.items():
+            if not _NAME.match(rname) or ".." in rname:
+                raise InputError(f"run name {rname!r} is not a plain name (letters, digits, _ . + -; "
+                                 "no path separator or '..')", file=file, field=f"campaigns.{cname}.runs.{rname}")
+            for i, f in enumerate(run.files):
+                if not _NAME.match(f.sample) or ".." in f.sample:
+                    raise InputError(f"sample {f.sample!r} is not a plain name", file=file,
+                                     field=f"campaigns.{cname}.runs.{rname}.files.{i}.sample")
 
 
 def check_files(d: Datasets, datasets_file: str | Path) -> None:

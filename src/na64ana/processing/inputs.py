@@ -145,6 +145,10 @@ def check_inputs(jobs: Iterable[Job], extra_variables: Iterable[str] = (), *,
         store.flush()  # hashes taken before a failure are kept too
 
 
+#: branches every simulated file carries (contract, mc_only): a file without them is data
+MC_TRUTH = ("truth_process", "truth_e0")
+
+
 def _identity_or_none(path: str | Path) -> Identity | None:
     try:
         return Identity.of(path)
@@ -158,7 +162,14 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
     by_sha: dict[tuple[str, str], InputFile] = {}  # (campaign, sha256) -> first file with that content
     for j in jobs:
         needed = selmod.branches_for((*j.selection.variables, *extra))
-        needed += ["weight"] if j.kind == "mc" else []
+        if j.kind == "mc":  # data is data by content (#13 item 4): a simulated file carries its truth
+            needed += ["weight", *MC_TRUTH]
+            moved = sorted(b for b in ("weight", *MC_TRUTH) if j.branch_map.get(b, b) != b)
+            if moved:
+                raise InputError(f"'{j.key}' is declared simulation (kind \"mc\") but the branch map supplies "
+                                 f"its simulation-only branch '{moved[0]}' from '{j.branch_map[moved[0]]}': a "
+                                 "file is simulation only if it carries the truth branches itself",
+                                 field=f"branch_map.{moved[0]}")
         kept: list[tuple[Path, float]] = []
         mine: list[InputFile] = []
         for p, eot in zip(j.files, j.file_eot, strict=True):
