@@ -266,7 +266,11 @@ class SelectionProcessor(processor.ProcessorABC):
             return h
 
         ecal, hcal = values["ecal_e"], values["hcal_e"]
-        for name, mask in (("plane_loose", keep), ("plane_i_iv", ps.passed_all(sel.plane_i_iv))):
+        # Data: the loose plane after the beam preselection (SRD-tagged electrons, as NA64 shows it), not
+        # every event outside the box: "all events read" minus the integral of an all-outside plane would be
+        # the box count before any cut (#13 item 3). Simulation keeps every event (weight scale).
+        loose = keep if mc else ps.passed(preselection_rows(sel))
+        for name, mask in (("plane_loose", loose), ("plane_i_iv", ps.passed_all(sel.plane_i_iv))):
             hists[name] = fill(new_hist(key, ecal_axis(), hcal_axis()), mask, ecal=ecal, hcal=hcal)
         final = ps.passed_all(sel.plane_final)
         hists["plane_final"] = fill(new_hist(key, ecal_axis(), hcal_axis()), final, ecal=ecal, hcal=hcal)
@@ -314,6 +318,17 @@ class SelectionProcessor(processor.ProcessorABC):
         for name, h in hists.items():
             hists[name] = sort_runs(h)
         return accumulator
+
+
+#: the cuts of the beam preselection: the loose plane of data is filled after the last of them present
+PRESELECTION = ("track", "srd")
+
+
+def preselection_rows(sel: Resolved) -> int:
+    """How many leading cuts form the beam preselection (at least the first cut)."""
+    names = [c.name for c in sel.cuts]
+    k = max((names.index(c) + 1 for c in PRESELECTION if c in names), default=1)
+    return min(k, len(names))
 
 
 def sort_runs(h: hist.Hist) -> hist.Hist:
