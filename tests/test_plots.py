@@ -78,3 +78,59 @@ def test_eps_plot_without_observed_has_no_observed_line():
     fig = plots.plot_eps_limits(lim)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "Expected" in labels and "Observed" not in labels
+
+
+def test_cutflow_union_of_cut_lists_keeps_each_runs_order_and_mc_is_drawn_as_efficiency():
+    def rows(cuts, n):
+        return [{"cut": c, "label": c, "events": n[i], "weighted": n[i] * 1e-9, "eff_abs": n[i] / n[0]}
+                for i, c in enumerate(cuts)]
+
+    cfs = {"I": {"rows": rows(["all", "veto", "hcal", "box"], [100, 50, 40, 10])},
+           "II": {"rows": rows(["all", "veto", "hcal0", "hcal", "box"], [100, 60, 50, 45, 12])}}
+    fig = plots.plot_cutflow(cfs, efficiency=True)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["all", "veto", "hcal0", "hcal", "box"]
+    assert ax.get_yscale() == "linear" and np.nanmax(ax.lines[0].get_ydata()) == 1.0
+    many = {f"s{i}": cfs["I"] for i in range(30)}
+    legend = plots.plot_cutflow(many, efficiency=True).axes[0].get_legend()
+    assert legend.get_bbox_to_anchor().x0 > 0  # outside the axes, not over the curves
+
+
+def test_blinded_empty_nminus1_says_so_and_uses_a_physics_label():
+    h = hist.Hist(hist.axis.StrCategory(["I", "II"], name="run"), hist.axis.Regular(10, 0, 200, name="srd_e_max"))
+    fig = plots.plot_nminus1(h, "srd_e_max", window=(1, 80), blinded=True)
+    ax = fig.axes[0]
+    assert any("blinded region removed" in t.get_text() for t in ax.texts)
+    assert ax.get_xlabel() == "SRD module energy, maximum [MeV]" and ax.get_ylim() == (0.0, 1.0)
+    assert plots.physics_label("track_track_p", plain=True) == "track momentum p (GeV)"
+
+
+def test_labels_follow_the_data_kind():
+    fig = plots.new_figure((4, 3))
+    ax = fig.subplots()
+    plots.label(ax, llabel="Reinterpretation of PRL 123 121801")
+    texts = [t.get_text() for t in ax.texts]
+    assert "NA64" not in texts and texts == ["Reinterpretation of PRL 123 121801"]
+
+
+def test_observed_limit_keeps_the_expected_visible_and_shades_to_the_top():
+    from na64ana.presentation.results import EpsLimits
+
+    m = np.array([0.001, 0.01, 0.1])
+    exp = 1e-5 * m / 1e-3
+    lim = EpsLimits(m, exp, exp.copy(), None)
+    fig = plots.plot_eps_limits(lim, compare={"theirs": (m, exp * 2)})
+    ax = fig.axes[0]
+    by = {ln.get_label(): ln for ln in ax.lines}
+    assert by["Expected"].get_zorder() > by["Observed"].get_zorder() and "theirs" in by
+    top = ax.get_ylim()[1]
+    shade = next(c for c in ax.collections if c.get_label() == "Excluded")
+    assert np.isclose(shade.get_paths()[0].vertices[:, 1].max(), top)
+
+
+def test_relic_curves_are_smoothed_not_moved():
+    x = np.geomspace(1e-3, 1, 40)
+    y = 1e-10 * x**2 * (1 + 0.05 * (-1) ** np.arange(40))
+    xs, ys = plots.smooth_loglog(x, y)
+    jitter = lambda v: np.abs(np.diff(np.log(v), 2)).max()  # noqa: E731
+    assert jitter(ys[2:-2]) < jitter(y[2:-2]) / 3 and np.allclose(ys[5:-5] / (1e-10 * x[5:-5] ** 2), 1, atol=0.02)

@@ -56,12 +56,35 @@ def is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and (part in _UNION_TAGS or part.startswith(_UNION_TAG_PREFIXES))
 
 
+def _loc(problem: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in problem["loc"] if not is_union_tag(p))
+
+
 def from_validation(err: Any, *, file: str | None = None) -> InputError:
-    """One InputError from a pydantic ValidationError: its first problem, at the field path the user wrote,
-    and how many more problems there are."""
+    """One InputError from a pydantic ValidationError listing every problem on one line: the first problem
+    at the field path the user wrote, then, when there are more, all of them ("missing fields: a, b, c";
+    other problems as "field: message"), so a hand-written file is fixed in one go.
+
+    Examples:
+        >>> from pydantic import BaseModel
+        >>> class M(BaseModel):
+        ...     a: int
+        ...     b: int
+        ...     c: float
+        >>> try:
+        ...     M.model_validate({"c": "x"})
+        ... except Exception as e:
+        ...     print(from_validation(e, file="f.json"))
+        f.json:a: Field required; 3 problems: missing fields: a, b; c: Input should be a valid number, unable to parse string as a number
+    """
     problems = err.errors()
     first = problems[0]
-    loc = ".".join(str(p) for p in first["loc"] if not is_union_tag(p))
+    loc = _loc(first)
     msg = first["msg"].removeprefix("Value error, ")
-    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
-    return InputError(msg + more, file=file, field=loc or None)
+    if len(problems) > 1:
+        missing = [_loc(p) or "(top level)" for p in problems if p.get("type") == "missing"]
+        other = [f"{_loc(p) or '(top level)'}: {p['msg'].removeprefix('Value error, ')}"
+                 for p in problems if p.get("type") != "missing"]
+        parts = ([f"missing fields: {', '.join(missing)}"] if missing else []) + other
+        msg += f"; {len(problems)} problems: " + "; ".join(parts)
+    return InputError(msg, file=file, field=loc or None)

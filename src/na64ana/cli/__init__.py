@@ -20,7 +20,7 @@ from ..errors import Na64Error
 
 # Subcommand modules in pipeline order (each: register(subparsers) -> sets func=callable(args) -> int).
 SUBCOMMANDS = ("simulate", "run", "background", "physics", "efficiency", "summary", "limits", "optimise",
-               "closure", "report", "export", "demo", "verify")
+               "closure", "report", "export", "demo", "verify", "datasets")
 
 log = logging.getLogger("na64ana")
 

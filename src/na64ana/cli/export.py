@@ -1,4 +1,4 @@
-"""``na64ana export hepdata``: HEPData submission (tables + pyhf workspaces), validated (hepdata-validator).
+"""'na64ana export hepdata': HEPData submission (tables + pyhf workspaces), validated (hepdata-validator).
 
 Blinded inputs are never exported: no box counts, no observed limits, no workspaces (they hold observations).
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -29,6 +30,23 @@ from .results import Curve, EpsLimits, Results
 
 log = logging.getLogger(__name__)
 ARCHIVE = "submission.tar.gz"
+
+# Record metadata (HEPData keywords). NA64 is a fixed-target experiment: a 100 GeV e- beam on an active
+# lead target; cmenergies is the e- nucleon centre-of-mass energy sqrt(2 E m_N + m_N^2) = 13.7 GeV.
+BEAM_GEV = 100.0
+M_NUCLEON_GEV = 0.938272
+REACTIONS = {"e-": "E- NUCLEUS --> E- NUCLEUS A'", "e+": "E+ NUCLEUS --> E+ NUCLEUS A'"}
+PHRASES = ["Dark photon", "Dark matter", "Missing energy", "Fixed target", "Kinetic mixing", "Exotic"]
+
+
+def keywords(t: Table, *, observables: list[str], beam: str = "e-", beam_GeV: float = BEAM_GEV) -> None:
+    """The HEPData keywords every table carries: reaction, cmenergies (fixed target, per nucleon),
+    observables and phrases."""
+    sqrt_s = (2 * beam_GeV * M_NUCLEON_GEV + M_NUCLEON_GEV**2) ** 0.5
+    t.keywords["reactions"] = [REACTIONS.get(beam, REACTIONS["e-"])]
+    t.keywords["cmenergies"] = [round(sqrt_s, 2)]
+    t.keywords["observables"] = observables
+    t.keywords["phrases"] = PHRASES
 
 
 def _var(
@@ -80,7 +98,8 @@ def cutflow_table(run: str, cf: dict[str, Any]) -> Table | None:
         f"{cf.get('selection')} (hash {cf.get('selection_hash')})."
         + (f" {n_blind} blinded row(s) not shown." if n_blind else "")
     )
-    t.keywords["observables"] = ["N"]
+    t.location = "Report section 'Cut flows'"
+    keywords(t, observables=["N"])
     t.add_variable(_var("Cut", [str(r.get("label") or r.get("cut")) for r in rows], independent=True))
     t.add_variable(_var("Events", [r["events"] for r in rows], RUN=run))
     if all(r.get("weighted") is not None for r in rows):
@@ -89,12 +108,19 @@ def cutflow_table(run: str, cf: dict[str, Any]) -> Table | None:
 
 
 def background_table(entry: BackgroundRun) -> Table | None:
-    """Expected background in the signal box for one run, by component (limits marked in the name)."""
-    names, vals, uncs = [], [], []
+    """Expected background in the signal box for one run, by estimated component with its uncertainty, and
+    the total. Components known only as an upper limit, and components estimated at zero, are named in the
+    description (a value with a zero error is not a measurement; HEPData asks to omit such rows)."""
+    names, vals, uncs, limits, zeros = [], [], [], [], []
     for name, d in entry.components.items():
-        names.append(f"{name} (upper limit)" if d.limit else name)
-        vals.append(d.value)
-        uncs.append(0.0 if d.limit else float(d.unc or 0.0))
+        if d.limit:
+            limits.append(f"{name} < {d.value:.3g}")
+        elif not d.value and not d.unc:
+            zeros.append(name)
+        else:
+            names.append(name)
+            vals.append(d.value)
+            uncs.append(float(d.unc or 0.0))
     if "upstream" not in entry.components:
         names.append("upstream (side band C)")
         vals.append(entry.upstream.value)
@@ -106,9 +132,12 @@ def background_table(entry: BackgroundRun) -> Table | None:
     t = Table(f"Background run {run}")
     t.description = (
         f"Expected background events in the signal box, run {run}. Upstream component from the "
-        f"side-band-C fit exp(p1 + p2 E_ECAL), p2 = {entry.fit.p2} +- {entry.fit.p2_unc} /GeV."
+        f"side-band-C fit exp(p1 + p2 E_ECAL), p2 = {entry.fit.p2:.4g} +- {entry.fit.p2_unc:.2g} /GeV."
+        + (f" Upper limits (not included in the total as values): {', '.join(limits)}." if limits else "")
+        + (f" Estimated at zero: {', '.join(zeros)}." if zeros else "")
     )
-    t.keywords["observables"] = ["N"]
+    t.location = "Report section 'Background: side-band-C fit'"
+    keywords(t, observables=["N"])
     t.add_variable(_var("Component", names, independent=True))
     v = _var("Expected background", vals, RUN=run)
     _sym(v, "total", uncs)
@@ -118,8 +147,11 @@ def background_table(entry: BackgroundRun) -> Table | None:
 
 def efficiency_table(run: str, r: EfficiencyRun) -> Table:
     t = Table(f"Signal efficiency run {run}")
-    t.description = f"Signal efficiency vs A' mass, run {run}."
-    t.keywords["observables"] = ["EFF"]
+    t.description = (f"Signal efficiency vs A' mass, run {run}: weighted signal events passing every cut "
+                     "including the signal box / A' produced per EOT above the missing-energy threshold "
+                     "(so N_sig = EOT x yield per EOT x efficiency). Total uncertainty (stat. + syst.).")
+    t.location = "Report section 'Signal: spectra and efficiency'"
+    keywords(t, observables=["EFF"])
     m = np.asarray(r.mass_GeV, float)
     e = np.asarray(r.efficiency, float)
     u = np.asarray(r.unc, float)
@@ -137,8 +169,11 @@ def eps_table(lim: EpsLimits, *, cl: float = 0.9) -> Table:
     t.description = (
         f"{100 * cl:.0f}% CL upper limits on the kinetic mixing epsilon vs m_A' (A' -> invisible)."
         + ("" if lim.obs is not None else " Blinded: expected limits only.")
+        + " The expected-limit bands are one-sided where zero events are the most likely outcome (n = 0):"
+        " no outcome gives a limit below the median, so the lower band edges coincide with it."
     )
-    t.keywords["observables"] = ["epsilon"]
+    t.location = "Report section 'Limits', figure eps_limits"
+    keywords(t, observables=["epsilon"])
     ok = _finite(lim.mass, lim.exp, lim.obs, *(lim.band or {}).values())
     t.add_variable(_var("$m_{A'}$", lim.mass[ok], units="GeV", independent=True))
     exp = _var("Expected epsilon", lim.exp[ok], CL=f"{100 * cl:.0f}%")
@@ -158,6 +193,8 @@ def curve_table(name: str, desc: str, c: Curve, *, xname: str, yname: str) -> Ta
         return None
     t = Table(name)
     t.description = desc
+    t.location = "Report section 'Limits'"
+    keywords(t, observables=["y" if yname == "y" else "alpha_D"])
     t.add_variable(_var(xname, c.x[ok], units="GeV", independent=True))
     if c.y_exp is not None:
         t.add_variable(_var(f"Expected {yname}", c.y_exp[ok]))
@@ -174,7 +211,11 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
     sub.comment = f"NA64 invisible-mode search (na64ana), campaign {res.campaign()}." + (
         " BLINDED: no signal-box content and no observed limits are included." if blinded else ""
     )
-    tables: list[Table | None] = [cutflow_table(r, cf) for r, cf in res.cutflows.items()]
+    # the data a reader needs: cut flows of the campaign sample only (signal and benchmark MC samples are
+    # summarised by the efficiency tables), background, efficiencies, limits
+    tables: list[Table | None] = [cutflow_table(r, cf) for r, cf in res.cutflows.items()
+                                  if cf.get("sample", "campaign") == "campaign"
+                                  and cf.get("selection", "invisible") == "invisible"]
     bkg, eff, limits = res.background(), res.efficiency(), res.limits()
     tables += [background_table(e) for e in (bkg.runs if bkg is not None else [])]
     tables += [efficiency_table(r, d) for r, d in (eff.runs if eff is not None else {}).items()]
@@ -206,6 +247,9 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
     for t in tables:
         if t is not None:
             sub.add_table(t)
+    for text in _reference_texts(res):
+        for arxiv in sorted(set(re.findall(r"arXiv:(\d{4}\.\d{4,5})", text))):
+            sub.add_link(f"arXiv:{arxiv}", f"https://arxiv.org/abs/{arxiv}")
     if blinded:
         log.info("blinded: pyhf workspaces (observed box counts) are not attached")
     else:
@@ -220,6 +264,17 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
                 f"pyhf workspace {ws.stem}", str(dst), copy_file=True, file_type="HistFactory"
             )
     return sub
+
+
+def _reference_texts(res: Results) -> list[str]:
+    """The campaign's description and source references (datasets.json), for the record links."""
+    ds = res.json("datasets")
+    if not isinstance(ds, dict):
+        return []
+    camp = (ds.get("campaigns") or {}).get(res.campaign() or ds.get("default_campaign") or "", {})
+    codes = re.findall(r"[A-Z]+\d+", str(camp.get("source", "")))
+    sources = ds.get("sources") or {}
+    return [str(camp.get("description", ""))] + [str(sources[c]) for c in codes if c in sources]
 
 
 def validate_archive(archive: str | Path) -> tuple[bool, list[str]]:

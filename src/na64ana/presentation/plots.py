@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,13 @@ def label(ax: Any, *, llabel: str = "Simulation", rlabel: str | None = None) -> 
     (``xycoords=artist``), so it stays in place when constrained layout moves the axes at save time
     (exp_label computes the offset once, in axes fractions, and overlapped on our layouts).
     """
+    if llabel.startswith("Reinterpretation"):
+        # a hand-written summary (another experiment's or a paper's numbers): no NA64 claim
+        ax.text(0.0, 1.01, llabel, transform=ax.transAxes, ha="left", va="bottom", fontsize="large",
+                style="italic")
+        if rlabel:
+            ax.text(1.0, 1.01, rlabel, transform=ax.transAxes, ha="right", va="bottom", fontsize="medium")
+        return
     exp = ax.text(
         0.0, 1.01, "NA64", transform=ax.transAxes, ha="left", va="bottom", fontsize="x-large", weight="bold"
     )
@@ -245,17 +253,56 @@ def plot_planes(
 
 
 # --- cut flow, N-1 --------------------------------------------------------------------------------------
+# Physics labels of the ntuple branches (contract names; units come from the histogram axis or here).
+PHYSICS_LABELS: dict[str, str] = {
+    "ecal_e": r"$E_\mathrm{ECAL}$ [GeV]", "ecal": r"$E_\mathrm{ECAL}$ [GeV]",
+    "hcal_e": r"$E_\mathrm{HCAL}$ (modules 1-4) [GeV]", "hcal": r"$E_\mathrm{HCAL}$ [GeV]",
+    "hcal_e0": r"$E_\mathrm{HCAL}$, module 1 [GeV]", "hcal_e1": r"$E_\mathrm{HCAL}$, module 2 [GeV]",
+    "hcal_e2": r"$E_\mathrm{HCAL}$, module 3 [GeV]", "hcal_e3": r"$E_\mathrm{HCAL}$, module 4 [GeV]",
+    "hcal0_e": r"$E_\mathrm{HCAL0}$ (zero degree) [GeV]",
+    "ecal_pileup": "ECAL pile-up peaks", "ecal_chi2": r"ECAL shower-shape $\chi^2$",
+    "srd_e_max": "SRD module energy, maximum [MeV]", "srd_e_min": "SRD module energy, minimum [MeV]",
+    "srd_t_absmax": r"SRD hit time $|t|$, maximum [ns]", "straw_nhits": "straw-tube hits",
+    "track_n": "incoming tracks", "track_p": r"track momentum $p$ [GeV]",
+    "track_theta": r"track angle $\theta_\mathrm{in}$ [mrad]",
+    "veto_e_max": "VETO counter energy, maximum [MeV]", "m_mumu": r"$m_{\mu\mu}$ [GeV]",
+}
+
+
+def physics_label(name: str, *, plain: bool = False) -> str:
+    """A physics label for a branch or histogram-name fragment: the known variable at its end (e.g.
+    ``veto_e_veto`` -> "E_VETO [MIP]"), else the name with underscores as spaces. ``plain``: no TeX and
+    units in parentheses (for text and image captions)."""
+    low = name.lower()
+    out = name.replace("_", " ")
+    for key in sorted(PHYSICS_LABELS, key=len, reverse=True):
+        if low == key or low.endswith("_" + key):
+            out = PHYSICS_LABELS[key]
+            if low != key and low[: -len(key) - 1] not in key:  # the cut name in front, e.g. muon_veto_
+                out = f"{out} ({low[: -len(key) - 1].replace('_', ' ')} cut)"
+            break
+    if plain:
+        out = re.sub(r"\\mathrm\{([^}]*)\}", r"\1", out).replace("$", "").replace("\\", "")
+        out = out.replace("[", "(").replace("]", ")").replace("{", "").replace("}", "")
+    return out
+
+
 @styled
-def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Simulation") -> Figure:
-    """Events after each cut per run (log y). Blinded rows are hatched and marked, never plotted."""
-    fig = new_figure((10, 6.5))
+def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Simulation",
+                 efficiency: bool = False, title: str | None = None) -> Figure:
+    """Events after each cut per run (log y), or, with ``efficiency``, the fraction of the events entering
+    the cut flow (``eff_abs``; for MC samples whose weights are not event counts). Blinded rows are hatched
+    and marked, never plotted. More than 6 entries put the legend beside the axes."""
+    fig = new_figure((11, 6.5))
     ax = fig.subplots()
-    labels: list[str] = []
-    for cf in cutflows.values():
+    labels: list[str] = []  # the union of the cut lists, each run's order kept (a cut only some runs
+    for cf in cutflows.values():  # have, e.g. HCAL0, goes right after its predecessor in that run)
+        prev = -1
         for row in cf.get("rows", []):
             name = str(row.get("label") or row.get("cut"))
             if name not in labels:
-                labels.append(name)
+                labels.insert(prev + 1, name)
+            prev = labels.index(name)
     x = np.arange(len(labels))
     blinded_cols: set[int] = set()
     for i, (run, cf) in enumerate(cutflows.items()):
@@ -264,6 +311,8 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
             j = labels.index(str(row.get("label") or row.get("cut")))
             if row.get("blinded") or row.get("events") is None:
                 blinded_cols.add(j)
+            elif efficiency:
+                y[j] = row.get("eff_abs") if row.get("eff_abs") is not None else np.nan
             else:
                 y[j] = row.get("weighted") if row.get("weighted") is not None else row["events"]
         ax.plot(
@@ -271,7 +320,7 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
             np.where(y > 0, y, np.nan),
             marker="os^vD<>p"[i % 8],
             color=COLORS[i % len(COLORS)],
-            label=f"run {run}",
+            label=f"run {run}" if len(str(run)) <= 4 else str(run),
         )
     for j in sorted(blinded_cols):
         ax.axvspan(j - 0.45, j + 0.45, fc="lightgrey", ec="red", hatch="///", alpha=0.6)
@@ -287,11 +336,20 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
             weight="bold",
             fontsize=11,
         )
-    ax.set_yscale("log")
+    if efficiency:
+        ax.set_ylim(0.0, 1.08)
+    else:
+        ax.set_yscale("log")
     ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=10)
     ax.set_xlim(-0.6, len(labels) - 0.4)
-    ax.set_ylabel("Events after cut")
-    ax.legend(fontsize=11)
+    ax.set_ylabel("Cumulative efficiency" if efficiency else "Events after cut")
+    if title:
+        ax.set_title(title, fontsize=12, loc="right", pad=22)
+    if len(cutflows) > 6:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 + len(cutflows) // 20,
+                  borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=11)
     label(ax, llabel=llabel)
     return fig
 
@@ -304,13 +362,19 @@ def plot_nminus1(
     window: tuple[float | None, float | None] | None = None,
     xlabel: str | None = None,
     llabel: str = "Simulation",
+    blinded: bool = False,
 ) -> Figure:
-    """N-1 distribution of one cut variable per run, the kept window shaded and its edges drawn."""
+    """N-1 distribution of one cut variable per run, the kept window shaded and its edges drawn; with
+    ``blinded`` a visible note says the signal-box events were removed (empty or shaped histograms)."""
     fig = new_figure((8, 6))
     ax = fig.subplots()
     runs = categories(h, "run")
+    empty = not np.any(np.asarray(h.values()) > 0)
     for i, run in enumerate(runs or [None]):
         h1 = project(select(h, run=run) if run is not None else h, variable)
+        if empty:  # nothing to draw (all blinded): the axis and the note below, no overlapping zero lines
+            edges = _values_edges(h1)[1]
+            break
         vals, edges, _ = _values_edges(h1)
         mplhep.histplot(
             vals, edges, ax=ax, color=COLORS[i % len(COLORS)], label=f"run {run}" if run is not None else None
@@ -329,8 +393,16 @@ def plot_nminus1(
                 ax.axvline(edge, color="tab:green", ls="--", lw=1.5)
     if np.any(np.asarray(h.values()) > 0):  # an empty N-1 histogram (e.g. all blinded) stays linear
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel or variable)
+    ax.set_xlabel(xlabel or physics_label(variable))
     ax.set_ylabel("Events / bin")
+    if empty:
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlim(edges[0], edges[-1])
+    if blinded:
+        ax.text(0.5, 0.5 if empty else 0.93,
+                "blinded region removed" + ("\n(every entry falls in the signal box)" if empty else ""),
+                transform=ax.transAxes, ha="center", va="center", color="red", weight="bold", fontsize=13,
+                bbox={"fc": "white", "ec": "red", "alpha": 0.8})
     if runs or window is not None:
         ax.legend(fontsize=11)
     label(ax, llabel=llabel)
@@ -552,9 +624,12 @@ def plot_efficiency(
 # --- limits ---------------------------------------------------------------------------------------------
 @styled
 def plot_eps_limits(
-    lim: EpsLimits, *, llabel: str = "Simulation", rlabel: str | None = None, cl: float = 0.9
+    lim: EpsLimits, *, llabel: str = "Simulation", rlabel: str | None = None, cl: float = 0.9,
+    compare: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> Figure:
-    """eps(m_A') exclusion: observed (solid), expected median (dashed), +-1 sigma green, +-2 sigma yellow."""
+    """eps(m_A') exclusion: observed (solid red, excluded region shaded to the top edge), expected median
+    (dashed black, drawn above the observed so it stays visible when they coincide), +-1 sigma green,
+    +-2 sigma yellow; ``compare``: other curves (label -> (mass GeV, eps)) overlaid."""
     fig = new_figure((8, 6.5))
     ax = fig.subplots()
     if lim.band is not None:
@@ -564,15 +639,22 @@ def plot_eps_limits(
         ax.fill_between(
             lim.mass, lim.band["m1"], lim.band["p1"], color="#00c000", lw=0, label=r"Expected $\pm 1\sigma$"
         )
-    ax.plot(lim.mass, lim.exp, "k--", label="Expected")
+    tops = [np.nanmax(lim.exp)] + ([np.nanmax(lim.band["p2"])] if lim.band is not None else [])
     if lim.obs is not None:
-        ax.plot(lim.mass, lim.obs, "k-", lw=2, label="Observed")
-        ax.fill_between(lim.mass, lim.obs, np.nanmax(lim.obs) * 10, color="grey", alpha=0.12, lw=0)
+        tops.append(np.nanmax(lim.obs))
+    top = max(tops) * 4
+    if lim.obs is not None:
+        ax.fill_between(lim.mass, lim.obs, top, color="tab:red", alpha=0.10, lw=0, label="Excluded")
+        ax.plot(lim.mass, lim.obs, "-", color="tab:red", lw=2.5, label="Observed", zorder=3)
+    ax.plot(lim.mass, lim.exp, "k--", lw=1.6, label="Expected", zorder=4)
+    for i, (name, (x, y)) in enumerate((compare or {}).items()):
+        ax.plot(x, y, "-.", color=COLORS[(i + 3) % len(COLORS)], lw=2, label=name, zorder=5)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(r"$m_{A'}$ [GeV]")
     ax.set_ylabel(rf"$\varepsilon$ ({100 * cl:.0f}% CL upper limit)")
     ax.set_xlim(lim.mass.min(), lim.mass.max())
+    ax.set_ylim(top=top)
     ax.legend(fontsize=11, loc="upper left")
     label(ax, llabel=llabel, rlabel=rlabel)
     return fig
@@ -580,6 +662,19 @@ def plot_eps_limits(
 
 def _alpha_value(key: str) -> str:
     return key.split("=")[-1]
+
+
+def smooth_loglog(x: np.ndarray, y: np.ndarray, window: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """A digitised curve smoothed for display: sorted in x, then a centred moving average of log y over
+    ``window`` points (symmetric, shrinking at the ends). Removes the digitisation jitter of the
+    relic-target curves (a few % in y); the CSV values themselves are unchanged and used everywhere else."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    order = np.argsort(x)
+    x, ly = x[order], np.log(y[order])
+    n, half = len(ly), window // 2
+    # symmetric windows, shrinking towards the ends (an end point stays where it is: no bias there)
+    out = np.array([ly[i - k: i + k + 1].mean() for i in range(n) for k in [min(half, i, n - 1 - i)]])
+    return x, np.exp(out)
 
 
 @styled
@@ -595,12 +690,14 @@ def plot_y_limits(
     axes = fig.subplots(1, len(ylims), squeeze=False)[0]
     for ax, (key, c) in zip(axes, ylims.items(), strict=True):
         if c.y_exp is not None:
-            ax.plot(c.x, c.y_exp, "k--", label="Expected")
+            ax.plot(c.x, c.y_exp, "k--", label="Expected", zorder=4)
         if c.y is not None:
-            ax.plot(c.x, c.y, "k-", lw=2, label=f"NA64 {100 * cl:.0f}% CL")
-            ax.fill_between(c.x, c.y, np.nanmax(c.y) * 100, color="grey", alpha=0.12, lw=0)
+            exp_name = "NA64" if not llabel.startswith("Reinterpretation") else "Observed"
+            ax.plot(c.x, c.y, "-", color="tab:red", lw=2.5, label=f"{exp_name} {100 * cl:.0f}% CL", zorder=3)
+            ax.fill_between(c.x, c.y, np.nanmax(c.y) * 1e3, color="tab:red", alpha=0.10, lw=0)
         for i, (model, (m, y)) in enumerate(relic.items()):
-            ax.plot(m, y, color=COLORS[i + 1], lw=1.5, label=f"{MODEL_LABEL.get(model, model)} relic")
+            ms, ys = smooth_loglog(m, y)
+            ax.plot(ms, ys, color=COLORS[i + 1], lw=1.5, label=f"{MODEL_LABEL.get(model, model)} relic")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlim(c.x.min(), c.x.max())

@@ -73,20 +73,59 @@ def _campaign_doc(res: Results) -> dict[str, Any] | None:
 
 
 def simulated(res: Results) -> bool | None:
-    """True if the inputs were simulated (simulate stage ran, MC cut flows, seeded files); None: unknown."""
-    prov = res.json("provenance") or {}
-    if "simulate" in prov.get("stages", {}) or any(cf.get("kind") == "mc" for cf in res.cutflows.values()):
+    """True if the campaign sample (the data the result is about) was simulated; False for recorded data;
+    None: unknown. MC benchmark and signal samples next to real data do not make the data "simulated"."""
+    prov = _all_stages(res)
+    if "simulate" in prov:
         return True
     camp = _campaign_doc(res)
     if camp:
         files = [f for r in camp.get("runs", {}).values() for f in r.get("files", [])]
         if files:
             return any(f.get("seed") is not None or f.get("kind") == "mc" for f in files)
+    kinds = {cf.get("kind") for cf in res.cutflows.values() if cf.get("sample", "campaign") == "campaign"}
+    if kinds:
+        return kinds == {"mc"} or None if "data" not in kinds else False
     return None
 
 
+def hand_written(res: Results) -> str | None:
+    """The source of a hand-written yields summary (a reinterpretation of published numbers), else None:
+    a summary with no run output, background or efficiency stage next to it."""
+    summ = res.json("summary")
+    if not isinstance(summ, dict) or res.cutflows or res.background() is not None:
+        return None
+    if res.efficiency() is not None:
+        return None
+    return str(summ.get("source") or summ.get("analysis") or "a published summary")
+
+
 def _llabel(res: Results) -> str:
-    return "Simulation" if simulated(res) is not False else "Internal"
+    """The experiment label's text: "Simulation" only for simulated data; "Reinterpretation" (no NA64
+    claim, see :func:`plots.label`) for a hand-written summary; "Internal" for recorded data."""
+    src = hand_written(res)
+    if src is not None:
+        return "Reinterpretation of " + (src if len(src) <= 40 else src[:39] + "...")
+    return "Simulation" if simulated(res) is True else "Internal"
+
+
+def _all_stages(res: Results) -> dict[str, dict[str, Any]]:
+    """Every stage record of every provenance.json in the folder (root first, then ``*/``; a stage seen
+    twice keeps its first record, with the folder in ``_where``)."""
+    import json
+
+    out: dict[str, dict[str, Any]] = {}
+    for p in [res.root / "provenance.json", *sorted(res.root.glob("*/provenance.json"))]:
+        try:
+            stages = json.loads(p.read_text()).get("stages", {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue
+        where = p.parent.relative_to(res.root).as_posix() or "."
+        for name, st in stages.items():
+            if isinstance(st, dict):
+                key = name if name not in out else f"{name} ({where})"
+                out.setdefault(key, {**st, "_where": where})
+    return out
 
 
 def _eot(res: Results) -> float | None:
@@ -123,7 +162,7 @@ def _box(res: Results) -> SignalBox:
 def _only(h: Any, keys: list[str]) -> Any:
     """Sum of the ``run`` categories in ``keys`` (all when none of them is present)."""
     cats = plots.categories(h, "run")
-    wanted = [k for k in keys if k in cats]
+    wanted = list(dict.fromkeys(k for k in keys if k in cats))  # keys repeat across run outputs
     if not cats or not wanted or len(wanted) == len(cats):
         return h
     return plots.sum_categories(h, wanted)
@@ -208,8 +247,160 @@ def _signal_spectra(res: Results) -> dict[str, Any]:
     return {k: out[k] for k in preferred} if preferred else dict(list(out.items())[:4])
 
 
+# --- first screen, references ---------------------------------------------------------------------------
+def references(res: Results) -> dict[str, str]:
+    """Source codes (``S000``, ``ARX2207``, ...) -> reference text: ``published.toml [sources]`` overlaid by
+    the results folder's ``datasets.json`` ``sources``."""
+    refs: dict[str, str] = {}
+    try:
+        text = resources.files("na64ana.data").joinpath("published.toml").read_text()
+        refs.update({k: str(v) for k, v in tomllib.loads(text).get("sources", {}).items()})
+    except (ModuleNotFoundError, FileNotFoundError, OSError, tomllib.TOMLDecodeError):
+        pass
+    ds = res.json("datasets")
+    if isinstance(ds, dict) and isinstance(ds.get("sources"), dict):
+        refs.update({k: str(v) for k, v in ds["sources"].items()})
+    return refs
+
+
+def cite(text: str, refs: dict[str, str], used: dict[str, str]) -> str:
+    """``text`` with every known source code turned into a link to the references list (recorded in
+    ``used``)."""
+    if not refs:
+        return text
+    pat = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(refs, key=len, reverse=True)) + r")\b")
+
+    def sub(m: re.Match) -> str:
+        used[m.group(1)] = refs[m.group(1)]
+        return f"[{m.group(1)}](#ref-{m.group(1).lower()})"
+
+    return pat.sub(sub, text)
+
+
+def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
+    """Per-run key numbers of the result: EOT, signal efficiency (range over the mass scan), background
+    with its uncertainty, observed events or "blinded". From summary.json, else the stage records."""
+    header = ["run", "EOT", "signal efficiency", "background n_b", "observed"]
+    rows: list[list[Any]] = []
+    summ = res.json("summary")
+    if isinstance(summ, dict) and summ.get("runs"):
+        for r in summ["runs"]:
+            eff = r.get("efficiency")
+            if isinstance(eff, dict):
+                v = [float(x) for x in eff.get("value", [])]
+                e = f"{min(v):.3f}-{max(v):.3f}" if v and min(v) != max(v) else (f"{v[0]:.3f}" if v else "-")
+            else:
+                e = _fmt(eff, 3)
+            if r.get("efficiency_unc") is not None:
+                e += f" (± {100 * float(r['efficiency_unc']):.0f}%)"
+            b = _fmt(r.get("background"), 3)
+            up, down, sym = r.get("background_unc_up"), r.get("background_unc_down"), r.get("background_unc")
+            if up is not None or down is not None:
+                b += f" +{_fmt(up or 0.0, 2)} -{_fmt(down or 0.0, 2)}"
+            elif sym is not None:
+                b += f" ± {_fmt(sym, 2)}"
+            obs = r.get("observed")
+            obs = BLINDED if obs is None or res.blinded else obs
+            rows.append([r.get("name", "-"), _fmt(r.get("eot"), 3), e, b, obs])
+        return header, rows
+    camp = _campaign_doc(res) or {}
+    runs = camp.get("runs", {})
+    bkg = {r.run: r for r in (res.background().runs if res.background() else [])}
+    eff = res.efficiency()
+    effs = eff.runs if eff is not None else {}
+    regions = res.json("run/regions.json") or res.json("regions") or {}
+    names = list(dict.fromkeys([*[k for k in res.keys(campaign_sample=True)], *bkg, *effs]))
+    for n in names:
+        eot = runs.get(n, {}).get("eot")
+        e = effs.get(n)
+        et = "-" if e is None else (f"{min(e.efficiency):.3f}-{max(e.efficiency):.3f}" if e.efficiency else "-")
+        b = bkg.get(n)
+        bt = "-" if b is None else f"{_fmt(b.total.value, 3)} ± {_fmt(b.total.unc, 2)}"
+        reg = regions.get(n, {}) if isinstance(regions, dict) else {}
+        obs = reg.get("signal_box") if isinstance(reg, dict) else None
+        rows.append([n, _fmt(float(eot), 3) if eot else "-", et, bt, BLINDED if obs is None or res.blinded
+                     else obs])
+    return header, rows
+
+
+def _sec_result(res: Results, ps: PlotSet) -> str:
+    lim = res.eps_limits()
+    parts = []
+    kind = "blinded: expected limits only" if res.blinded else "box opened: observed and expected limits"
+    src = hand_written(res)
+    what = (f"a reinterpretation of {src} (hand-written yields summary; not an NA64 result)" if src
+            else {True: "simulated data", False: "recorded data", None: "data of unknown kind"}[simulated(res)])
+    parts.append(f"Search for A' → invisible in the missing-energy signature, {what}; {kind}.")
+    if lim is not None:
+        m = 0.02
+        exp = interp_loglog(lim.mass, lim.exp, m)
+        if exp is not None:
+            line = f"At m_A' = {m * 1e3:g} MeV the expected {100 * _cl(res):.0f}% CL limit is ε < {exp:.3g}"
+            if lim.obs is not None and not res.blinded:
+                obs = interp_loglog(lim.mass, lim.obs, m)
+                line += f", the observed limit ε < {obs:.3g}" if obs is not None else ""
+            parts.append(line + ".")
+        fig_at = len(parts)
+        parts.append(_img(ps, "eps_limits", f"{100 * _cl(res):.0f}% CL upper limit on ε(m_A'); the bands are "
+                          "the ±1σ/±2σ ranges of the expected limit (one-sided at n = 0: with no events "
+                          "observable below the median, the lower bands coincide with the median)."))
+    else:
+        fig_at = len(parts)
+        parts.append(unavailable("limits", "limits.json not found"))
+    header, rows = key_numbers(res)
+    if rows:
+        parts.insert(fig_at, "Key numbers per run (signal efficiency: range over the A' mass scan, as defined in "
+                     "[Signal](#signal-spectra-and-efficiency)):\n\n" + table(header, rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def _dimuon_ratio(res: Results) -> tuple[float, float, float, float] | None:
+    """(data events, MC expectation, ratio, stat. error of the ratio) over the first dimuon variable."""
+    pairs = _dimuon_pairs(res)
+    if not pairs:
+        return None
+    hd, hm = next(iter(pairs.values()))
+    nd, nm = float(hd.values(flow=True).sum()), float(hm.values(flow=True).sum())
+    if nm <= 0:
+        return None
+    vm = hm.variances(flow=True)
+    vm = float(vm.sum()) if vm is not None else nm
+    r = nd / nm
+    err = r * math.sqrt((1 / nd if nd > 0 else 0.0) + vm / nm**2)
+    return nd, nm, r, err
+
+
 # --- plots -------------------------------------------------------------------------------------------
-def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
+def read_curve(spec: str) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
+    """``FILE[:label]`` -> (label, (mass GeV, eps)): a CSV of two columns (m_A' in GeV, eps limit), with
+    '#' comments and an optional header line; the label defaults to the file name."""
+    from ..errors import InputError
+
+    path, _, name = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read the curve: {exc.strerror}", file=path, field="--compare") from None
+    for i, ln in enumerate(lines, 1):
+        ln = ln.split("#", 1)[0].strip()
+        if not ln:
+            continue
+        cells = [c for c in re.split(r"[,;\s]+", ln) if c]
+        try:
+            rows.append((float(cells[0]), float(cells[1])))
+        except (ValueError, IndexError):
+            if rows:
+                raise InputError(f"line {i}: expected two numbers (mass GeV, eps)", file=path,
+                                 field="--compare") from None
+    if len(rows) < 2 or any(m <= 0 or e <= 0 for m, e in rows):
+        raise InputError("need at least two rows of positive (mass GeV, eps)", file=path, field="--compare")
+    a = np.array(sorted(rows))
+    return name or Path(path).stem, (a[:, 0], a[:, 1])
+
+
+def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+               ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(figure name, stage that makes its input, builder) in report order; builders raise Unavailable."""
     ll, blinded, box = _llabel(res), res.blinded, _box(res)
     jobs: list[tuple[str, str, Callable[[], Any]]] = []
@@ -224,9 +415,26 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
     def cutflow():
         if not res.cutflows:
             raise Unavailable("cutflows/*.json not found")
-        return plots.plot_cutflow(res.cutflows, llabel=ll)
+        main = {k: cf for k, cf in res.cutflows.items() if _main_cutflow(cf)} or res.cutflows
+        sel = next(iter(main.values())).get("selection")
+        main = {k: cf for k, cf in main.items() if cf.get("selection") == sel}
+        kind = {cf.get("kind") for cf in main.values()}
+        return plots.plot_cutflow(main, llabel=ll, title=f"{sel} selection, campaign sample",
+                                  efficiency=kind == {"mc"} and ll != "Simulation")
 
     jobs += [("planes", "run", planes), ("cutflow", "run", cutflow)]
+    # one figure per further (selection, sample kind): data on counts, MC as efficiencies
+    groups: dict[tuple[str, str], dict[str, dict]] = {}
+    for k, cf in res.cutflows.items():
+        if not _main_cutflow(cf):
+            groups.setdefault((str(cf.get("selection", "-")), str(cf.get("kind", "-"))), {})[k] = cf
+    for (sel, kind), cfs in groups.items():
+        def cf_group(sel=sel, kind=kind, cfs=cfs):
+            return plots.plot_cutflow(cfs, llabel="Simulation" if kind == "mc" else ll,
+                                      efficiency=kind == "mc",
+                                      title=f"{sel} selection, {'simulated samples' if kind == 'mc' else kind}")
+
+        jobs.append((f"cutflow_{sel}_{kind}", "run", cf_group))
     for name in [n for n in res.hist_names() if n.startswith("nminus1_")]:
 
         def nm1(name=name):
@@ -238,6 +446,7 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
                 window=_cut_window(res, cut, var, h),
                 xlabel=_axis_label(h, var),
                 llabel=ll,
+                blinded=blinded,
             )
 
         jobs.append((name, "run", nm1))
@@ -281,7 +490,7 @@ def _plot_jobs(res: Results) -> list[tuple[str, str, Callable[[], Any]]]:
         lim = res.eps_limits()
         if lim is None:
             raise Unavailable("limits.json (eps scan) not found")
-        return plots.plot_eps_limits(lim, llabel=ll, rlabel=_rlabel(res), cl=_cl(res))
+        return plots.plot_eps_limits(lim, llabel=ll, rlabel=_rlabel(res), cl=_cl(res), compare=compare)
 
     def ylim():
         y = res.y_limits()
@@ -323,7 +532,9 @@ def _fit_hist(fit: SidebandFit) -> Any:
 
 def _axis_label(h: Any, var: str | None) -> str:
     ax = next(a for a in h.axes if a.name != "run") if var is None else h.axes[var]
-    return ax.label if ax.label and ax.label != ax.name else ax.name
+    if ax.name.lower() in plots.PHYSICS_LABELS or not ax.label or ax.label.split(" [")[0] == ax.name:
+        return plots.physics_label(ax.name)  # a raw branch name (with its unit) -> the physics label
+    return ax.label
 
 
 def _cl(res: Results) -> float:
@@ -331,14 +542,15 @@ def _cl(res: Results) -> float:
     return float(lim.cl) if lim is not None else 0.9
 
 
-def make_plots(results_dir: str | Path) -> PlotSet:
+def make_plots(results_dir: str | Path, *, compare: list[str] | None = None) -> PlotSet:
     """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF), recorded in
     ``plots/provenance.json`` (stage "plots": the files read, blinding, the figures)."""
     clock = provenance.Clock()
     res = Results(results_dir)
     out = PlotSet(Path(results_dir) / "plots")
     written: list[str] = []
-    for name, stage, build in _plot_jobs(res):
+    curves = dict(read_curve(c) for c in compare or [])
+    for name, stage, build in _plot_jobs(res, curves):
         try:
             fig = build()
         except Unavailable as exc:
@@ -456,14 +668,15 @@ def _sec_selection(res: Results, ps: PlotSet) -> str:
     # installed), so list it per dataset instead of warning.
     rows = [[key, cf.get("selection", "-"), cf.get("kind", "-"),
              f"`{str(cf.get('selection_hash', '-'))[:16]}`"] for key, cf in res.cutflows.items()]
-    out = [f"- Selection: **{first.get('selection', '-')}** (resolved per run; hashes below)", "",
-           table(["dataset", "selection", "kind", "selection hash"], rows), ""]
+    out = [f"- Selection: **{first.get('selection', '-')}**, resolved per run and data set (the selection "
+           f"hash of each of the {len(rows)} data sets is in the [appendix](#appendix-selection-hashes))", ""]
     out.append(
         "- Cuts, in order: " + ", ".join(f"`{r.get('cut')}` ({r.get('label')})" for r in first["rows"])
     )
     src = _selection_sources(str(first.get("selection", "")))
     if src:
-        out += ["", table(["item", "source"], [[p, s] for p, s in src])]
+        refs, used = references(res), _USED_REFS
+        out += ["", table(["item", "source"], [[p, cite(s, refs, used)] for p, s in src])]
     else:
         out.append("- Sources: see the selection file (not found in the installed package)")
     return "\n".join(out) + "\n"
@@ -473,29 +686,17 @@ def _sec_cutflows(res: Results, ps: PlotSet) -> str:
     if not res.cutflows:
         return unavailable("run", "cutflows/*.json not found")
     parts = [_img(ps, "cutflow", "Events after each cut, per run (log scale).")]
-    for run, cf in res.cutflows.items():
-        rows = []
-        for r in cf.get("rows", []):
-            if r.get("blinded") or r.get("events") is None:
-                rows.append([r.get("cut"), r.get("label"), BLINDED, BLINDED, BLINDED, BLINDED])
-            else:
-                rows.append(
-                    [
-                        r.get("cut"),
-                        r.get("label"),
-                        r.get("events"),
-                        r.get("weighted"),
-                        r.get("eff_abs"),
-                        r.get("eff_rel"),
-                    ]
-                )
-        parts.append(
-            f"**{run}** ({cf.get('kind', '-')}, selection {cf.get('selection', '-')}"
-            + (", blinded" if cf.get("blinded") else "")
-            + ")\n\n"
-            + table(["cut", "label", "events", "weighted", "eff. abs", "eff. rel"], rows)
-            + "\n"
-        )
+    parts.append(
+        "Columns: *events* passing every cut up to this one; *weighted* the same with event weights; "
+        "*eff. abs* = events after the cut / events entering the cut flow (already triggered and "
+        "reconstructed); *eff. rel* = events after / before the cut. The signal efficiency used for the "
+        "limits is a different, larger-denominator quantity (see [Signal](#signal-spectra-and-efficiency)).\n")
+    main = {k: cf for k, cf in res.cutflows.items() if _main_cutflow(cf)}
+    if len(main) < len(res.cutflows):
+        parts.append(f"Cut flows of the {len(res.cutflows) - len(main)} simulated benchmark and signal "
+                     "samples are in the [appendix](#appendix-per-sample-cut-flows).\n")
+    for run, cf in main.items():
+        parts.append(_cutflow_table(run, cf))
     # the invisible run's regions (run/regions.json), not the first regions.json found (dimuon/ sorts first)
     regions = res.json("regions") if (res.root / "regions.json").exists() else res.json("run/regions.json")
     if regions:
@@ -522,6 +723,49 @@ def _sec_cutflows(res: Results, ps: PlotSet) -> str:
     return "\n".join(parts)
 
 
+def _main_cutflow(cf: dict) -> bool:
+    """The cut flows of the main text: the campaign sample (data, or the simulated data of the demo)."""
+    return cf.get("sample", "campaign") == "campaign"
+
+
+def _cutflow_table(run: str, cf: dict) -> str:
+    rows = []
+    for r in cf.get("rows", []):
+        if r.get("blinded") or r.get("events") is None:
+            rows.append([r.get("cut"), r.get("label"), BLINDED, BLINDED, BLINDED, BLINDED])
+        else:
+            rows.append([r.get("cut"), r.get("label"), r.get("events"), r.get("weighted"), r.get("eff_abs"),
+                         r.get("eff_rel")])
+    return (f"**{run}** ({cf.get('kind', '-')}, selection {cf.get('selection', '-')}"
+            + (", blinded" if cf.get("blinded") else "") + ")\n\n"
+            + table(["cut", "label", "events", "weighted", "eff. abs", "eff. rel"], rows) + "\n")
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsible block (markdown inside, rendered by the md_in_html extension)."""
+    return f'<details markdown="1">\n<summary>{summary}</summary>\n\n{body}\n\n</details>\n'
+
+
+def _sec_appendix_cutflows(res: Results, ps: PlotSet) -> str:
+    other = {k: cf for k, cf in res.cutflows.items() if not _main_cutflow(cf)}
+    if not other:
+        return "No simulated benchmark or signal samples in this results folder.\n"
+    figs = [_img(ps, n, f"Cut flow, {n[len('cutflow_'):].replace('_', ' ')} (simulated samples: fraction of "
+                 "the events entering the cut flow).") for n in ps.made if n.startswith("cutflow_")]
+    return "\n".join(figs) + "\n" + "\n".join(details(f"{k} ({cf.get('kind', '-')}, {cf.get('selection', '-')})", _cutflow_table(k, cf))
+                     for k, cf in other.items())
+
+
+def _sec_appendix_hashes(res: Results, ps: PlotSet) -> str:
+    if not res.cutflows:
+        return unavailable("run", "cutflows/*.json not found")
+    # per (selection, campaign, run): runs differ legitimately (e.g. the HCAL0 cut only where installed)
+    rows = [[key, cf.get("selection", "-"), cf.get("kind", "-"), f"`{str(cf.get('selection_hash', '-'))[:16]}`"]
+            for key, cf in res.cutflows.items()]
+    return details(f"Selection hash of each of the {len(rows)} data sets",
+                   table(["dataset", "selection", "kind", "selection hash"], rows))
+
+
 def _sec_planes(res: Results, ps: PlotSet) -> str:
     b = _box(res)
     text = (
@@ -538,8 +782,12 @@ def _sec_nminus1(res: Results, ps: PlotSet) -> str:
     names = [n for n in [*ps.made, *ps.missing] if n.startswith("nminus1_")]
     if not names:
         return unavailable("run", "no nminus1_* histograms")
-    return "\n".join(
-        _img(ps, n, f"N-1 distribution of `{n[len('nminus1_') :]}` (kept window shaded).") for n in names
+    note = ("The analysis is blinded: events inside the signal box are removed before these histograms "
+            "are filled, so distributions of variables that only matter inside the box are empty or shaped "
+            "by the removal (marked *blinded region removed* on the figure).\n\n" if res.blinded else "")
+    return note + "\n".join(
+        _img(ps, n, f"N-1 distribution of {plots.physics_label(n[len('nminus1_') :], plain=True)}: every cut but this "
+             "one applied; the kept window is shaded.") for n in names
     )
 
 
@@ -575,11 +823,27 @@ def _sec_dimuon(res: Results, ps: PlotSet) -> str:
     names = [n for n in [*ps.made, *ps.missing] if n.startswith("dimuon_")]
     if not names:
         return unavailable("run (dimuon processor)", "no dimuon_* histograms")
-    return "\n".join(_img(ps, n, f"Dimuon benchmark, data vs MC: {n[len('dimuon_') :]}.") for n in names)
+    ratio = _dimuon_ratio(res)
+    text = ""
+    if ratio is not None:
+        nd, nm, r, err = ratio
+        text = (f"Dimuon yield, data / MC = {nd:,.0f} / {nm:,.1f} = **{r:.3f} ± {err:.3f}** (stat.): the "
+                "QED benchmark e⁻Z → e⁻Zμ⁺μ⁻ checks the EOT normalisation and the "
+                "efficiency of the selection common to both searches; the yield is summed over the first "
+                "histogram below.\n\n")
+    return text + "\n".join(_img(ps, n, f"Dimuon benchmark, data vs MC: {plots.physics_label(n[len('dimuon_') :], plain=True)}.")
+                             for n in names)
 
 
 def _sec_signal(res: Results, ps: PlotSet) -> str:
-    parts = [_img(ps, "signal_spectra", "Signal E_ECAL spectra (unit area).")]
+    parts = [
+        "**Signal efficiency.** ε_sig(m_A') = W_pass / D: the weighted signal-MC events passing every cut "
+        "including the signal box, divided by the number of A' produced per EOT with E_A' above the "
+        "missing-energy threshold (the analytic yield), so that N_sig = EOT × (A' per EOT) × ε_sig. It "
+        "therefore includes the trigger and reconstruction acceptance that the cut-flow *eff. abs* column "
+        "(relative to the events entering the cut flow) does not: the two numbers differ by design.",
+        _img(ps, "signal_spectra", "Signal E_ECAL spectra (unit area)."),
+    ]
     eff = res.efficiency()
     if eff is not None and eff.runs:
         runs = eff.runs
@@ -612,7 +876,10 @@ def _sec_model(res: Results, ps: PlotSet) -> str:
     ]
     out.append(f"- Confidence level: {100 * _cl(res):.0f}%")
     check = lim.simplified_check
-    out.append(f"- Cross-check: {check.description}; max |rel. diff| = {_fmt(check.max_abs_rel_diff, 3)}")
+    diff = check.max_abs_rel_diff
+    out.append(f"- Cross-check: {check.description}; "
+               + (f"max |rel. diff| = {_fmt(diff, 3)}" if diff is not None
+                  else "not computed for this scan (no comparable points)"))
     ws = res.workspaces()
     if ws:
         mods = workspace_modifiers(ws[0])
@@ -638,7 +905,8 @@ def _sec_limits(res: Results, ps: PlotSet) -> str:
     parts = [note + _img(ps, "eps_limits", "90% CL exclusion on eps(m_A'); expected +-1/2 sigma bands.")]
     if rows:
         parts.append(table(["m_A' [GeV]", "eps expected", "eps observed"], rows))
-    parts.append(_img(ps, "y_limits", "Limits on y with the thermal relic targets."))
+    parts.append(_img(ps, "y_limits", "Limits on y with the thermal relic targets (digitised curves, drawn "
+                      "smoothed: a 5-point moving average of log y)."))
     parts.append(_img(ps, "alpha_d_limits", "Lower limits on alpha_D (pseudo-Dirac, Majorana)."))
     return "\n\n".join(parts) + "\n"
 
@@ -668,18 +936,19 @@ def _blinding(rec: dict[str, Any]) -> str:
 
 
 def _sec_provenance(res: Results, ps: PlotSet) -> str:
-    prov = res.json("provenance")
+    stages = _all_stages(res)
     out = [f"- Blinded: **{'yes' if res.blinded else 'no (box opened)'}**"]
-    if not prov or not prov.get("stages"):
+    if not stages:
         return "\n".join(out) + "\n\n" + unavailable("any", "provenance.json not found")
     rows = []
-    for name, st in prov["stages"].items():
+    for name, st in stages.items():
         seed = st.get(
             "seed", (st.get("config") or {}).get("seed") if isinstance(st.get("config"), dict) else None
         )
         rows.append(
             [
                 name,
+                f"`{st.get('_where', '.')}`",
                 st.get("time_utc"),
                 f"`{st.get('git_commit')}`",
                 seed,
@@ -687,14 +956,24 @@ def _sec_provenance(res: Results, ps: PlotSet) -> str:
                 f"`{st.get('command', '')}`",
             ]
         )
-    out += ["", table(["stage", "time (UTC)", "commit", "seed", "blinding", "command"], rows)]
-    latest = list(prov["stages"].values())[-1]
+    out += ["", table(["stage", "folder", "time (UTC)", "commit", "seed", "blinding", "command"], rows)]
+    latest = list(stages.values())[-1]
     if latest.get("versions"):
         out += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in latest["versions"].items())]
     return "\n".join(out) + "\n"
 
 
+_USED_REFS: dict[str, str] = {}  # source codes cited while rendering one report (reset by render_markdown)
+
+
+def _sec_references(res: Results, ps: PlotSet) -> str:
+    if not _USED_REFS:
+        return "No sources cited.\n"
+    return "\n".join(f'- <a id="ref-{k.lower()}"></a>**{k}**: {v}' for k, v in sorted(_USED_REFS.items())) + "\n"
+
+
 SECTIONS: tuple[tuple[str, Callable[[Results, PlotSet], str]], ...] = (
+    ("Result", _sec_result),
     ("Data sets", _sec_datasets),
     ("Selection", _sec_selection),
     ("Cut flows", _sec_cutflows),
@@ -707,7 +986,12 @@ SECTIONS: tuple[tuple[str, Callable[[Results, PlotSet], str]], ...] = (
     ("Limits", _sec_limits),
     ("Cut optimisation", _sec_optimisation),
     ("Provenance", _sec_provenance),
+    ("References", _sec_references),
+    ("Appendix: per-sample cut flows", _sec_appendix_cutflows),
+    ("Appendix: selection hashes", _sec_appendix_hashes),
 )
+# Extra sections of other searches: (title, builder) appended after the limits by their modules.
+TOC_SKIP = ("Result",)
 
 
 def render_markdown(res: Results, ps: PlotSet) -> str:
@@ -716,22 +1000,54 @@ def render_markdown(res: Results, ps: PlotSet) -> str:
     head = [f"# NA64 invisible-mode search: analysis report ({camp})", ""]
     if res.blinded:
         head += ["> **BLINDED**: signal-box content is not shown; limits are expected limits only.", ""]
-    for title, build in SECTIONS:
+    _USED_REFS.clear()
+    built: list[tuple[str, str]] = []
+    for title, build in _sections(res, ps):
         try:
             body = build(res, ps)
         except Exception as exc:  # noqa: BLE001 - reported in the section, never swallowed silently
             log.warning("report section %s failed: %s", title, exc)
             body = f"> **Not available** (section could not be built: {type(exc).__name__}: {exc}).\n"
+        built.append((title, body))
+    toc = ["**Contents**", ""] + [f"{i}. [{t}](#{slug(t)})" for i, (t, _) in enumerate(built, 1)]
+    for i, (title, body) in enumerate(built):
         head += [f"## {title}", "", body]
+        if i == 0:  # the result first, then the table of contents
+            head += ["\n".join(toc), ""]
     return "\n".join(head)
+
+
+def slug(title: str) -> str:
+    """The HTML id the markdown ``toc`` extension gives a heading (links in the table of contents)."""
+    from markdown.extensions.toc import slugify
+
+    return slugify(title, "-")
+
+
+def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, PlotSet], str]]]:
+    """SECTIONS plus the extra search sections (hook: ``search_sections(res, ps)`` in
+    presentation/search_plots.py, when present, inserted after "Limits")."""
+    out = list(SECTIONS)
+    try:
+        from . import search_plots  # type: ignore[attr-defined]
+
+        extra = list(getattr(search_plots, "search_sections", lambda res, ps: [])(res, ps))
+    except ImportError:
+        extra = []
+    if extra:
+        i = [t for t, _ in out].index("Limits") + 1
+        out[i:i] = extra
+    return out
 
 
 HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.4}}
-img{{max-width:100%}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;
+img{{max-width:100%;max-height:560px}} table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #bbb;
 padding:3px 8px;text-align:right}} blockquote{{background:#fff4e5;border-left:4px solid #e69500;
-margin:1em 0;padding:.3em 1em}} code{{background:#f3f3f3}}</style></head>
+margin:1em 0;padding:.3em 1em}} code{{background:#f3f3f3}} details{{margin:.5em 0;border:1px solid #ddd;
+padding:.3em .8em}} summary{{cursor:pointer;font-weight:bold}} td:first-child,th:first-child{{text-align:left}}
+</style></head>
 <body>
 {body}
 </body></html>
@@ -749,7 +1065,7 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     md = render_markdown(res, ps)
     md_path = results_dir / "report.md"
     md_path.write_text(md)
-    body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    body = markdown.markdown(md, extensions=["tables", "fenced_code", "toc", "md_in_html"])
     (results_dir / "report.html").write_text(HTML.format(title=f"NA64 report ({res.campaign()})", body=body))
     state = blinding.state(res.blinded)
     provenance.write(results_dir, "report", inputs=res.inputs(), outputs=["report.md", "report.html"],
@@ -757,12 +1073,12 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     return md_path
 
 
-def run_stage(results_dir: str | Path) -> PlotSet:
+def run_stage(results_dir: str | Path, *, compare: list[str] | None = None) -> PlotSet:
     """The report stage: every available figure (``plots/``), then ``report.md`` + ``report.html``, both
     recorded (stages "plots" and "report"). A folder without our marker is accepted only when the stage
     outputs inside it carry theirs (a folder assembled from na64ana outputs); else OutputError."""
     results = provenance.prepare_results_dir(results_dir, stage="report")
-    made = make_plots(results)
+    made = make_plots(results, compare=compare) if compare else make_plots(results)
     for name, why in made.missing.items():
         log.info("figure %s not drawn: %s", name, why)
     md = build_report(results, plots_made=made)
