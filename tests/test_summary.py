@@ -44,7 +44,7 @@ def test_mass_dependent_efficiency_interpolates_in_log_mass():
     (("runs", 0, "eot"), -1.0, "runs.0.eot"),
     (("runs", 0, "efficiency"), 1.2, "runs.0.efficiency"),
     (("runs", 0, "efficiency"), 0.0, "runs.0.efficiency"),
-    (("runs", 0, "background_unc"), 0.05, "runs.0"),
+    (("runs", 0, "background_unc"), -0.05, "runs.0.background_unc"),
     (("runs", 0, "observed"), 1.5, "runs.0.observed"),
     (("runs", 0, "observed"), "1", "runs.0.observed"),
     (("masses_GeV",), [], "masses_GeV"),
@@ -69,11 +69,11 @@ def test_missing_key_named():
         summary.validate(d)
 
 
-def test_background_unc_not_below_value_is_an_error():
+def test_background_unc_above_value_is_accepted():
+    """Issue 14: kappa = 1 + r defines the log-normal for any r (no '< 100%' rule, no cap)."""
     d = copy.deepcopy(GOOD)
-    d["runs"][0]["background_unc"] = 0.043
-    with pytest.raises(InputError, match="background_unc"):
-        summary.validate(d)
+    d["runs"][0]["background_unc"] = 0.1
+    assert summary.validate(d).runs[0].background_kappa() == pytest.approx(0.1 / 0.043)
 
 
 def test_zero_background_allowed_without_uncertainty(tmp_path):
@@ -91,9 +91,9 @@ def test_unreadable_file(tmp_path):
         summary.load(f)
 
 
-def test_the_chain_summary_caps_a_background_width_and_says_so():
-    """summary.compute (demo, na64ana summary, closure): an uncertainty >= the background is capped at
-    MAX_REL_BKG_UNC x value and noted; the EOT of skipped input files is subtracted and noted."""
+def test_the_chain_summary_keeps_a_wide_background_width_and_says_so():
+    """summary.compute (demo, na64ana summary, closure): an uncertainty >= the background is kept (issue 14:
+    no cap) and noted; the EOT of skipped input files is subtracted and noted."""
     from types import SimpleNamespace
 
     from na64ana.records import BackgroundTable, EfficiencyTable
@@ -117,8 +117,8 @@ def test_the_chain_summary_caps_a_background_width_and_says_so():
                         masses_GeV=[0.01])
     (r,) = s.runs
     assert (r.observed, r.background, r.eot, r.efficiency_unc) == (4, 0.2, 9e9, 0.07)
-    assert r.background_unc == pytest.approx(summary.MAX_REL_BKG_UNC * 0.2)
-    assert "capped" in r.notes["background_unc"] and "a.root" in r.notes["eot"]
+    assert r.background_unc == pytest.approx(0.3)
+    assert "not capped" in r.notes["background_unc"] and "a.root" in r.notes["eot"]
     blind = summary.compute(analysis="t", campaign=camp, background=bkg, efficiency=eff, observed={"I": None},
                             masses_GeV=[0.01])
     assert blind.blinded and summary.to_json(blind)["runs"][0]["observed"] is None

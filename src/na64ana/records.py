@@ -367,6 +367,34 @@ class LimitPoint(Record):
     eps_simple: float | None = None
     n90_simple: float | None = None
     simple_rel_diff: float | None = None
+    # production mechanisms (dark photon): expected signal per mechanism at eps_ref, brem-only expectation
+    signal_per_mechanism_at_eps_ref: dict[str, float] | None = None
+    eps_exp_brem_only: float | None = None
+    cls_share_round: float | None = None
+    # two-sided limits (visible band): upper edges of the excluded eps band
+    eps_obs_upper: float | None = None
+    eps_exp_upper: float | None = None
+    eps_exp_m1_upper: float | None = None
+    eps_exp_p1_upper: float | None = None
+    eps_exp_m2_upper: float | None = None
+    eps_exp_p2_upper: float | None = None
+    # other models: limits on the model's coupling (and the upper edges of a closed region)
+    coupling: str | None = None
+    coupling_unit: str | None = None
+    coupling_obs: float | None = None
+    coupling_exp: float | None = None
+    coupling_exp_m1: float | None = None
+    coupling_exp_p1: float | None = None
+    coupling_exp_m2: float | None = None
+    coupling_exp_p2: float | None = None
+    coupling_obs_upper: float | None = None
+    coupling_exp_upper: float | None = None
+    coupling_exp_m1_upper: float | None = None
+    coupling_exp_p1_upper: float | None = None
+    coupling_exp_m2_upper: float | None = None
+    coupling_exp_p2_upper: float | None = None
+    note: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class SimplifiedCheck(Record):
@@ -417,17 +445,30 @@ class LimitsRecord(Record):
     method: str
     analysis: str
     blinded: bool
-    cross_section: str
-    beam_energy_GeV: float
-    emiss_min_GeV: float
-    poi: str
-    normsys: str
+    cross_section: str | None = None
+    beam_energy_GeV: float | None = None
+    emiss_min_GeV: float | None = None
+    poi: str | None = None
+    normsys: str | None = None
     points: list[LimitPoint]
-    simplified_check: SimplifiedCheck
+    simplified_check: SimplifiedCheck | None = None
     n_failed: int
     y_limits: YLimits | None = None
     alpha_d_limits: AlphaDLimits | None = None
     summary_file: str | None = None
+    search: Literal["dark_photon", "vector", "alp", "visible"] | None = Field(
+        None, description="kind of limit (absent: dark photon, records before the search dispatch)")
+    signature: Literal["invisible", "visible"] | None = None
+    beam_particle: Literal["e-", "e+"] | None = None
+    production: list[str] | None = None
+    coupling: str | None = None
+    coupling_unit: str | None = None
+    model: dict[str, Any] | None = None
+    notes: str | None = None
+    crosscheck: dict[str, Any] | None = Field(None, description="pyhf toy CLs at the exact limit "
+                                              "(na64ana.stats.crosscheck); a failure is a warning")
+    warnings: list[str] | None = None
+    details: dict[str, Any] | None = None
 
     @property
     def blinding(self) -> Blinding:

@@ -122,9 +122,16 @@ class Run(_Strict):
     efficiency: float | MassCurve
     efficiency_unc: float = Field(ge=0, lt=1, description="relative signal-efficiency uncertainty")
     background: float = Field(ge=0, description="expected background events in the signal box")
-    background_unc: float = Field(ge=0, description="ABSOLUTE background uncertainty")
+    background_unc: float | None = Field(None, ge=0, description="ABSOLUTE background uncertainty "
+                                         "(symmetric; or give background_unc_up and background_unc_down)")
+    background_unc_up: float | None = Field(None, ge=0, description="ABSOLUTE upward background uncertainty")
+    background_unc_down: float | None = Field(None, ge=0,
+                                              description="ABSOLUTE downward background uncertainty")
     observed: StrictInt | None = Field(ge=0, description="events observed in the box (an integer); "
                                        "null = blinded (expected limits only)")
+    emiss_min_GeV: float | None = Field(None, gt=0, description="this run's E_miss threshold (E0 - box edge); "
+                                        "overrides the top-level emiss_min_GeV")
+    region: str | None = Field(None, min_length=1, description="signal region (searches with several)")
     shape: Shape | None = None
     notes: str | dict[str, str] | None = None
 
@@ -138,18 +145,32 @@ class Run(_Strict):
 
     @model_validator(mode="after")
     def _bkg(self) -> Run:
-        if self.background == 0 and self.background_unc > 0:
+        up, down = self.background_unc_up, self.background_unc_down
+        if (up is None) != (down is None):
+            raise ValueError("background_unc_up: give both background_unc_up and background_unc_down")
+        if up is not None and self.background_unc is not None:
+            raise ValueError("background_unc: give background_unc or background_unc_up/down, not both")
+        if up is None and self.background_unc is None:
+            raise ValueError("background_unc: missing (or give background_unc_up and background_unc_down)")
+        if self.background == 0 and any(x for x in (self.background_unc, up, down)):
             raise ValueError("background_unc: a zero background must have zero uncertainty")
-        if self.background > 0 and self.background_unc >= self.background:
-            raise ValueError(
-                "background_unc: must be < background (log-normal relative width < 100%); an uncertainty "
-                ">= the value means an upper limit -- give a central value with a smaller uncertainty")
         if self.shape is not None and self.observed is not None:
             if sum(self.shape.observed) != self.observed:
                 raise ValueError("observed: must equal the sum of shape.observed")
             if not math.isclose(sum(self.shape.background), self.background, rel_tol=1e-6, abs_tol=1e-12):
                 raise ValueError("background: must equal the sum of shape.background")
         return self
+
+    def background_kappa(self) -> float | dict[str, float] | None:
+        """The background normsys of the counting model: relative width r (kappa = 1 + r) for a symmetric
+        uncertainty, ``{"hi": 1 + up/b, "lo": 1/(1 + down/b)}`` for an asymmetric one, None without
+        background (any width is allowed: the log-normal with kappa = 1 + r is defined for every r)."""
+        if self.background <= 0:
+            return None
+        if self.background_unc_up is not None and self.background_unc_down is not None:
+            return {"hi": 1.0 + self.background_unc_up / self.background,
+                    "lo": 1.0 / (1.0 + self.background_unc_down / self.background)}
+        return float(self.background_unc or 0.0) / self.background
 
     def efficiency_at(self, mass: float | np.ndarray) -> np.ndarray:
         if isinstance(self.efficiency, MassCurve):
@@ -167,6 +188,34 @@ class Summary(_Strict):
     runs: list[Run] = Field(min_length=1)
     masses_GeV: list[float] = Field(min_length=1, description="A' masses to scan (GeV)")
     notes: str | dict[str, Any] | None = None
+    beam_particle: Literal["e-", "e+"] = Field("e-", description="beam particle")
+    production: list[Literal["brem", "annihilation"]] | None = Field(
+        None, min_length=1, description="production mechanisms summed per run (default ['brem'] for an "
+        "electron beam; required for a positron beam)")
+    alpha_D: float | None = Field(None, description="dark coupling alpha_D (> 0; y and the annihilation "
+                                  "width)")
+    dm: Literal["fermion", "scalar"] | None = Field(None, description="dark-matter spin")
+    mass_ratio: float | None = Field(None, description="m_A'/m_chi (default 3; > 2: the decay A' -> chi chi "
+                                     "must be open)")
+    model: dict[str, Any] | None = Field(None, description="{'name': 'dark_photon' | 'lmu_ltau' | 'b_l' | "
+                                         "'vector' | 'alp_photon', ...parameters} (default: the dark photon; "
+                                         "checked by na64ana.stats.coupling.from_spec)")
+    signature: Literal["invisible"] = Field("invisible", description="'invisible' here; a 'visible' "
+                                            "summary is read by na64ana.stats.band")
+
+    @field_validator("alpha_D")
+    @classmethod
+    def _alpha_d(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError("alpha_D must be > 0")
+        return v
+
+    @field_validator("mass_ratio")
+    @classmethod
+    def _ratio(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v > 2):
+            raise ValueError("mass_ratio = m_A'/m_chi must be > 2 (m_chi < m_A'/2: A' -> chi chi open)")
+        return v
 
     @field_validator("correlated")
     @classmethod
@@ -198,7 +247,31 @@ class Summary(_Strict):
     def _energies(self) -> Summary:
         if self.emiss_min_GeV >= self.beam_energy_GeV:
             raise ValueError("emiss_min_GeV: must be below beam_energy_GeV")
+        for i, r in enumerate(self.runs):
+            if r.emiss_min_GeV is not None and r.emiss_min_GeV >= self.beam_energy_GeV:
+                raise ValueError(f"runs.{i}.emiss_min_GeV: must be below beam_energy_GeV "
+                                 f"({r.emiss_min_GeV:g} >= {self.beam_energy_GeV:g})")
+        if self.beam_particle == "e+" and self.production is None:
+            raise ValueError("production: required for a positron beam (e.g. [\"brem\", \"annihilation\"])")
         return self
+
+    @property
+    def mechanisms(self) -> list[str]:
+        """Production mechanisms summed per run (default: bremsstrahlung)."""
+        return list(self.production or ["brem"])
+
+    @property
+    def ratio(self) -> float:
+        """m_A'/m_chi (default: the published convention, 3)."""
+        return float(self.mass_ratio) if self.mass_ratio is not None else 3.0
+
+    @property
+    def model_name(self) -> str:
+        return str((self.model or {}).get("name", "dark_photon"))
+
+    def run_emiss_min(self, run: Run) -> float:
+        """The run's E_miss threshold (its own, else the summary's)."""
+        return float(run.emiss_min_GeV if run.emiss_min_GeV is not None else self.emiss_min_GeV)
 
 
     @property
@@ -210,9 +283,14 @@ class Summary(_Strict):
 def validate(data: Any, *, file: str | None = None) -> Summary:
     """Validate a summary dict; any failure is one InputError naming the field path."""
     try:
-        return Summary.model_validate(data)
+        summ = Summary.model_validate(data)
     except ValidationError as exc:
         raise from_validation(exc, file=file) from None
+    if summ.model is not None:
+        from .stats.coupling import from_spec  # the model registry imports this module
+
+        from_spec(summ.model, masses=summ.masses_GeV, e0=summ.beam_energy_GeV, file=file)
+    return summ
 
 
 def load(path: str | Path) -> Summary:
@@ -230,13 +308,13 @@ def signal_shares(summary: Summary, mass: float) -> list[np.ndarray]:
     return out
 
 
-MAX_REL_BKG_UNC = 0.95  # cap of a background uncertainty >= the value (log-normal width must be < 100%)
+MAX_REL_BKG_UNC = None  # no cap any more (issue 14): kept so that callers passing max_rel_bkg_unc still work
 FILE = "summary.json"
 
 
 def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, efficiency: EfficiencyTable,
             observed: Mapping[str, int | None] | None, masses_GeV: Sequence[float],
-            cross_section: str = "etl", cl: float = 0.9, max_rel_bkg_unc: float = MAX_REL_BKG_UNC) -> Summary:
+            cross_section: str = "etl", cl: float = 0.9, max_rel_bkg_unc: float | None = MAX_REL_BKG_UNC) -> Summary:
     """The summary written by the analysis chain (the one builder: demo, ``na64ana summary`` and the
     closure study): EOT per run from datasets.json, efficiency vs mass from the signal MC
     (efficiency.json), background and its uncertainty from background.json, observed box counts
@@ -246,8 +324,8 @@ def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, e
     that run output) records their EOT as ``eot_skipped``; it is subtracted and the run's notes say so.
     The efficiency uncertainty is the run's published relative one (datasets.json).
 
-    A background uncertainty >= the value (log-normal impossible) is capped at ``max_rel_bkg_unc`` of the
-    value and the cap is recorded in the run's notes: never silently.
+    A background uncertainty >= the value is kept (the log-normal with kappa = 1 + r is defined for any r;
+    issue 14) and noted in the run's notes; ``max_rel_bkg_unc`` is ignored (kept for old callers).
     """
     bkg = background.by_run
     runs: list[dict[str, Any]] = []
@@ -261,10 +339,9 @@ def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, e
         run_notes = {"background": "background.json total (side-band-C fit + published components)",
                      "efficiency": "signal MC through the invisible selection (efficiency.json)",
                      "efficiency_unc": "published relative efficiency uncertainty (datasets.json)"}
-        if value > 0 and unc >= value:
-            run_notes["background_unc"] = (f"capped from {unc:.4g} to {max_rel_bkg_unc:.2f} x value "
-                                           "(log-normal width must be < 100%)")
-            unc = max_rel_bkg_unc * value
+        if value > 0 and unc >= value:  # kept as is: the log-normal with kappa = 1 + r is defined for any r
+            run_notes["background_unc"] = (f"{unc / value:.0%} of the value: a wide log-normal (kappa = 1 + r),"
+                                           " not capped (issue 14)")
         eot, skipped = run.eot, float(b.eot_skipped or 0.0)
         if skipped > 0:
             eot -= skipped
@@ -330,7 +407,7 @@ def run_stage(run_dir: str | Path, background: str | Path, efficiency: str | Pat
 def from_results(*, analysis: str, campaign: Campaign, background: Mapping[str, Any] | BackgroundTable,
                  efficiency: Mapping[str, Any] | EfficiencyTable, regions: Mapping[str, Any] | None,
                  masses_GeV: Sequence[float], cross_section: str = "etl", cl: float = 0.9,
-                 max_rel_bkg_unc: float = MAX_REL_BKG_UNC) -> dict[str, Any]:
+                 max_rel_bkg_unc: float | None = MAX_REL_BKG_UNC) -> dict[str, Any]:
     """:func:`compute` on plain dicts (background.json, efficiency.json, regions.json keyed by run name);
     returns the summary dict (kept for notebooks). Of a hand-made efficiency dict only ``runs.<run>.mass_GeV``
     and ``efficiency`` are used (and required)."""

@@ -28,6 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="A' masses of the signal MC (default: the ten of the analysis, 1 MeV - 1 GeV)")
     p.add_argument("--limit-masses", type=float, nargs="+", default=None, metavar="GEV",
                    help="A' masses of the limit scan (default: 31 log-spaced, 1 MeV - 1 GeV)")
+    p.add_argument("--search", default=None, metavar="NAME",
+                   help="run a search from its PUBLISHED INPUTS (the paper's yields summary -> limits -> "
+                        "report; not the simulated chain): prl2023, positron2022, lmu_ltau_2016_2018, "
+                        "b_l_2016_2021, alp_2016_2018, visible_2017_2018, ... (default: the simulated "
+                        "prl2019 chain)")
+    p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
+                   help="toys of the limits cross-check with --search (default 200; 0 skips it)")
     p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=run)
@@ -37,6 +44,15 @@ def run(args: argparse.Namespace) -> int:
     from .. import pipeline
 
     log = setup_logging(args.out, "demo")
+    if args.search is not None:
+        from ..stats import limits
+
+        toys = limits.DEFAULT_CROSSCHECK_TOYS if args.crosscheck_toys is None else args.crosscheck_toys
+        timings = pipeline.search_demo(args.search, args.out, masses=args.limit_masses, crosscheck_toys=toys)
+        log.info("search %s from its published inputs (not the simulated chain): %s", args.search,
+                 ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+        log.info("report: %s", f"{args.out}/report.md")
+        return 0
     masses = {k: tuple(v) for k, v in (("efficiency_masses", args.efficiency_masses),
                                         ("limit_masses", args.limit_masses)) if v}
     timings = pipeline.demo(args.out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,

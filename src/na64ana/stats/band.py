@@ -98,8 +98,6 @@ class VisibleRun(_Strict):
 
     @model_validator(mode="after")
     def _bkg(self) -> VisibleRun:
-        if self.background > 0 and self.background_unc >= self.background:
-            raise ValueError("background_unc must be below background (a >= 100% uncertainty is a limit)")
         if self.background == 0 and self.background_unc != 0:
             raise ValueError("background = 0 needs background_unc = 0")
         return self
@@ -260,8 +258,28 @@ def s_up(summary: CountingSummary, shares: Sequence[float] | np.ndarray, *, meth
         s, [r.background for r in runs], [0 if r.observed is None else r.observed for r in runs],
         shared_rel=list(summary.correlated.values()),
         signal_rel=[[r.efficiency_unc, r.eot_unc] for r in runs],
-        background_rel=[r.background_unc / r.background if r.background > 0 else 0.0 for r in runs])
+        **_bkg_terms(runs))
     return _cls.limits(model, summary.cl, method=method)
+
+
+def _bkg_terms(runs: Sequence[Any]) -> dict[str, Any]:
+    """``background_rel`` (symmetric: the model's fast path) or ``background_kappa`` (any asymmetric)."""
+    kappas = [_kappa(r) for r in runs]
+    if all(isinstance(k, float) for k in kappas):
+        return {"background_rel": [float(k) - 1.0 for k in kappas]}
+    return {"background_kappa": kappas}
+
+
+def _kappa(run: Any) -> float | tuple[float, float]:
+    """The run's background log-normal kappa (1 + r, any r), or (hi, lo) for an asymmetric uncertainty."""
+    if run.background <= 0:
+        return 1.0
+    k = run.background_kappa() if hasattr(run, "background_kappa") else run.background_unc / run.background
+    if k is None:
+        return 1.0
+    if isinstance(k, dict):
+        return (float(k["hi"]), float(k["lo"]))
+    return 1.0 + float(k)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -489,68 +507,8 @@ def closed_region_edges(per_run: Callable[[np.ndarray], np.ndarray], grid: np.nd
 # The figure
 
 
-def _curve(points: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mass in MeV, lower edge, upper edge) of ``key``; None edges become NaN (gaps in the curves)."""
-    m = np.array([1e3 * p["mass_GeV"] for p in points])
-    lo = np.array([np.nan if p.get(key) is None else p[key] for p in points], dtype=float)
-    hi = np.array([np.nan if p.get(key + "_upper") is None else p[key + "_upper"] for p in points],
-                  dtype=float)
-    return m, lo, hi
-
-
 def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: str | None = None) -> Any:
-    """The excluded band in (m_A', eps), log-log (mass in MeV): observed (filled, solid edges), expected
-    median (dashed) with its +-1/+-2 sigma bands, X17 (16.7 MeV) marked. Returns a matplotlib Figure (save
-    with ``presentation.plots.save``).
+    """The excluded band figure: :func:`na64ana.presentation.search_plots.plot_band` (moved there)."""
+    from ..presentation.search_plots import plot_band as _plot
 
-    The presentation helpers are imported here, not at the module top, so that the statistics layer does
-    not import matplotlib/mplhep (nor depend on the presentation layer) unless a figure is asked for."""
-    import matplotlib.style
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    from ..presentation import plots as pp
-
-    pts = [p for p in record["points"] if "error" not in p]
-    cl = float(record.get("cl", 0.9))
-    with matplotlib.style.context(pp.STYLE):
-        fig = pp.new_figure((8, 6.5))
-        ax = fig.subplots()
-        if not record.get("blinded"):
-            m, o_lo, o_hi = _curve(pts, "eps_obs")
-            ax.fill_between(m, o_lo, o_hi, color="#3f90da", alpha=0.25, lw=0, zorder=1,
-                            label=f"Excluded ({100 * cl:.0f}% CL)")
-        bands = (("eps_exp_m2", "eps_exp_p2", "#ffdf00", r"Expected $\pm 2\sigma$"),
-                 ("eps_exp_m1", "eps_exp_p1", "#00c000", r"Expected $\pm 1\sigma$"))
-        for lo_key, hi_key, color, lab in bands:
-            m, a_lo, a_hi = _curve(pts, lo_key)  # the stronger s_up quantile: the wider band
-            _, b_lo, b_hi = _curve(pts, hi_key)
-            # the +-n sigma region around each edge lies between the edges of the two quantiles
-            ax.fill_between(m, a_lo, np.where(np.isnan(b_lo), a_hi, b_lo), color=color, lw=0, zorder=2,
-                            label=lab)
-            ax.fill_between(m, np.where(np.isnan(b_hi), a_lo, b_hi), a_hi, color=color, lw=0, zorder=2)
-        if not record.get("blinded"):
-            m, o_lo, o_hi = _curve(pts, "eps_obs")
-            ax.plot(m, o_lo, "-", color="#1f4e8c", lw=2.5, zorder=3, label="Observed")
-            ax.plot(m, o_hi, "-", color="#1f4e8c", lw=2.5, zorder=3)
-        m, e_lo, e_hi = _curve(pts, "eps_exp")
-        ax.plot(m, e_lo, "--", color="k", lw=1.5, zorder=4, label="Expected (median)")
-        ax.plot(m, e_hi, "--", color="k", lw=1.5, zorder=4)
-        ax.axvline(1e3 * X17_MASS_GeV, color="#bd1f01", ls=":", lw=1.5, zorder=5)
-        ax.text(1e3 * X17_MASS_GeV * 1.03, 0.97, "X17 (16.7 MeV)", color="#bd1f01", rotation=90, ha="left",
-                va="top", transform=ax.get_xaxis_transform(), fontsize=12)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        edges = np.concatenate([_curve(pts, "eps_exp_m2")[1], _curve(pts, "eps_exp_m2")[2]])
-        edges = edges[np.isfinite(edges)]
-        if edges.size:
-            ax.set_ylim(10 ** math.floor(math.log10(edges.min()) - 0.6),
-                        10 ** math.ceil(math.log10(edges.max()) + 0.3))
-        ax.set_xlim(m.min(), m.max())
-        ax.set_xlabel(r"$m_{A'}$ [MeV]")
-        ax.set_ylabel(r"$\varepsilon$")
-        ax.legend(fontsize=10, loc="lower left", ncol=2, frameon=True, framealpha=0.9)
-        pp.label(ax, llabel=llabel, rlabel=rlabel)
-    return fig
+    return _plot(record, llabel=llabel, rlabel=rlabel)

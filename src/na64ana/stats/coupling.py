@@ -467,8 +467,6 @@ class AlpRun(_Strict):
     def _bkg(self) -> AlpRun:
         if self.background == 0 and self.background_unc != 0:
             raise ValueError("background = 0 needs background_unc = 0")
-        if self.background > 0 and self.background_unc >= self.background:
-            raise ValueError("background_unc must be below background (a >= 100% uncertainty is a limit)")
         return self
 
     def efficiency_at(self, mass: float) -> float:

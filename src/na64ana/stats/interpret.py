@@ -24,9 +24,10 @@ def _points(points: Points) -> list[LimitPoint]:
     return [p for p in recs if p.error is None and (p.eps_obs or p.eps_exp)]
 
 
-def y_limits(points: Points, alpha_ds: list[float] | None = None) -> YLimits:
-    """Upper limits on y(m_chi) for each alpha_D (default: the published benchmarks 0.5 and 0.1)."""
-    ratio = dm.default_ratio()
+def y_limits(points: Points, alpha_ds: list[float] | None = None, ratio: float | None = None) -> YLimits:
+    """Upper limits on y(m_chi) for each alpha_D (default: the published benchmarks 0.5 and 0.1) at
+    m_A' = ``ratio`` m_chi (default: the published convention, 3)."""
+    ratio = dm.default_ratio() if ratio is None else float(ratio)
     alpha_ds = list(alpha_ds or published.get("darkmatter.alpha_d_benchmarks"))
     good = _points(points)
     bands = {}
@@ -38,9 +39,9 @@ def y_limits(points: Points, alpha_ds: list[float] | None = None) -> YLimits:
     return YLimits(ratio_mA_over_mchi=ratio, m_chi_GeV=[p.mass_GeV / ratio for p in good], **bands)
 
 
-def alpha_d_limits(points: Points) -> AlphaDLimits:
+def alpha_d_limits(points: Points, ratio: float | None = None) -> AlphaDLimits:
     """Lower limits on alpha_D(m_chi) from eps_obs for pseudo-Dirac and Majorana DM."""
-    ratio = dm.default_ratio()
+    ratio = dm.default_ratio() if ratio is None else float(ratio)
     good = _points(points)
 
     def entry(kind: str) -> AlphaDEntry:
@@ -59,8 +60,15 @@ def _amin(eps: float, m_chi: float, kind: str, ratio: float) -> float:
     return float(dm.alpha_d_lower_limit(eps, m_chi, kind, ratio))
 
 
-def add_interpretation(result: dict[str, Any]) -> dict[str, Any]:
-    """Add ``y_limits`` and ``alpha_d_limits`` to a limits.json dict (in place; also returned)."""
-    result["y_limits"] = y_limits(result["points"]).to_json()
-    result["alpha_d_limits"] = alpha_d_limits(result["points"]).to_json()
+def add_interpretation(result: dict[str, Any], *, ratio: float | None = None,
+                       alpha_d: float | None = None) -> dict[str, Any]:
+    """Add ``y_limits`` and ``alpha_d_limits`` to a limits.json dict (in place; also returned). ``ratio``:
+    the summary's m_A'/m_chi; ``alpha_d``: the summary's alpha_D, added to the published benchmarks."""
+    alphas = None
+    if alpha_d is not None:
+        alphas = list(published.get("darkmatter.alpha_d_benchmarks"))
+        if not any(abs(a - alpha_d) < 1e-12 for a in alphas):
+            alphas.append(float(alpha_d))
+    result["y_limits"] = y_limits(result["points"], alphas, ratio=ratio).to_json()
+    result["alpha_d_limits"] = alpha_d_limits(result["points"], ratio=ratio).to_json()
     return result
