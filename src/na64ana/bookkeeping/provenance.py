@@ -476,7 +476,18 @@ def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
             elif sha(p) != m.get("sha256"):
                 v.problems.append(Problem("error", name, rel, "output modified", recorded=m.get("sha256"),
                                           actual=sha(p)))
+        from . import unblinding
+
+        entries, broken = unblinding.check(d)
+        if broken:
+            v.problems.append(Problem("error", name, unblinding.LOG, broken, kind="provenance"))
+        elif entries:
+            v.problems.append(Problem("info", name, unblinding.LOG, f"the box was opened {len(entries)} "
+                                      f"time(s) in this folder, last {entries[-1].get('time')} "
+                                      f"({', '.join(entries[-1].get('keys') or [])})", kind="provenance"))
         for rel in folder_files(d):
+            if rel == unblinding.LOG:
+                continue
             if rel not in man["files"]:
                 v.problems.append(Problem("warning" if allow_extra else "error", name, rel,
                                           "unexpected file (in no manifest)"))

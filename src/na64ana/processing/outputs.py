@@ -133,6 +133,11 @@ def begin(outdir: str | Path) -> Path:
 def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind: bool,
               datasets_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Write all outputs of a run; return ``{key: cut-flow record}``. ``run.complete`` is written last."""
+    from ..bookkeeping import unblinding
+
+    _, problem = unblinding.check(outdir)  # before anything is touched: never erase an unblinding silently
+    if problem:
+        raise OutputError(f"unblinding log: {problem}; an opened box stays on record", file=str(outdir))
     outdir = begin(outdir)
     stage = outdir / STAGING
     (stage / "cutflows").mkdir(parents=True)
@@ -166,6 +171,8 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
     hashes = {j.key: j.selection.hash for j in result.jobs}
     data = [j.key for j in result.jobs if j.kind == "data"]
     m = result.metrics
+    opened = [j.key for j in result.jobs if j.kind == "data" and j.key not in blinded_keys]
+    log_head = unblinding.append(outdir, opened) if opened else unblinding.head(outdir)
     # Last: the manifest of provenance.json covers everything above, run.complete included.
     provenance.write(
         outdir, "run", inputs=run_inputs(result, datasets_file), outputs=[*ITEMS, COMPLETE],
@@ -176,6 +183,7 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
         selection=sorted({j.selection.name for j in result.jobs}), selection_hashes=hashes,
         selections={j.key: j.selection.as_dict() for j in result.jobs},
         datasets_file=str(datasets_file) if datasets_file else None, datasets_sha256=dsha,
+        unblinding_log_head=log_head,
     )
     return records
 
