@@ -42,7 +42,8 @@ MARKER = ".na64ana"
 PROVENANCE = "provenance.json"
 FORMAT = 3  # provenance.json layout version (2: inputs as records, outputs manifest; 3: one "blinding")
 EXCLUDED_DIRS = frozenset({"logs", ".cache"})  # per-invocation logs and the chunk cache are not outputs
-EXCLUDED_FILES = frozenset({PROVENANCE, MARKER})
+LOCK = ".na64ana.lock"  # held by the run writing the folder (processing.stage.folder_lock)
+EXCLUDED_FILES = frozenset({PROVENANCE, MARKER, LOCK})
 _PACKAGES = ("na64ana", "coffea", "awkward", "uproot", "hist", "numpy", "pyhf", "scipy", "iminuit", "dask")
 # One id per process: a stage recorded twice by one process (the library function, then its CLI adding
 # fields) is merged into one record; a later process replaces it.

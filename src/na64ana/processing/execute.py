@@ -250,6 +250,8 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
                          field="--processor")
     if chunksize <= 0:
         raise InputError("must be positive", field="--chunksize")
+    if (executor != "iterative" or scheduler) and not scheduler and workers < 1:  # dask/futures hang on 0
+        raise InputError(f"must be at least 1 (got {workers})", field="--workers")
     proc_cls = PROCESSORS[processor_name]
     if not unblind and processor_name == "invisible":  # the box belongs to the campaign (#13 item 2)
         for j in jobs:

@@ -8,11 +8,15 @@ RunOutput` is the typed record handed back.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..bookkeeping import provenance
+from ..errors import OutputError
 from ..records import RunOutput
 from . import execute, outputs
 
@@ -37,6 +41,39 @@ def run_stage(datasets_file: str | Path, out: str | Path, *, processor: str = "i
         jobs += execute.plan(ds_file, campaign=campaign, runs=runs, samples=ds_samples, selection=selection,
                              processor=processor)
     outdir = provenance.prepare_outdir(out, stage="run")
+    with folder_lock(outdir):
+        return _run_locked(jobs, outdir, processor=processor, unblind=unblind, executor=executor,
+                           workers=workers, scheduler=scheduler, chunksize=chunksize, retries=retries,
+                           status=status, on_bad_file=on_bad_file, cache_dir=cache_dir,
+                           datasets_file=datasets_file)
+
+
+@contextlib.contextmanager
+def folder_lock(outdir: Path) -> Iterator[None]:
+    """One run per output folder: a second one fails at once (OutputError, exit 4) naming the holder's
+    pid. An flock: released by the kernel when the holder dies, so a killed run leaves no stale lock."""
+    path = Path(outdir) / provenance.LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder lock ({exc.strerror})", file=str(path)) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise OutputError(f"another na64ana run (pid {holder}) is writing this folder; wait for it or "
+                              "use another --out", file=str(outdir)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _run_locked(jobs: list, outdir: Path, *, processor: str, unblind: bool, executor: str, workers: int,
+                scheduler: str | None, chunksize: int, retries: int, status: bool, on_bad_file: str,
+                cache_dir: str | Path | None, datasets_file: str | Path) -> RunOutput:
     outputs.begin(outdir)
     log.info("run: %s processor on %d dataset(s) [%s], executor %s, chunksize %d, %s", processor, len(jobs),
              ", ".join(j.key for j in jobs), "dask" if scheduler else executor, chunksize,
