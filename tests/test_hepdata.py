@@ -68,3 +68,23 @@ def test_export_cli(tmp_path):
     assert main(["export", "hepdata", "--results", str(root), "--out", str(tmp_path / "hd")]) == 0
     assert (tmp_path / "hd" / "submission.tar.gz").stat().st_size > 0
     assert main(["export", "hepdata", "--results", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_record_metadata_reader_tables_and_no_warnings(tmp_path, capsys):
+    import json
+
+    root = make_results(tmp_path / "res", blinded=True)
+    (root / "cutflows" / "I-signal-m0.01.json").write_text(json.dumps(
+        {"key": "I-signal-m0.01", "run": "I", "sample": "signal", "kind": "mc", "selection": "invisible",
+         "rows": [{"cut": "all", "label": "all", "events": 10, "weighted": 1e-12}]}))
+    archive = export_hepdata(root, tmp_path / "hd")
+    assert validate_archive(archive) == (True, [])
+    assert "Warning" not in capsys.readouterr().out
+    docs = [d for d in yaml.safe_load_all((tmp_path / "hd" / "submission" / "submission.yaml").read_text())
+            if "name" in d]
+    assert not any("signal" in d["name"] for d in docs)  # MC cut flows are summarised by the efficiencies
+    for d in docs:
+        assert d["location"] != "Example location"
+        kw = {k["name"]: k["values"] for k in d["keywords"]}
+        assert kw["reactions"] == ["E- NUCLEUS --> E- NUCLEUS A'"] and kw["cmenergies"] == [13.73]
+        assert kw["phrases"] and kw["observables"]

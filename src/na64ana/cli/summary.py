@@ -94,7 +94,8 @@ def template() -> dict[str, Any]:
             "emiss_min_GeV": "missing-energy threshold of the signal box (GeV); A' yield counted above it",
             "cross_section": "'etl' (exact tree level, default) or 'ww' (Weizsaecker-Williams)",
             "cl": "confidence level of the limits, e.g. 0.9",
-            "correlated": "relative signal uncertainties shared by all runs, e.g. {\"xsec\": 0.1}; {} for none",
+            "correlated": "relative signal uncertainties shared by all runs, e.g. {\"xsec\": 0.1}; "
+                          "{} for none",
             "masses_GeV": "A' masses of the limit scan (GeV)",
             "runs.name": "run label, unique",
             "runs.eot": "electrons on target",

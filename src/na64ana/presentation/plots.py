@@ -315,6 +315,10 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
                 y[j] = row.get("eff_abs") if row.get("eff_abs") is not None else np.nan
             else:
                 y[j] = row.get("weighted") if row.get("weighted") is not None else row["events"]
+        have = {str(row.get("label") or row.get("cut")) for row in cf.get("rows", [])}
+        for j in range(1, len(labels)):  # a cut this run does not have (e.g. HCAL0 before 2017) keeps
+            if labels[j] not in have:    # its events: the line goes on instead of breaking
+                y[j] = y[j - 1]
         ax.plot(
             x,
             np.where(y > 0, y, np.nan),
@@ -399,7 +403,7 @@ def plot_nminus1(
         ax.set_ylim(0.0, 1.0)
         ax.set_xlim(edges[0], edges[-1])
     if blinded:
-        ax.text(0.5, 0.5 if empty else 0.93,
+        ax.text(0.5 if empty else 0.27, 0.5 if empty else 0.93,
                 "blinded region removed" + ("\n(every entry falls in the signal box)" if empty else ""),
                 transform=ax.transAxes, ha="center", va="center", color="red", weight="bold", fontsize=13,
                 bbox={"fc": "white", "ec": "red", "alpha": 0.8})
@@ -664,7 +668,7 @@ def _alpha_value(key: str) -> str:
     return key.split("=")[-1]
 
 
-def smooth_loglog(x: np.ndarray, y: np.ndarray, window: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def smooth_loglog(x: np.ndarray, y: np.ndarray, window: int = 9) -> tuple[np.ndarray, np.ndarray]:
     """A digitised curve smoothed for display: sorted in x, then a centred moving average of log y over
     ``window`` points (symmetric, shrinking at the ends). Removes the digitisation jitter of the
     relic-target curves (a few % in y); the CSV values themselves are unchanged and used everywhere else."""

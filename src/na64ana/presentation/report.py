@@ -313,7 +313,7 @@ def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
     for n in names:
         eot = runs.get(n, {}).get("eot")
         e = effs.get(n)
-        et = "-" if e is None else (f"{min(e.efficiency):.3f}-{max(e.efficiency):.3f}" if e.efficiency else "-")
+        et = "-" if e is None or not e.efficiency else f"{min(e.efficiency):.3f}-{max(e.efficiency):.3f}"
         b = bkg.get(n)
         bt = "-" if b is None else f"{_fmt(b.total.value, 3)} ± {_fmt(b.total.unc, 2)}"
         reg = regions.get(n, {}) if isinstance(regions, dict) else {}
@@ -329,7 +329,8 @@ def _sec_result(res: Results, ps: PlotSet) -> str:
     kind = "blinded: expected limits only" if res.blinded else "box opened: observed and expected limits"
     src = hand_written(res)
     what = (f"a reinterpretation of {src} (hand-written yields summary; not an NA64 result)" if src
-            else {True: "simulated data", False: "recorded data", None: "data of unknown kind"}[simulated(res)])
+            else {True: "simulated data", False: "recorded data", None: "data of unknown kind"}[
+                simulated(res)])
     parts.append(f"Search for A' → invisible in the missing-energy signature, {what}; {kind}.")
     if lim is not None:
         m = 0.02
@@ -349,7 +350,8 @@ def _sec_result(res: Results, ps: PlotSet) -> str:
         parts.append(unavailable("limits", "limits.json not found"))
     header, rows = key_numbers(res)
     if rows:
-        parts.insert(fig_at, "Key numbers per run (signal efficiency: range over the A' mass scan, as defined in "
+        parts.insert(fig_at, "Key numbers per run (signal efficiency: range over the mass scan, as defined "
+                     "in "
                      "[Signal](#signal-spectra-and-efficiency)):\n\n" + table(header, rows))
     return "\n\n".join(parts) + "\n"
 
@@ -432,7 +434,8 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
         def cf_group(sel=sel, kind=kind, cfs=cfs):
             return plots.plot_cutflow(cfs, llabel="Simulation" if kind == "mc" else ll,
                                       efficiency=kind == "mc",
-                                      title=f"{sel} selection, {'simulated samples' if kind == 'mc' else kind}")
+                                      title=f"{sel} selection, "
+                                      + ("simulated samples" if kind == "mc" else kind))
 
         jobs.append((f"cutflow_{sel}_{kind}", "run", cf_group))
     for name in [n for n in res.hist_names() if n.startswith("nminus1_")]:
@@ -690,7 +693,8 @@ def _sec_cutflows(res: Results, ps: PlotSet) -> str:
         "Columns: *events* passing every cut up to this one; *weighted* the same with event weights; "
         "*eff. abs* = events after the cut / events entering the cut flow (already triggered and "
         "reconstructed); *eff. rel* = events after / before the cut. The signal efficiency used for the "
-        "limits is a different, larger-denominator quantity (see [Signal](#signal-spectra-and-efficiency)).\n")
+        "limits is a different, larger-denominator quantity (see "
+        "[Signal](#signal-spectra-and-efficiency)).\n")
     main = {k: cf for k, cf in res.cutflows.items() if _main_cutflow(cf)}
     if len(main) < len(res.cutflows):
         parts.append(f"Cut flows of the {len(res.cutflows) - len(main)} simulated benchmark and signal "
@@ -752,7 +756,8 @@ def _sec_appendix_cutflows(res: Results, ps: PlotSet) -> str:
         return "No simulated benchmark or signal samples in this results folder.\n"
     figs = [_img(ps, n, f"Cut flow, {n[len('cutflow_'):].replace('_', ' ')} (simulated samples: fraction of "
                  "the events entering the cut flow).") for n in ps.made if n.startswith("cutflow_")]
-    return "\n".join(figs) + "\n" + "\n".join(details(f"{k} ({cf.get('kind', '-')}, {cf.get('selection', '-')})", _cutflow_table(k, cf))
+    return "\n".join(figs) + "\n" + "\n".join(
+        details(f"{k} ({cf.get('kind', '-')}, {cf.get('selection', '-')})", _cutflow_table(k, cf))
                      for k, cf in other.items())
 
 
@@ -760,7 +765,8 @@ def _sec_appendix_hashes(res: Results, ps: PlotSet) -> str:
     if not res.cutflows:
         return unavailable("run", "cutflows/*.json not found")
     # per (selection, campaign, run): runs differ legitimately (e.g. the HCAL0 cut only where installed)
-    rows = [[key, cf.get("selection", "-"), cf.get("kind", "-"), f"`{str(cf.get('selection_hash', '-'))[:16]}`"]
+    rows = [[key, cf.get("selection", "-"), cf.get("kind", "-"),
+             f"`{str(cf.get('selection_hash', '-'))[:16]}`"]
             for key, cf in res.cutflows.items()]
     return details(f"Selection hash of each of the {len(rows)} data sets",
                    table(["dataset", "selection", "kind", "selection hash"], rows))
@@ -786,7 +792,8 @@ def _sec_nminus1(res: Results, ps: PlotSet) -> str:
             "are filled, so distributions of variables that only matter inside the box are empty or shaped "
             "by the removal (marked *blinded region removed* on the figure).\n\n" if res.blinded else "")
     return note + "\n".join(
-        _img(ps, n, f"N-1 distribution of {plots.physics_label(n[len('nminus1_') :], plain=True)}: every cut but this "
+        _img(ps, n, f"N-1 distribution of {plots.physics_label(n[len('nminus1_') :], plain=True)}: every cut "
+             "but this "
              "one applied; the kept window is shaded.") for n in names
     )
 
@@ -831,7 +838,8 @@ def _sec_dimuon(res: Results, ps: PlotSet) -> str:
                 "QED benchmark e⁻Z → e⁻Zμ⁺μ⁻ checks the EOT normalisation and the "
                 "efficiency of the selection common to both searches; the yield is summed over the first "
                 "histogram below.\n\n")
-    return text + "\n".join(_img(ps, n, f"Dimuon benchmark, data vs MC: {plots.physics_label(n[len('dimuon_') :], plain=True)}.")
+    return text + "\n".join(_img(ps, n, "Dimuon benchmark, data vs MC: "
+                                  f"{plots.physics_label(n[len('dimuon_') :], plain=True)}.")
                              for n in names)
 
 
@@ -906,7 +914,7 @@ def _sec_limits(res: Results, ps: PlotSet) -> str:
     if rows:
         parts.append(table(["m_A' [GeV]", "eps expected", "eps observed"], rows))
     parts.append(_img(ps, "y_limits", "Limits on y with the thermal relic targets (digitised curves, drawn "
-                      "smoothed: a 5-point moving average of log y)."))
+                      "smoothed: a 9-point moving average of log y)."))
     parts.append(_img(ps, "alpha_d_limits", "Lower limits on alpha_D (pseudo-Dirac, Majorana)."))
     return "\n\n".join(parts) + "\n"
 
@@ -969,7 +977,8 @@ _USED_REFS: dict[str, str] = {}  # source codes cited while rendering one report
 def _sec_references(res: Results, ps: PlotSet) -> str:
     if not _USED_REFS:
         return "No sources cited.\n"
-    return "\n".join(f'- <a id="ref-{k.lower()}"></a>**{k}**: {v}' for k, v in sorted(_USED_REFS.items())) + "\n"
+    refs = sorted(_USED_REFS.items())
+    return "\n".join(f'- <a id="ref-{k.lower()}"></a>**{k}**: {v}' for k, v in refs) + "\n"
 
 
 SECTIONS: tuple[tuple[str, Callable[[Results, PlotSet], str]], ...] = (
