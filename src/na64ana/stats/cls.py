@@ -46,6 +46,14 @@ QUANTILES = {"m2": stats.norm.cdf(-2), "m1": stats.norm.cdf(-1), "median": 0.5,
              "p1": stats.norm.cdf(1), "p2": stats.norm.cdf(2)}
 _TAIL = 1e-6  # s+b probability left out of the enumeration (those outcomes have q = 0 anyway)
 _BAND_COVER = 1e-3  # background-only outcomes beyond this tail probability count as +inf limits
+# Budgets (bounded time and memory for any uncertainty and any number of runs, docs/inference.md):
+MAX_OUTCOMES = 400_000  # enumerated outcome vectors
+MAX_QUAD_CELLS = 100_000_000  # Poisson terms per probability evaluation (nodes x counts, see _quad_cells)
+MAX_COUNT = 10_000  # largest total count whose marginal probability is ever computed
+_CHUNK_CELLS = 8_000_000  # Poisson terms held in memory at once
+BAND_TOYS = 4000  # background-only toys of the expected band when exact enumeration is over budget
+BAND_SEED = 1
+FALLBACK_OUTCOMES = 20_000  # enumerated outcomes for the observed limit when the band comes from toys
 
 
 def log_width(rel: float | np.ndarray) -> np.ndarray:
@@ -236,18 +244,32 @@ def prior_rule(a_up: float, a_dn: float, kmax: int, *, kink: bool | None = None
     of counts <= k_max exact to < 1e-6); otherwise Gauss-Legendre on [-8.5, 0] and [0, 8.5] with enough
     nodes to resolve the Poisson peak of width ~1/(a sqrt(k)) in theta (and the kink at 0 if a_up != a_dn):
     max relative error < 3e-4 on every probability > 1e-10, tested up to a = ln 10."""
-    if a_up == 0.0 and a_dn == 0.0:
+    n = _rule_half_nodes(a_up, a_dn, kmax, kink)
+    if n == 0:
         return np.zeros(1), np.ones(1), np.zeros(1)
-    a = max(abs(a_up), abs(a_dn))
-    kink = (a_up != a_dn) if kink is None else kink
-    if not kink and a * math.sqrt(kmax + 1.0) <= 1.0:
+    if n < 0:
         x, w = _gh()
         return x, w, a_up * x
-    n = min(8 + math.ceil(_NODES_PER_WIDTH * a * math.sqrt(kmax + 1.0)), 400)
     t, wt = _half_gl(n)
     x = np.concatenate([-t[::-1], t])
     w = np.concatenate([wt[::-1], wt])
     return x, w, np.where(x > 0, a_up * x, a_dn * x)
+
+
+def _rule_half_nodes(a_up: float, a_dn: float, kmax: int, kink: bool | None = None) -> int:
+    """Gauss-Legendre nodes per half line of :func:`prior_rule` (0: no prior, -1: Gauss-Hermite)."""
+    if a_up == 0.0 and a_dn == 0.0:
+        return 0
+    a = max(abs(a_up), abs(a_dn))
+    kink = (a_up != a_dn) if kink is None else kink
+    if not kink and a * math.sqrt(kmax + 1.0) <= 1.0:
+        return -1
+    return min(8 + math.ceil(_NODES_PER_WIDTH * a * math.sqrt(kmax + 1.0)), 400)
+
+
+def _rule_size(a_up: float, a_dn: float, kmax: int, kink: bool | None = None) -> int:
+    n = _rule_half_nodes(a_up, a_dn, kmax, kink)
+    return 1 if n == 0 else GH_NODES if n < 0 else 2 * n
 
 
 def _shared_bkg_rule(model: CountingModel, kmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,19 +305,66 @@ def _probabilities_at(model: CountingModel, mu: float, outcomes: np.ndarray, kma
         fs = np.exp(lx[:, None, None] + lu[None, :, None])  # (x,u,1)
         fb = np.exp(lv + lshared[c])[None, None, :]  # (1,1,v)
         w = (wu[:, None] * wv[None, :])[None]  # (1,u,v)
+        cube = x.size * wu.size * wv.size
         if bins.size == 1:
             j = bins[0]
             lam = mu * model.signal[j] * fs + model.background[j] * fb  # (x,u,v)
-            table = np.einsum("xuvk,xuv->xk", _pois(k, lam), np.broadcast_to(w, lam.shape))
+            wb = np.broadcast_to(w, lam.shape)
+            if cube * k.size <= _CHUNK_CELLS:
+                table = np.einsum("xuvk,xuv->xk", _pois(k, lam), wb)
+            else:  # same sum, a few x nodes at a time (bounded memory)
+                step = max(1, _CHUNK_CELLS // (wu.size * wv.size * k.size))
+                table = np.concatenate([np.einsum("xuvk,xuv->xk", _pois(k, lam[i:i + step]), wb[i:i + step])
+                                        for i in range(0, x.size, step)])
             total *= table[:, outcomes[:, j]]
         else:
-            logp: np.ndarray | float = 0.0
-            for j in bins:
-                lam = mu * model.signal[j] * fs + model.background[j] * fb
-                logp = logp + _logpois(k, lam)[..., outcomes[:, j]]  # (x,u,v,M)
-            logp = np.asarray(logp)
-            total *= np.einsum("xuvm,xuv->xm", np.exp(logp), np.broadcast_to(w, logp.shape[:3]))
+            step = max(1, _CHUNK_CELLS // max(cube, 1))
+            for r0 in range(0, outcomes.shape[0], step):
+                rows = outcomes[r0:r0 + step]
+                logp: np.ndarray | float = 0.0
+                for j in bins:
+                    lam = mu * model.signal[j] * fs + model.background[j] * fb
+                    logp = logp + _logpois(k, lam)[..., rows[:, j]]  # (x,u,v,M)
+                logp = np.asarray(logp)
+                total[:, r0:r0 + step] *= np.einsum("xuvm,xuv->xm", np.exp(logp),
+                                                    np.broadcast_to(w, logp.shape[:3]))
     return total.sum(axis=0)
+
+
+def _quad_cells(model: CountingModel, kmax: int) -> int:
+    """Poisson terms of one probability evaluation at enumeration depth ``kmax`` (the quadrature budget):
+    nodes of every prior times counts, summed over the channels and the shared background nodes. The
+    marginal count distribution up to ``kmax`` costs the same."""
+    nx = _rule_size(model.sig_shared, model.sig_shared, kmax)
+    ny = 1
+    if model.has_shared_background:
+        ny = _rule_size(float(model.bkg_shared.max()), float(model.bkg_shared_dn.max()), kmax,
+                        kink=not np.array_equal(model.bkg_shared, model.bkg_shared_dn))
+    bdn = model.bkg_dn
+    tot = 0
+    for c in range(model.sig_chan.size):
+        nu = _rule_size(model.sig_chan[c], model.sig_chan[c], kmax)
+        nv = _rule_size(model.bkg_chan[c], bdn[c], kmax)
+        tot += nx * nu * nv * (kmax + 1) * int(np.count_nonzero(model.channel == c))
+    return ny * tot
+
+
+def budget_kmax(model: CountingModel, *, max_outcomes: int = MAX_OUTCOMES,
+                max_cells: int = MAX_QUAD_CELLS) -> int:
+    """Largest enumeration depth (total count) within both budgets: at most ``max_outcomes`` outcome
+    vectors and ``max_cells`` Poisson terms per probability evaluation (and <= MAX_COUNT)."""
+
+    def ok(kk: int) -> bool:
+        return (math.comb(kk + model.nbins, model.nbins) <= max_outcomes
+                and _quad_cells(model, kk) <= max_cells)
+
+    lo, hi = 0, MAX_COUNT
+    if ok(hi):
+        return hi
+    while hi - lo > 1:  # ok(lo), not ok(hi); both conditions grow with the depth
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
 
 
 def marginal_count_pmf(model: CountingModel, mu: float, kmax: int) -> np.ndarray:
@@ -321,23 +390,94 @@ def marginal_count_pmf(model: CountingModel, mu: float, kmax: int) -> np.ndarray
             conv[0] = 1.0
             for c, (s_c, b_c, wu, lu, wv, lv) in enumerate(chans):
                 lam = mu * s_c * np.exp(lx[i] + lu)[:, None] + b_c * np.exp(lv + lsh[c])[None, :]  # (u,v)
-                p_c = np.einsum("uvk,uv->k", _pois(k, lam), wu[:, None] * wv[None, :])
+                wuv = wu[:, None] * wv[None, :]
+                if lam.size * k.size <= _CHUNK_CELLS:
+                    p_c = np.einsum("uvk,uv->k", _pois(k, lam), wuv)
+                else:  # bounded memory: a few u nodes at a time
+                    step = max(1, _CHUNK_CELLS // (wv.size * k.size))
+                    p_c = sum(np.einsum("uvk,uv->k", _pois(k, lam[r:r + step]), wuv[r:r + step])
+                              for r in range(0, wu.size, step))
                 conv = np.convolve(conv, p_c)[: kmax + 1]
             out += wy * wx[i] * conv
     return out
 
 
-def marginal_count_quantile(model: CountingModel, mu: float, q: float) -> int:
-    """Smallest total count n with P(total <= n | mu) >= q under the marginal (prior-averaged) model."""
+def marginal_count_quantile(model: CountingModel, mu: float, q: float, *, max_count: int | None = None
+                            ) -> int:
+    """Smallest total count n with P(total <= n | mu) >= q under the marginal (prior-averaged) model.
+
+    The search never goes beyond ``max_count`` (default: the quadrature budget, :func:`budget_kmax` with
+    an unlimited outcome count): a ValueError says the quantile lies beyond it (bounded time and memory)."""
+    found = _marginal_quantile_capped(model, mu, q, max_count)
+    if found is None:
+        cap = budget_kmax(model, max_outcomes=2**62) if max_count is None else max_count
+        raise ValueError(f"the {q} quantile of the count lies beyond {cap} events, the largest count "
+                         "within the quadrature budget (very wide background uncertainty)")
+    return found
+
+
+def _marginal_quantile_capped(model: CountingModel, mu: float, q: float, max_count: int | None
+                              ) -> int | None:
+    """:func:`marginal_count_quantile`, or None if it lies beyond ``max_count``."""
+    cap = budget_kmax(model, max_outcomes=2**62) if max_count is None else int(max_count)
+    if mu == 0.0 and _quantile_lower_bound(model, q) > cap:
+        return None  # certainly beyond: no need to pay for the marginal distribution up to the cap
     mean = mu * float(model.signal.sum()) + float(model.background.sum())
     kmax = max(int(stats.poisson.ppf(q, mean + 1e-12)) + 4, 8)
-    for _ in range(12):
-        cdf = np.cumsum(marginal_count_pmf(model, mu, kmax))
+    while True:
+        kk = min(kmax, cap)
+        cdf = np.cumsum(marginal_count_pmf(model, mu, kk))
         hit = np.flatnonzero(cdf >= q - 1e-12)
         if hit.size:
             return int(hit[0])
+        if kk >= cap:
+            return None
         kmax *= 2
-    raise ValueError(f"the {q} quantile of the count lies beyond {kmax} events (uncertainties too wide?)")
+
+
+def _quantile_lower_bound(model: CountingModel, q: float) -> int:
+    """A cheap lower bound on the background-only marginal count quantile ``q``: with every other
+    nuisance at or above its median (probability >= 1/2 each, factors >= 1), one background term above
+    z = Phi^-1(1 - 4 (1 - q)) and the Poisson count above its median, P(total > n) >= 1 - q for
+    n < median(Poisson(b_c exp(a z))) - 1."""
+    z = float(stats.norm.isf(4.0 * (1.0 - q)))
+    best = 0
+    for c in range(model.sig_chan.size):
+        b_c = float(model.background[model.channel == c].sum())
+        loads = [float(model.bkg_chan[c])]
+        if model.has_shared_background:
+            loads.append(float(model.bkg_shared[c]))
+        for a in loads:
+            lam = b_c * math.exp(min(a * z, 700.0))
+            best = max(best, int(stats.poisson.median(lam)) - 2 if lam > 0 else 0)
+    return best
+
+
+def _poisson_ppf(u: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Inverse Poisson CDF (scipy's, ~20x faster for small means: direct summation up to lam <= 50)."""
+    lam = np.broadcast_to(lam, u.shape)
+    out = np.empty(u.shape, dtype=np.int64)
+    big = lam > 50.0
+    if big.any():
+        out[big] = stats.poisson.ppf(u[big], lam[big]).astype(np.int64)
+    small = ~big
+    us, ls = u[small], lam[small]
+    p = np.exp(-ls)
+    cdf = p.copy()
+    k = np.zeros(us.shape, dtype=np.int64)
+    todo = np.flatnonzero(us > cdf)
+    j = 0
+    while todo.size:
+        j += 1
+        p[todo] *= ls[todo] / j
+        cdf[todo] += p[todo]
+        k[todo] = j
+        todo = todo[us[todo] > cdf[todo]]
+        if j > 400:  # rounding near u = 1: leave the rest to scipy
+            k[todo] = stats.poisson.ppf(us[todo], ls[todo]).astype(np.int64)
+            break
+    out[small] = k
+    return out
 
 
 def _logpois(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -582,18 +722,30 @@ class LimitResult:
 class ExactCLs:
     """Exact (enumerated) hybrid CLs for a :class:`CountingModel`."""
 
-    def __init__(self, model: CountingModel, *, tail: float = _TAIL, max_outcomes: int = 400_000):
+    def __init__(self, model: CountingModel, *, tail: float = _TAIL, max_outcomes: int = MAX_OUTCOMES,
+                 max_cells: int = MAX_QUAD_CELLS, band_toys: int = BAND_TOYS, band_seed: int = BAND_SEED):
         self.model = model
         self.design = _Design.of(model)
-        self.tail, self.max_outcomes = tail, max_outcomes
+        self.tail, self.max_outcomes, self.max_cells = tail, max_outcomes, max_cells
+        self.band_toys, self.band_seed = band_toys, band_seed
         self.s_tot = float(model.signal.sum())
         b_tot = float(model.background.sum())
         n_obs = int(model.observed.sum())
+        # enumeration depth within the budgets (outcomes and quadrature); n_hi + 3 must fit in it
+        self.k_budget = budget_kmax(model, max_outcomes=max_outcomes, max_cells=max_cells)
+        n_nom = max(int(stats.poisson.ppf(1 - _BAND_COVER, b_tot + 1e-12)), n_obs)
         # limits for the background-only outcomes we need: total count up to the 1 - 1e-3 quantile of the
         # *marginal* background-only distribution (log-normal-smeared, not the nominal Poisson)
-        n_hi = max(int(stats.poisson.ppf(1 - _BAND_COVER, b_tot + 1e-12)), n_obs,
-                   marginal_count_quantile(model, 0.0, 1 - _BAND_COVER))
-        self.n_hi = n_hi
+        n_marg = _marginal_quantile_capped(model, 0.0, 1 - _BAND_COVER, max(self.k_budget - 3, 0))
+        # over budget: the expected band comes from seeded background-only toys (see :meth:`limits`); the
+        # enumeration (within budget) still gives the observed limit, exact at n = 0
+        self.band_fallback = n_marg is None or n_nom > self.k_budget - 3
+        n_hi = max(n_nom, n_marg) if n_marg is not None else n_nom
+        self.n_hi = min(n_hi, max(self.k_budget - 3, 0)) if self.band_fallback else n_hi
+        if self.band_fallback:  # the enumeration serves the observed limit only (n = 0: any depth is exact)
+            self.k_budget = min(self.k_budget, budget_kmax(model, max_outcomes=min(max_outcomes,
+                                                                                   FALLBACK_OUTCOMES)))
+            self.n_hi = min(self.n_hi, max(self.k_budget - 3, 0))
         # scan range in signal events: above the limit for n_hi events (~ n + 2.3 + 1.3 sqrt(n));
         # :meth:`limits` widens it when a needed limit lies beyond (wide signal uncertainties)
         self._setup(float(n_hi + 2.5 + 2.0 * math.sqrt(n_hi + 1.0) + b_tot))
@@ -607,6 +759,9 @@ class ExactCLs:
         # outcomes with a larger total have mu_hat > mu at every scanned mu, hence q = 0: never in a tail
         kmax = int(stats.poisson.isf(tail, self.t_max + b_tot * 1.5)) + 1
         kmax = max(kmax, n_obs)
+        if kmax > self.k_budget:  # never beyond the budgets (within them: the depth of before)
+            kmax = max(self.k_budget, n_hi + 3) if not self.band_fallback else self.k_budget
+            kmax = max(kmax, min(n_obs, self.k_budget))
         while math.comb(kmax + model.nbins, model.nbins) > self.max_outcomes and kmax > n_hi + 3:
             kmax -= 1
         self.kmax = kmax
@@ -665,7 +820,21 @@ class ExactCLs:
 
         If a limit that is needed (the observed, or a band quantile inside the enumerated probability)
         lies beyond the scanned range, the range is doubled (up to ``max_widen`` times) and rescanned: an
-        ``inf`` is then a real statement (coverage), not a scan artefact."""
+        ``inf`` is then a real statement (coverage), not a scan artefact.
+
+        Over budget (``band_fallback``: enumerating the outcomes that carry the band would exceed
+        ``max_outcomes`` or the quadrature budget) the observed limit still comes from the enumeration
+        (exact at n = 0: its tail is the n = 0 outcome alone; otherwise the background-only probability
+        left out is recorded) and the band from :class:`ToyCLs` with ``band_toys`` seeded background-only
+        toys, the quantiles landing on n = 0 set to the exact n = 0 limit; ``method`` and ``info`` say so
+        and carry the Monte Carlo precision."""
+        res = self._widened(cl, expected=expected and not self.band_fallback, n_grid=n_grid,
+                            max_widen=max_widen)
+        if self.band_fallback:
+            res = self._fallback(res, cl, expected=expected, n_grid=n_grid, max_widen=max_widen)
+        return res
+
+    def _widened(self, cl: float, *, expected: bool, n_grid: int, max_widen: int) -> LimitResult:
         res = self._limits_once(cl, expected=expected, n_grid=n_grid)
         for _ in range(max_widen):
             if not res.info.get("beyond_range"):
@@ -673,6 +842,57 @@ class ExactCLs:
             self._setup(2.0 * self.t_max)
             res = self._limits_once(cl, expected=expected, n_grid=n_grid)
         return res
+
+    def _fallback(self, res: LimitResult, cl: float, *, expected: bool, n_grid: int,
+                  max_widen: int) -> LimitResult:
+        """Observed from the (budgeted) enumeration, expected band from seeded toys (see :meth:`limits`)."""
+        info = res.info
+        info["band_fallback"] = True
+        info["k_budget"] = int(self.k_budget)
+        p_b_enum = float(self.p_b.sum())
+        info["p_b_enumerated"] = p_b_enum
+        n_obs = int(self.model.observed.sum())
+        obs_exact = n_obs == 0 or n_obs <= self.kmax
+        toys = None
+        if not obs_exact or expected:
+            toys = ToyCLs(self.model, ntoys=self.band_toys, seed=self.band_seed, n_hi=self.n_hi)
+        if not obs_exact:  # the observation itself is beyond the enumeration: toys for it too
+            assert toys is not None
+            tr = toys._widened(cl, expected=False, n_grid=n_grid, max_widen=max_widen)
+            res.mu_obs, res.cls_obs_at_limit = tr.mu_obs, tr.cls_obs_at_limit
+            info["observed_method"] = f"toys-hybrid({self.band_toys}, seed {self.band_seed})"
+        else:
+            info["observed_method"] = "exact" if n_obs == 0 else "enumerated"
+            if n_obs > 0:  # tail probabilities may miss outcomes beyond the enumeration: at most this
+                info["observed_tail_missing_p_b"] = max(0.0, 1.0 - p_b_enum)
+        res.method = "exact-hybrid (observed)"
+        if not expected:
+            return res
+        assert toys is not None
+        tr = toys._widened(cl, expected=True, n_grid=n_grid, max_widen=max_widen)
+        zero_lim = res.mu_obs if n_obs == 0 else self._row_limit(0, cl, n_grid)
+        mu_exp, precision = {}, {}
+        rows = getattr(toys, "_band_rows", {})
+        for name, val in tr.mu_exp.items():
+            row = rows.get(name)
+            if row is not None and not np.any(toys.outcomes[row]):
+                mu_exp[name] = zero_lim  # the n = 0 outcome: exact, not a toy estimate
+                precision[name] = {"exact_n0": True}
+                continue
+            mu_exp[name] = val
+            precision[name] = toys._precision(row, val, tr.info.get("band_intervals", {}).get(name))
+        res.mu_exp = mu_exp
+        res.method = (f"exact-hybrid (observed) + toys-hybrid band ({self.band_toys} background-only toys, "
+                      f"seed {self.band_seed})")
+        info.update({"band_method": "toys-hybrid", "band_toys": self.band_toys, "band_seed": self.band_seed,
+                     "band_precision": precision, "band_t_max": float(toys.t_max)})
+        return res
+
+    def _row_limit(self, row: int, cl: float, n_grid: int) -> float:
+        """Exact limit of one enumerated outcome row (scan range as for the observed limit)."""
+        mus = np.linspace(0.0, self.t_max, n_grid + 1)[1:] / self.s_tot
+        curve = self._grid_scan(mus, np.array([row]))[:, 0]
+        return self._refine_from_grid(row, mus, curve, 1.0 - cl)
 
     def _limits_once(self, cl: float, *, expected: bool, n_grid: int) -> LimitResult:
         level = 1.0 - cl
@@ -689,6 +909,7 @@ class ExactCLs:
             w = self.p_b[which]
             order = np.argsort(lims, kind="stable")
             cum = np.cumsum(w[order]) / 1.0  # probabilities not renormalised: missing mass -> +inf limits
+            self._band_rows = {}
             for name, p in QUANTILES.items():
                 pos = int(np.searchsorted(cum, p - 1e-12))
                 if pos >= order.size or not np.isfinite(lims[order[pos]]):
@@ -698,6 +919,13 @@ class ExactCLs:
                     continue
                 k = order[pos]
                 row = int(which[k])
+                self._band_rows[name] = row
+                if isinstance(self, ToyCLs):  # outcome-sampling spread of the quantile (order statistics)
+                    dp = math.sqrt(p * (1 - p) / self.ntoys)
+                    ends = [int(np.searchsorted(cum, min(max(pp, 0.0), 1.0) - 1e-12))
+                            for pp in (p - dp, p + dp)]
+                    info.setdefault("band_intervals", {})[name] = [
+                        float(lims[order[min(e, order.size - 1)]]) for e in ends]
                 mu_exp[name] = (mu_obs if row == self.obs_index
                                 else self._refine_from_grid(row, mus, curves[:, k], level))
             info["p_b_covered"] = float(w.sum())
@@ -766,7 +994,7 @@ class ToyCLs(ExactCLs):
     For models with many bins (shapes) where enumerating outcomes is too costly: the outcome set is the
     union of the sampled outcomes and each probability is its toy frequency."""
 
-    def __init__(self, model: CountingModel, *, ntoys: int = 4000, seed: int = 1):
+    def __init__(self, model: CountingModel, *, ntoys: int = 4000, seed: int = 1, n_hi: int | None = None):
         self.model = model
         self.design = _Design.of(model)
         self.ntoys = ntoys
@@ -774,8 +1002,13 @@ class ToyCLs(ExactCLs):
         self.s_tot = float(model.signal.sum())
         b_tot = float(model.background.sum())
         n_obs = int(model.observed.sum())
-        n_hi = max(int(stats.poisson.ppf(1 - 1e-3, b_tot * 1.5 + 1e-12)), n_obs,
-                   marginal_count_quantile(model, 0.0, 1 - _BAND_COVER))
+        n_nom = max(int(stats.poisson.ppf(1 - 1e-3, b_tot * 1.5 + 1e-12)), n_obs)
+        if n_hi is None:  # the marginal quantile within the quadrature budget; beyond it the scan starts
+            # from the given/nominal range and is widened where a limit lies beyond it
+            n_marg = _marginal_quantile_capped(model, 0.0, 1 - _BAND_COVER, None)
+            n_hi = max(n_nom, n_marg) if n_marg is not None else n_nom
+        else:
+            n_hi = max(n_nom, n_hi)
         self.n_hi = n_hi
         self.t_max = float(n_hi + 4.0 + 4.0 * math.sqrt(n_hi + 1.0) + 2.0 * b_tot)
         self.kmax = -1
@@ -804,20 +1037,38 @@ class ToyCLs(ExactCLs):
             load = np.where(y > 0, m.bkg_shared[m.channel][None], m.bkg_shared_dn[m.channel][None])
             fb = fb * np.exp(load * y)
         lam = mu * m.signal * fs + m.background * fb
-        return stats.poisson.ppf(self._u, lam).astype(np.int32)
+        return _poisson_ppf(self._u, lam).astype(np.int32)
+
+    _index_of: dict[bytes, int] | None = None
+
+    def _lookup(self) -> dict[bytes, int]:
+        """Row bytes -> index in ``outcomes`` (kept up to date by :meth:`_extend`)."""
+        look = self._index_of
+        if look is None or len(look) != self.outcomes.shape[0]:
+            look = {r.tobytes(): i for i, r in enumerate(np.ascontiguousarray(self.outcomes))}
+            self._index_of = look
+        return look
 
     def _freq(self, toys: np.ndarray) -> np.ndarray:
         uniq, counts = np.unique(toys, axis=0, return_counts=True)
-        new = uniq[~_rows_in(uniq, self.outcomes)]
+        uniq = np.ascontiguousarray(uniq, dtype=self.outcomes.dtype)
+        look = self._lookup()
+        keys = [r.tobytes() for r in uniq]
+        new = uniq[np.array([k not in look for k in keys], dtype=bool)]
         if new.size:
             self._extend(new)
-        pos = _row_index(self.outcomes, uniq)
+            look = self._lookup()
+        pos = np.array([look[k] for k in keys], dtype=int)
         out = np.zeros(self.outcomes.shape[0])
         out[pos] = counts / toys.shape[0]
         return out
 
     def _extend(self, new: np.ndarray) -> None:
         prof = _free_fits(self.design, new)
+        look = getattr(self, "_index_of", None)
+        if look is not None and len(look) == self.outcomes.shape[0]:
+            base = self.outcomes.shape[0]
+            look.update({r.tobytes(): base + i for i, r in enumerate(np.ascontiguousarray(new))})
         self.outcomes = np.vstack([self.outcomes, new])
         self.prof = _Profiles(np.concatenate([self.prof.nll_min, prof.nll_min]),
                               np.concatenate([self.prof.mu_hat, prof.mu_hat]),
@@ -835,6 +1086,19 @@ class ToyCLs(ExactCLs):
 
     def _grid_scan(self, mus: np.ndarray, which: np.ndarray) -> np.ndarray:
         return np.vstack([self.cls(mu, which) for mu in mus])
+
+    def _precision(self, row: int | None, mu: float, interval: list[float] | None) -> dict:
+        """Monte Carlo precision of a band limit: binomial error of the toy CLs at the limit (relative)
+        and the limits at the quantile +- its binomial spread over the sampled outcomes."""
+        out: dict = {"interval": interval}
+        if row is None or not np.isfinite(mu):
+            return out
+        clsb, clb, cls_t = (float(v[0]) for v in self.tail_probs(mu, np.array([row])))
+        n = self.ntoys
+        rel = math.sqrt(max(1 - clsb, 0.0) / (n * max(clsb, 1.0 / n))
+                        + max(1 - clb, 0.0) / (n * max(clb, 1.0 / n)))
+        out.update({"cls_at_limit": cls_t, "cls_rel_err": rel})
+        return out
 
 
 def _row_index(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
