@@ -1,4 +1,4 @@
-"""``na64ana background``: side-band-C fits of a run output -> DIR2/background.json (per-run table)."""
+"""'na64ana background': side-band-C fits of a run output -> DIR2/background.json (per-run table)."""
 
 from __future__ import annotations
 

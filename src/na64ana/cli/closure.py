@@ -1,6 +1,6 @@
-"""``na64ana closure``: signal-injection closure (inject A', run the chain unblinded, fit mu; null limit).
+"""'na64ana closure': signal-injection closure (inject A', run the chain unblinded, fit mu; null limit).
 
-Writes ``DIR/closure.json`` and ``DIR/closure.md`` plus every intermediate stage output (simulated
+Writes 'DIR/closure.json' and 'DIR/closure.md' plus every intermediate stage output (simulated
 campaigns, run outputs, background tables, summaries, efficiency) under DIR. See na64ana.studies.closure.
 """
 

@@ -1,8 +1,8 @@
-"""``na64ana efficiency``: signal MC per run and mass -> invisible processor -> efficiency.json/.md.
+"""'na64ana efficiency': signal MC per run and mass -> invisible processor -> efficiency.json/.md.
 
-Simulates the A' samples into ``DIR/signal_mc/`` (unless ``--signal-datasets`` names existing ones), runs
-the invisible selection over them (``DIR`` is then a complete run output with the ``signal_ecal`` and
-N-1 histograms) and writes ``DIR/efficiency.json`` and ``DIR/efficiency.md``, printed at the end.
+Simulates the A' samples into 'DIR/signal_mc/' (unless '--signal-datasets' names existing ones), runs
+the invisible selection over them ('DIR' is then a complete run output with the 'signal_ecal' and
+N-1 histograms) and writes 'DIR/efficiency.json' and 'DIR/efficiency.md', printed at the end.
 """
 
 from __future__ import annotations

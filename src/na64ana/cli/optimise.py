@@ -1,7 +1,7 @@
-"""``na64ana optimise``: expected 90% CL eps limit vs the E_ECAL box edge (blinded) -> optimisation.json.
+"""'na64ana optimise': expected 90% CL eps limit vs the E_ECAL box edge (blinded) -> optimisation.json.
 
 Inputs: a blinded campaign run output (side band C only) and an efficiency output (signal MC
-``signal_ecal`` per run and mass, efficiency.json). See na64ana.studies.optimise for the method.
+'signal_ecal' per run and mass, efficiency.json). See na64ana.studies.optimise for the method.
 """
 
 from __future__ import annotations
