@@ -73,7 +73,7 @@ def test_visible_band_around_x17(tmp_path):
     rec = _limits(tmp_path, "visible_2017_2018", masses=[0.0167])
     assert rec["search"] == "visible" and rec["signature"] == "visible"
     p = rec["points"][0]
-    assert 1e-5 < p["eps_obs"] < 3e-4 < 3e-4 < p["eps_obs_upper"] < 3e-3
+    assert 1e-5 < p["eps_obs"] < 3e-4 < p["eps_obs_upper"] < 3e-3
     assert p["eps_exp"] is not None and p["eps_exp_upper"] > p["eps_exp"]
     assert p["coupling_obs_upper"] == p["eps_obs_upper"]
 

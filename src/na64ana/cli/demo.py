@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "b_l_2016_2021, alp_2016_2018, visible_2017_2018, ... (default: the simulated "
                         "prl2019 chain)")
     p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
-                   help="toys of the limits cross-check with --search (default 200; 0 skips it)")
+                   help="toys of the limits cross-check with --search (default 100; 0 skips it)")
     p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=run)

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cl", type=float, default=None, help="confidence level (default: the summary's cl)")
     p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
                    help="pyhf toys of the cross-check at the exact limit of two masses (dark photon; seeded; "
-                        "default 200, 0 skips it; a failure is a warning recorded in limits.json)")
+                        "default 100, 0 skips it; a failure is a warning recorded in limits.json)")
     p.set_defaults(func=run)
 
 

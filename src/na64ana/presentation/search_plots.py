@@ -302,12 +302,13 @@ def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
         return []
     if rec is None:
         return []
+    extra = _crosscheck_section(rec)
     try:
         made = search_figure(rec)
     except Exception as exc:  # noqa: BLE001
-        return [("Search limits", lambda res, ps, exc=exc: f"> **Figure not available** ({exc}).\n")]
+        return [("Search limits", lambda res, ps, exc=exc: f"> **Figure not available** ({exc}).\n"), *extra]
     if made is None:
-        return []
+        return extra
     name, fig, caption = made
     from . import plots
 
@@ -317,7 +318,23 @@ def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
     title = {"visible": "Visible-mode band", "alp": "ALP closed region",
              "vector": "Coupling limits"}.get(str(rec.search), "Limits by production mechanism")
     body = f"![{caption}]({rel})\n\n*{caption}*\n" + _numbers(rec)
-    return [(title, lambda res, ps, body=body: body)]
+    return [(title, lambda res, ps, body=body: body), *extra]
+
+
+def _crosscheck_section(rec: Any) -> list[tuple[str, Any]]:
+    """The toy cross-check of limits.json (na64ana.stats.crosscheck) as a short section, if it ran."""
+    cc = getattr(rec, "crosscheck", None)
+    if not cc:
+        return []
+    line = cc.get("line") or cc.get("error") or "no result"
+    rows = ["| mass [GeV] | toys | CLs (exact) | CLs (pyhf toys) | passed |", "|---|---|---|---|---|"]
+    for p in cc.get("points") or []:
+        m = p.get("mass_GeV")
+        rows.append(f"| {'-' if m is None else f'{m:.4g}'} | {p.get('ntoys')} | {p.get('cls_exact', 0):.3f} | "
+                    f"{p.get('cls_toys', 0):.3f} +- {p.get('cls_toys_err', 0):.3f} | {p.get('passed')} |")
+    warn = "" if cc.get("passed") else "> **Warning**: the toy cross-check did not pass (recorded in limits.json).\n\n"
+    body = warn + line + "\n\n" + ("\n".join(rows) + "\n" if len(rows) > 2 else "")
+    return [("Toy cross-check of the limits", lambda res, ps, body=body: body)]
 
 
 def _numbers(rec: Any) -> str:
