@@ -66,7 +66,8 @@ def label(ax: Any, *, llabel: str = "Simulation", rlabel: str | None = None) -> 
     """
     if llabel.startswith("Reinterpretation"):
         # a hand-written summary (another experiment's or a paper's numbers): no NA64 claim
-        ax.text(0.0, 1.01, llabel, transform=ax.transAxes, ha="left", va="bottom", fontsize="large",
+        # short (the report truncates the source name), so it never squeezes the axes
+        ax.text(0.0, 1.01, llabel, transform=ax.transAxes, ha="left", va="bottom", fontsize="medium",
                 style="italic")
         if rlabel:
             ax.text(1.0, 1.01, rlabel, transform=ax.transAxes, ha="right", va="bottom", fontsize="medium")

@@ -89,14 +89,37 @@ def simulated(res: Results) -> bool | None:
     return None
 
 
+def summary_doc(res: Results) -> dict[str, Any] | None:
+    """The yields summary behind the limits: the folder's summary.json, else the file limits.json names."""
+    import json
+
+    summ = res.json("summary")
+    if isinstance(summ, dict):
+        return summ
+    lim = res.limits()
+    path = Path(lim.summary_file) if lim is not None and lim.summary_file else None
+    try:
+        doc = json.loads(path.read_text()) if path is not None and path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def hand_written(res: Results) -> str | None:
     """The source of a hand-written yields summary (a reinterpretation of published numbers), else None:
-    a summary with no run output, background or efficiency stage next to it."""
-    summ = res.json("summary")
-    if not isinstance(summ, dict) or res.cutflows or res.background() is not None:
+    limits from a summary that no ``na64ana summary`` stage wrote (no stage record "summary") and no
+    run, background or efficiency output next to them. The summary is the folder's summary.json or the
+    one limits.json names (``summary_file``)."""
+    if res.cutflows or res.background() is not None or res.efficiency() is not None:
         return None
-    if res.efficiency() is not None:
+    if "summary" in _all_stages(res):
         return None
+    summ = summary_doc(res)
+    if summ is None:
+        lim = res.limits()
+        if lim is None or not lim.summary_file:
+            return None
+        return str(lim.analysis or Path(lim.summary_file).name)
     return str(summ.get("source") or summ.get("analysis") or "a published summary")
 
 
@@ -105,7 +128,8 @@ def _llabel(res: Results) -> str:
     claim, see :func:`plots.label`) for a hand-written summary; "Internal" for recorded data."""
     src = hand_written(res)
     if src is not None:
-        return "Reinterpretation of " + (src if len(src) <= 40 else src[:39] + "...")
+        src = src.split(" (")[0]  # the name, not its description
+        return "Reinterpretation of " + (src if len(src) <= 32 else src[:31] + "...")
     return "Simulation" if simulated(res) is True else "Internal"
 
 
@@ -282,7 +306,7 @@ def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
     with its uncertainty, observed events or "blinded". From summary.json, else the stage records."""
     header = ["run", "EOT", "signal efficiency", "background n_b", "observed"]
     rows: list[list[Any]] = []
-    summ = res.json("summary")
+    summ = summary_doc(res)
     if isinstance(summ, dict) and summ.get("runs"):
         for r in summ["runs"]:
             eff = r.get("efficiency")
@@ -1005,7 +1029,8 @@ TOC_SKIP = ("Result",)
 
 def render_markdown(res: Results, ps: PlotSet) -> str:
     """The report text; each section is built independently so one bad input costs one section."""
-    camp = res.campaign() or "unknown campaign"
+    src = hand_written(res)
+    camp = res.campaign() or (f"reinterpretation: {src}" if src else "unknown campaign")
     head = [f"# NA64 invisible-mode search: analysis report ({camp})", ""]
     if res.blinded:
         head += ["> **BLINDED**: signal-box content is not shown; limits are expected limits only.", ""]
