@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import integrate, optimize, stats
+from scipy import optimize
 
 from na64ana.stats.cls import (
     CountingModel,
@@ -20,17 +20,17 @@ ORDER = ("m2", "m1", "median", "p1", "p2")
 
 
 def _n0_limit(s_tot: float, a_shared: float, a_chan: list[float], s_chan: list[float], cl: float) -> float:
-    """Exact hybrid CLs at n = 0: E[exp(-mu sum_c s_c f_shared f_c)] = 1 - cl, by nested quadrature."""
+    """Exact hybrid CLs at n = 0: E[exp(-mu sum_c s_c f_shared f_c)] = 1 - cl (100-node Gauss-Hermite per
+    prior: exact to ~1e-12 for these ~10% widths; independent of the package's quadrature)."""
+    x, w = np.polynomial.hermite_e.hermegauss(100)
+    w = w / math.sqrt(2 * math.pi)
 
     def cls0(mu):
-        def inner(x):
-            prod = 1.0
-            for s_c, a_c in zip(s_chan, a_chan, strict=True):
-                def f(u, s_c=s_c, a_c=a_c):
-                    return math.exp(-mu * s_c * math.exp(a_shared * x + a_c * u)) * stats.norm.pdf(u)
-                prod *= integrate.quad(f, -9, 9, epsabs=1e-14)[0]
-            return prod * stats.norm.pdf(x)
-        return integrate.quad(inner, -9, 9, epsabs=1e-14)[0]
+        inner = np.ones(x.size)
+        for s_c, a_c in zip(s_chan, a_chan, strict=True):
+            lam = mu * s_c * np.exp(a_shared * x[:, None] + a_c * x[None, :])
+            inner *= np.exp(-lam) @ w
+        return float(inner @ w)
 
     return optimize.brentq(lambda mu: cls0(mu) - (1 - cl), 1e-3, 100 / s_tot, xtol=1e-12)
 
