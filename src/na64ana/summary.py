@@ -129,7 +129,8 @@ class Run(_Strict):
                                               description="ABSOLUTE downward background uncertainty")
     observed: StrictInt | None = Field(ge=0, description="events observed in the box (an integer); "
                                        "null = blinded (expected limits only)")
-    emiss_min_GeV: float | None = Field(None, gt=0, description="this run's E_miss threshold (E0 - box edge); "
+    emiss_min_GeV: float | None = Field(None, gt=0, description="this run's E_miss threshold (E0 - box edge);"
+                                        " "
                                         "overrides the top-level emiss_min_GeV")
     region: str | None = Field(None, min_length=1, description="signal region (searches with several)")
     shape: Shape | None = None
@@ -314,7 +315,8 @@ FILE = "summary.json"
 
 def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, efficiency: EfficiencyTable,
             observed: Mapping[str, int | None] | None, masses_GeV: Sequence[float],
-            cross_section: str = "etl", cl: float = 0.9, max_rel_bkg_unc: float | None = MAX_REL_BKG_UNC) -> Summary:
+            cross_section: str = "etl", cl: float = 0.9, max_rel_bkg_unc: float | None = MAX_REL_BKG_UNC
+            ) -> Summary:
     """The summary written by the analysis chain (the one builder: demo, ``na64ana summary`` and the
     closure study): EOT per run from datasets.json, efficiency vs mass from the signal MC
     (efficiency.json), background and its uncertainty from background.json, observed box counts
@@ -340,8 +342,8 @@ def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, e
                      "efficiency": "signal MC through the invisible selection (efficiency.json)",
                      "efficiency_unc": "published relative efficiency uncertainty (datasets.json)"}
         if value > 0 and unc >= value:  # kept as is: the log-normal with kappa = 1 + r is defined for any r
-            run_notes["background_unc"] = (f"{unc / value:.0%} of the value: a wide log-normal (kappa = 1 + r),"
-                                           " not capped (issue 14)")
+            run_notes["background_unc"] = (f"{unc / value:.0%} of the value: a wide log-normal "
+                                           "(kappa = 1 + r), not capped (issue 14)")
         eot, skipped = run.eot, float(b.eot_skipped or 0.0)
         if skipped > 0:
             eot -= skipped

@@ -330,9 +330,11 @@ def _crosscheck_section(rec: Any) -> list[tuple[str, Any]]:
     rows = ["| mass [GeV] | toys | CLs (exact) | CLs (pyhf toys) | passed |", "|---|---|---|---|---|"]
     for p in cc.get("points") or []:
         m = p.get("mass_GeV")
-        rows.append(f"| {'-' if m is None else f'{m:.4g}'} | {p.get('ntoys')} | {p.get('cls_exact', 0):.3f} | "
+        mass = "-" if m is None else f"{m:.4g}"
+        rows.append(f"| {mass} | {p.get('ntoys')} | {p.get('cls_exact', 0):.3f} | "
                     f"{p.get('cls_toys', 0):.3f} +- {p.get('cls_toys_err', 0):.3f} | {p.get('passed')} |")
-    warn = "" if cc.get("passed") else "> **Warning**: the toy cross-check did not pass (recorded in limits.json).\n\n"
+    warn = ("" if cc.get("passed") else
+            "> **Warning**: the toy cross-check did not pass (recorded in limits.json).\n\n")
     body = warn + line + "\n\n" + ("\n".join(rows) + "\n" if len(rows) > 2 else "")
     return [("Toy cross-check of the limits", lambda res, ps, body=body: body)]
 

@@ -137,7 +137,8 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
         key: tuple[Any, ...] = (json.dumps(spec.get("channels"), sort_keys=True, default=float), cl, method)
         if share_round and len(summary.runs) > SHARE_ROUND_MIN_RUNS and all(r.shape is None
                                                                             for r in summary.runs):
-            w = np.array([float(s.sum()) * y for s, y in zip(signal_shares(summary, mass), y_runs, strict=True)])
+            w = np.array([float(s.sum()) * y
+                          for s, y in zip(signal_shares(summary, mass), y_runs, strict=True)])
             q = np.maximum(np.round(w / w.sum() / share_round), 0.0)
             key = ("rounded", tuple(int(x) for x in q), cl, method)
             q = np.maximum(q / q.sum() if q.sum() > 0 else np.full(q.size, 1.0 / q.size), 1e-3)
@@ -213,7 +214,8 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
         try:
             points.append(limit_point(summary, m, per_run[:, k], method=method, cl=cl, ws_dir=ws_dir,
                                       cache=cache, share_round=SHARE_ROUND,
-                                      mechanisms=None if mech is None else {n: v[:, k] for n, v in mech.items()}))
+                                      mechanisms=None if mech is None else
+                                      {n: v[:, k] for n, v in mech.items()}))
         except Exception as exc:  # noqa: BLE001 -- reported per mass, the scan goes on
             log.warning("mass %.4g GeV failed: %s", m, exc)
             points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
@@ -229,7 +231,8 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
         "simplified_check": {
             "description": "informative, not a check (equal to the combined limit by construction at n = 0): "
                            "runs merged, N90 (classical CLs, no systematics) for the total observed count "
-                           "and background; eps_simple = eps_ref sqrt(N90 / N_ref). The check is 'crosscheck'",
+                           "and background; eps_simple = eps_ref sqrt(N90 / N_ref). The check is "
+                           "'crosscheck'",
             "max_abs_rel_diff": max(diffs) if diffs else None,
         },
         "n_failed": sum("error" in p for p in points),
@@ -335,7 +338,8 @@ def _other_record(kind: str, data: dict[str, Any], file: str, method: str, cl: f
 
 
 def run_stage(summary_file: str | Path, out: str | Path, *, method: str = "exact", cl: float | None = None,
-              yields: np.ndarray | None = None, crosscheck_toys: int = DEFAULT_CROSSCHECK_TOYS) -> LimitsRecord:
+              yields: np.ndarray | None = None, crosscheck_toys: int = DEFAULT_CROSSCHECK_TOYS
+              ) -> LimitsRecord:
     """The limits stage: read (and validate) the summary, write ``out/limits.json``, one pyhf workspace per
     mass (dark photon) and the provenance (the summary read, with its hash, so ``na64ana verify`` notices a
     changed summary; the blinding; the toys seed). Dispatches on the summary: the dark photon (brem and/or
