@@ -10,7 +10,6 @@ row 0 - integral(plane_loose) was the number of box events before any cut."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

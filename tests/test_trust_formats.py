@@ -52,7 +52,8 @@ def _pickle_files(folder: Path) -> list[Path]:
 
 
 def test_outputs_and_cache_hold_no_pickle(run_dir):
-    assert sorted(p.suffix for p in (run_dir / "hists").iterdir()) == [".json"] * len(outputs.list_hists(run_dir))
+    n = len(outputs.list_hists(run_dir))
+    assert sorted(p.suffix for p in (run_dir / "hists").iterdir()) == [".json"] * n
     assert len(outputs.list_hists(run_dir)) > 10
     assert not _pickle_files(run_dir)
     entries = list((run_dir / ".cache").rglob("*.chunk"))

@@ -166,9 +166,10 @@ def check_campaign_box(sel: Resolved, box: SignalBox, *, file: str | None = None
     for c in sel.cuts:
         for r in c.requires:
             if r.variable in edge and r.max is not None and not _same(float(r.max), edge[r.variable]):
-                raise InputError(f"cut '{c.name}' requires {r.variable} < {r.max}, not the campaign's box edge "
-                                 f"{edge[r.variable]:g} GeV{where}: a box cut of its own is refused for "
-                                 "blinded data (only --unblind)", file=file, field=f"cuts.{c.name}.{r.variable}")
+                raise InputError(f"cut '{c.name}' requires {r.variable} < {r.max}, not the campaign's box "
+                                 f"edge {edge[r.variable]:g} GeV{where}: a box cut of its own is refused for "
+                                 "blinded data (only --unblind)", file=file,
+                                 field=f"cuts.{c.name}.{r.variable}")
     for name, reqs in sel.regions:
         ups = {r.variable: r.max for r in reqs if r.variable in edge and r.max is not None}
         lows = {r.variable for r in reqs if r.variable in edge and r.min is not None

@@ -329,7 +329,8 @@ def check_names(d: Datasets, file: str) -> None:
         for rname, run in camp.runs.items():
             if not _NAME.match(rname) or ".." in rname:
                 raise InputError(f"run name {rname!r} is not a plain name (letters, digits, _ . + -; "
-                                 "no path separator or '..')", file=file, field=f"campaigns.{cname}.runs.{rname}")
+                                 "no path separator or '..')", file=file,
+                                 field=f"campaigns.{cname}.runs.{rname}")
             for i, f in enumerate(run.files):
                 if not _NAME.match(f.sample) or ".." in f.sample:
                     raise InputError(f"sample {f.sample!r} is not a plain name", file=file,

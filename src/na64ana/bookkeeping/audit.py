@@ -14,7 +14,8 @@ Checked (a :class:`Finding` per problem; ``kind`` "leak", "provenance" or "unbli
   the box is :mod:`na64ana.blinding`'s rule (the one the run outputs apply). An unblinded folder gives one
   "unblinded" finding (box content there is expected) and only the self-describing checks below; mixed
   states are a "provenance" finding.
-- histograms (``hists/*.json``, the uhi serialization of a ``hist.Hist``): for every run key in ``metadata["blinded_region"]``, with
+- histograms (``hists/*.json``, the uhi serialization of a ``hist.Hist``): for every run key in
+  ``metadata["blinded_region"]``, with
   that run's own box edges, every bin that lies inside the box is empty. A bin counts as inside when its
   E_ECAL/E_HCAL edges are within the box, or when the histogram's fill selection (N-1 and plane histograms,
   from the run's resolved selection in provenance.json) already implies E_ECAL or E_HCAL below the edge.
@@ -55,7 +56,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import hist
 import numpy as np
 import yaml
 
@@ -212,7 +212,8 @@ def scan(folder: str | Path) -> Audit:
                 ctx.hidden |= {str(r.get(k)) for r in rows for k in ("cut", "label")}
 
     _provenance(ctx, [p for p in mine if p.name == PROVENANCE], res)
-    checks = {".json": _check_json, ".pkl": _check_pickle, ".pickle": _check_pickle, ".md": _check_markdown, ".html": _check_html,
+    checks = {".json": _check_json, ".pkl": _check_pickle, ".pickle": _check_pickle,
+              ".md": _check_markdown, ".html": _check_html,
               ".png": _check_png, ".pdf": _check_pdf, ".yaml": _check_yaml, ".yml": _check_yaml,
               ".gz": _check_tar, ".ipynb": _check_notebook, **{s: _check_text for s in TEXT_SUFFIXES}}
     for p in mine:

@@ -17,7 +17,8 @@ tagged JSON of numbers, arrays and uhi histograms (:mod:`.safeio`), never a pick
 anyone who can write the cache folder can at worst be a miss. Anything that does not read back as a valid
 entry with that key is a miss (logged), never an error or a silently wrong result. Blinded and unblinded
 entries live in separate namespaces (``blinded/``, ``unblinded/``); a blinded run deletes the unblinded
-one (:meth:`ChunkCache.purge_unblinded`), so no opened-box chunk outputs stay in a blinded folder. A chunk is stored only if its
+one (:meth:`ChunkCache.purge_unblinded`), so no opened-box chunk outputs stay in a blinded folder.
+A chunk is stored only if its
 input file still has the identity (inode, size, mtime_ns) it had when it was hashed
 (:meth:`ChunkCache.unchanged`), so an input edited during a run never leaves an entry under the old
 content's key. The cache is pure acceleration: deleting the folder at any time is safe.

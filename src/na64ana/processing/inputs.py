@@ -166,8 +166,9 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
             needed += ["weight", *MC_TRUTH]
             moved = sorted(b for b in ("weight", *MC_TRUTH) if j.branch_map.get(b, b) != b)
             if moved:
-                raise InputError(f"'{j.key}' is declared simulation (kind \"mc\") but the branch map supplies "
-                                 f"its simulation-only branch '{moved[0]}' from '{j.branch_map[moved[0]]}': a "
+                raise InputError(f"'{j.key}' is declared simulation (kind \"mc\") but the branch map "
+                                 f"supplies its simulation-only branch '{moved[0]}' from "
+                                 f"'{j.branch_map[moved[0]]}': a "
                                  "file is simulation only if it carries the truth branches itself",
                                  field=f"branch_map.{moved[0]}")
         kept: list[tuple[Path, float]] = []

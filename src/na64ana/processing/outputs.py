@@ -1,7 +1,8 @@
 """Run outputs (layout in docs/interfaces.md): write them atomically, read them back one piece at a time.
 
 ``DIR/cutflows/<key>.json|.md``, ``DIR/hists/<name>.json`` (one ``hist.Hist`` per file in the uhi JSON
-serialization, readable alone; never a pickle, see :mod:`.safeio`), ``DIR/regions.json``, ``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
+serialization, readable alone; never a pickle, see :mod:`.safeio`), ``DIR/regions.json``,
+``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
 
 Completeness: a run first removes ``DIR/run.complete``, writes everything into ``DIR/.run-staging/``,
 moves it into place and writes ``run.complete``, then ``provenance.json`` (whose manifest hashes all of
