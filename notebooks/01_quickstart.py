@@ -38,16 +38,16 @@
 
 from IPython.display import Markdown, display
 
-from na64ana import background, datasets, published
-from na64ana.bookkeeping.locations import repo_root, scratch_dir
+import na64ana as na
+from na64ana import background, published
+from na64ana.bookkeeping.locations import scratch_dir
 from na64ana.physics.yields import signal_yield_per_eot
 from na64ana.presentation import plots
 from na64ana.presentation.report import table
-from na64ana.presentation.results import Box
-from na64ana.processing import execute, outputs
+from na64ana.processing import outputs
 from na64ana.simulation import simulate_campaign
 
-REPO = repo_root()
+REPO = na.repo_root()
 OUT = scratch_dir("quickstart")
 DATASETS = REPO / "datasets.json"
 CAMPAIGN = "prd2018"
@@ -63,7 +63,7 @@ print("outputs:   ", OUT)
 # it in its own copy).
 
 # %%
-ds = datasets.load(DATASETS)
+ds = na.load_datasets(DATASETS)
 camp = ds.campaign(CAMPAIGN)
 print(camp.description)
 display(Markdown(table(
@@ -93,10 +93,10 @@ display(Markdown(table(["run", "events written", "EOT", "seconds"],
 # every input file and runs the coffea processor; `executor="iterative"` runs in this process.
 
 # %%
-jobs = execute.plan(data_ds, campaign=CAMPAIGN)
+jobs = na.plan(data_ds, campaign=CAMPAIGN)
 display(Markdown(table(["key", "kind", "events", "EOT", "selection hash"],
                        [[j.key, j.kind, j.nevents, j.eot, j.selection.hash[:12]] for j in jobs])))
-result = execute.run(jobs, "invisible", executor="iterative")
+result = na.process(jobs, "invisible", executor="iterative")
 print({k: result.metrics[k] for k in ("events", "chunks", "wall_time_s", "events_per_s")})
 print("blinded dataset keys:", sorted(result.output["blinded"]))
 
@@ -136,7 +136,7 @@ display(fig)
 # (red) is hatched: its content was never filled.
 
 # %%
-box = Box(ecal_max=background.box_edge(run_dir, "III"))
+box = na.SignalBox(ecal_max=background.box_edge(run_dir, "III"))
 panels = [(title, outputs.load_hist(run_dir, name)) for name, title in
           (("plane_loose", "loose SRD tag"), ("plane_i_iv", "after (i)-(iv)"), ("plane_final", "all cuts"))]
 eot = sum(j.eot for j in jobs)
@@ -173,8 +173,8 @@ print(f"expected A' (E_A' > {camp.emiss_min_GeV:g} GeV): {n_aprime:.1f}; "
 
 inj_ds = simulate_campaign(DATASETS, out_dir=OUT / "injected", campaign=CAMPAIGN, runs=["I"], seed=SEED + 1,
                            signal_mass=m_inj, signal_eps=eps_inj)
-inj_jobs = execute.plan(inj_ds, campaign=CAMPAIGN, runs=["I"])
-inj_result = execute.run(inj_jobs, "invisible", unblind=True)  # simulation with injected signal: unblinded
+inj_jobs = na.plan(inj_ds, campaign=CAMPAIGN, runs=["I"])
+inj_result = na.process(inj_jobs, "invisible", unblind=True)  # simulation with injected signal: unblinded
 inj_dir = OUT / "run_injected"
 inj_records = outputs.write_run(inj_dir, inj_result, processor="invisible", unblind=True,
                                 datasets_file=inj_ds)

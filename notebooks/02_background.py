@@ -36,16 +36,15 @@
 
 from IPython.display import Markdown, display
 
+import na64ana as na
 from na64ana import background, published
-from na64ana.bookkeeping import provenance
-from na64ana.bookkeeping.locations import repo_root, scratch_dir
+from na64ana.bookkeeping.locations import scratch_dir
 from na64ana.presentation import plots
 from na64ana.presentation.report import table
-from na64ana.presentation.results import Box
-from na64ana.processing import execute, outputs
+from na64ana.processing import outputs
 from na64ana.simulation import simulate_campaign
 
-REPO = repo_root()
+REPO = na.repo_root()
 OUT = scratch_dir("background")
 CAMPAIGN = "prd2018"
 SEED = 2016
@@ -59,9 +58,9 @@ print("outputs:", OUT)
 
 # %%
 data_ds = simulate_campaign(REPO / "datasets.json", out_dir=OUT / "data", campaign=CAMPAIGN, seed=SEED)
-jobs = execute.plan(data_ds, campaign=CAMPAIGN)
+jobs = na.plan(data_ds, campaign=CAMPAIGN)
 run_dir = OUT / "run"
-records = outputs.write_run(run_dir, execute.run(jobs, "invisible"), processor="invisible", unblind=False,
+records = outputs.write_run(run_dir, na.process(jobs, "invisible"), processor="invisible", unblind=False,
                             datasets_file=data_ds)
 print({key: rec["blinded"] for key, rec in records.items()})
 print("histograms:", outputs.list_hists(run_dir))
@@ -119,7 +118,7 @@ print("published (S001, run III):", published.get("background.prd2018.upstream_p
       "+-", published.entry("background.prd2018.upstream_per_run")["unc"][2])
 
 # %%
-box = Box(ecal_max=edge)
+box = na.SignalBox(ecal_max=edge)
 fig = plots.plot_sideband_fit(h_c, d, prediction=up.as_dict(), box=box, run="III")
 plots.save(fig, OUT / "plots", "sideband_c_III")
 display(fig)
@@ -147,41 +146,39 @@ print("validation region:", published.get("selection.validation_ecal_range_GeV")
 # %% [markdown]
 # ## The background table
 #
-# `table_from_run` does all of the above for every data run of the run output (including the HCAL
-# zero-threshold variations from the `plane_final` histogram) and adds the non-upstream components. It
-# is what `na64ana background` writes as `background.json`, the input of the yields summary.
+# `na.run_background` (the background stage) does all of the above for every data run of the run
+# output (including the HCAL zero-threshold variations from the `plane_final` histogram) and adds the
+# non-upstream components. It is what `na64ana background` writes as `background.json` (a typed
+# `na.BackgroundTable`), the input of the yields summary.
 
 # %%
-bkg = background.table_from_run(run_dir, data_ds)
-bkg_dir = provenance.prepare_outdir(OUT / "background", stage="background")
-provenance.write_json(bkg_dir / "background.json", bkg)
-comps = list(bkg["runs"][0]["components"])
+bkg = na.run_background(run_dir, data_ds, OUT / "background")  # writes background.json + its provenance
+comps = list(bkg.runs[0].components)
 
 
-def cell(c: dict) -> str:
-    return f"< {c['value']:.2g}" if c.get("limit") else f"{c['value']:.3g} ± {c['unc']:.2g}"
+def cell(c) -> str:
+    return f"< {c.value:.2g}" if getattr(c, "limit", False) else f"{c.value:.3g} ± {c.unc:.2g}"
 
 
-rows = [[r["run"], *(cell(r["components"][c]) for c in comps), f"**{cell(r['total'])}**"]
-        for r in bkg["runs"]]
+rows = [[r.run, *(cell(r.components[c]) for c in comps), f"**{cell(r.total)}**"] for r in bkg.runs]
 display(Markdown(table(["run", *comps, "total n_b"], rows)))
-print("blinded:", bkg["blinded"], "| systematics of run III upstream:",
-      {k: round(v, 5) for k, v in bkg["runs"][2]["upstream"]["syst_parts"].items()})
+print("blinded:", bkg.blinded, "| systematics of run III upstream:",
+      {k: round(v, 5) for k, v in bkg.runs[2].upstream.syst_parts.items()})
 
 # %% [markdown]
 # Comparison with the published 2016 total (PRD 97 072002 Table IV). The per-run totals are
 # independent channels of the likelihood; their sum is shown only for this comparison.
 
 # %%
-total = sum(r["total"]["value"] for r in bkg["runs"])
-total_unc = sum(r["total"]["unc"] ** 2 for r in bkg["runs"]) ** 0.5
+total = sum(r.total.value for r in bkg.runs)
+total_unc = sum(r.total.unc ** 2 for r in bkg.runs) ** 0.5
 pub = published.entry("background.prd2018.total")
 print(f"this analysis (simulated 2016 runs): {total:.3f} +- {total_unc:.3f} events")
 print(f"published: {pub['value']} +- {pub['unc']} events ({pub['source']})")
 
 # %%
-for r in bkg["runs"]:
-    fig = plots.plot_sideband_fit(sideband[{"run": r["run"]}], r["fit"], prediction=r["upstream"],
-                                  box=Box(ecal_max=r["box_ecal_max_GeV"]), run=r["run"])
-    plots.save(fig, OUT / "plots", f"sideband_c_{r['run']}")
+for r in bkg.runs:
+    fig = plots.plot_sideband_fit(sideband[{"run": r.run}], r.fit, prediction=r.upstream,
+                                  box=na.SignalBox(ecal_max=r.box_ecal_max_GeV), run=r.run)
+    plots.save(fig, OUT / "plots", f"sideband_c_{r.run}")
     display(fig)

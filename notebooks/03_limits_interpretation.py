@@ -38,20 +38,21 @@ import numpy as np
 import pyhf
 from IPython.display import Markdown, display
 
-from na64ana import background, datasets, efficiency, published, summary
+import na64ana as na
+from na64ana import efficiency, published, summary
 from na64ana.bookkeeping import provenance
-from na64ana.bookkeeping.locations import repo_root, scratch_dir
+from na64ana.bookkeeping.locations import scratch_dir
 from na64ana.physics import darkmatter
 from na64ana.presentation import plots
 from na64ana.presentation.report import table
 from na64ana.presentation.results import alpha_d_limits, eps_limits, interp_loglog, y_limits
-from na64ana.processing import execute, outputs
+from na64ana.processing import outputs
 from na64ana.simulation import simulate_campaign, simulate_signal_samples
 from na64ana.stats import cls, interpret
 from na64ana.stats import limits as lim
 from na64ana.stats.model import counting_model_from_spec, pyhf_model, workspace_spec
 
-REPO = repo_root()
+REPO = na.repo_root()
 OUT = scratch_dir("limits")
 CL = float(published.get("statistics.cl"))
 SEED = 2016
@@ -68,7 +69,7 @@ print("outputs:", OUT, "| CL =", CL)
 # it).
 
 # %%
-prl = summary.load(REPO / "examples" / "summaries" / "prl2019_published.json")
+prl = na.load_summary(REPO / "examples" / "summaries" / "prl2019_published.json")
 print(prl.analysis, "| blinded:", prl.blinded, "| masses:", len(prl.masses_GeV))
 
 
@@ -95,13 +96,13 @@ display(Markdown(runs_table(prl)))
 CAMPAIGN = "prd2018"
 data_ds = simulate_campaign(REPO / "datasets.json", out_dir=OUT / "data", campaign=CAMPAIGN, seed=SEED)
 run_dir = OUT / "run"
-outputs.write_run(run_dir, execute.run(execute.plan(data_ds, campaign=CAMPAIGN), "invisible"),
+outputs.write_run(run_dir, na.process(na.plan(data_ds, campaign=CAMPAIGN), "invisible"),
                   processor="invisible", unblind=False, datasets_file=data_ds)
-bkg = background.table_from_run(run_dir, data_ds)
+bkg = na.compute_background(run_dir, data_ds)
 sig_ds = simulate_signal_samples(REPO / "datasets.json", out_dir=OUT / "signal_mc", campaign=CAMPAIGN,
                                  masses_GeV=[0.001, 0.01, 0.1, 1.0], n_events=3000, seed=SEED)
 eff = efficiency.measure(sig_ds, out=OUT / "efficiency", campaign=CAMPAIGN)
-camp = datasets.load(REPO / "datasets.json").campaign(CAMPAIGN)
+camp = na.load_datasets(REPO / "datasets.json").campaign(CAMPAIGN)
 masses = [float(m) for m in np.geomspace(1e-3, 1.0, 10)]
 chain_dict = summary.from_results(analysis="na64ana prd2018 (simulated, notebook)", campaign=camp,
                                   background=bkg, efficiency=eff, regions=outputs.load_regions(run_dir),

@@ -35,11 +35,12 @@ from collections import Counter
 import numpy as np
 from distributed import Client, LocalCluster, get_task_stream
 
-from na64ana.bookkeeping.locations import repo_root, scratch_dir
-from na64ana.processing import execute, outputs
+import na64ana as na
+from na64ana.bookkeeping.locations import scratch_dir
+from na64ana.processing import outputs
 from na64ana.simulation import simulate_campaign
 
-REPO = repo_root()
+REPO = na.repo_root()
 OUT = scratch_dir("dask")
 CAMPAIGN = "prd2018"
 CHUNKSIZE = 100_000  # small chunks: ~10 tasks, so both workers take part
@@ -50,9 +51,9 @@ print("outputs:", OUT)
 
 # %%
 data_ds = simulate_campaign(REPO / "datasets.json", out_dir=OUT / "data", campaign=CAMPAIGN, seed=2016)
-jobs = execute.plan(data_ds, campaign=CAMPAIGN)
+jobs = na.plan(data_ds, campaign=CAMPAIGN)
 print({j.key: j.nevents for j in jobs})
-ref = execute.run(jobs, "invisible", executor="iterative", chunksize=CHUNKSIZE)
+ref = na.process(jobs, "invisible", executor="iterative", chunksize=CHUNKSIZE)
 ref_records = outputs.write_run(OUT / "run_iterative", ref, processor="invisible", unblind=False,
                                 datasets_file=data_ds)
 print({k: ref.metrics[k] for k in ("executor", "events", "chunks", "wall_time_s")})
@@ -77,7 +78,7 @@ print("workers:", sorted(client.scheduler_info()["workers"]))
 
 # %%
 with get_task_stream(client) as stream:
-    dask_result = execute.run(jobs, "invisible", scheduler=cluster.scheduler_address, chunksize=CHUNKSIZE)
+    dask_result = na.process(jobs, "invisible", scheduler=cluster.scheduler_address, chunksize=CHUNKSIZE)
 dask_records = outputs.write_run(OUT / "run_dask", dask_result, processor="invisible", unblind=False,
                                  datasets_file=data_ds)
 print({k: dask_result.metrics[k] for k in ("executor", "events", "chunks", "wall_time_s")})
@@ -125,7 +126,7 @@ cluster.close()
 # and the analysis only needs the address:
 #
 # ```python
-# result = execute.run(jobs, "invisible", scheduler="tcp://scheduler-host:8786")
+# result = na.process(jobs, "invisible", scheduler="tcp://scheduler-host:8786")
 # ```
 #
 # ```bash
@@ -147,7 +148,7 @@ cluster.close()
 # cluster = HTCondorCluster(cores=1, processes=1, memory="4GB", disk="2GB",
 #                           job_extra_directives={"+JobFlavour": '"longlunch"'})
 # cluster.scale(jobs=50)          # or cluster.adapt(minimum_jobs=0, maximum_jobs=200)
-# result = execute.run(jobs, "invisible", scheduler=cluster.scheduler_address, chunksize=500_000)
+# result = na.process(jobs, "invisible", scheduler=cluster.scheduler_address, chunksize=500_000)
 # cluster.close()
 # ```
 #

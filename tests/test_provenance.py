@@ -179,7 +179,7 @@ def test_plots_and_report_record_inputs_and_blinding(tree, copy, monkeypatch):
     res = copy / "res"
     shutil.rmtree(res / "hepdata")
     monkeypatch.setattr(report, "_plot_jobs",
-                        lambda r: [("cutflow", "run", lambda: (r.cutflows, plt.figure())[1])])
+                        lambda r, *_: [("cutflow", "run", lambda: (r.cutflows, plt.figure())[1])])
     report.build_report(res)
     plots = stage(res / "plots", "plots")
     assert plots["figures"] == ["cutflow"] and plots["outputs"] == ["cutflow.pdf", "cutflow.png"]
