@@ -40,7 +40,7 @@ class FileEntry(_Strict):
     signal_mass_GeV: float | None = None
     signal_eps: float | None = None
     signal_production: Literal["brem", "annihilation"] | None = Field(
-        None, description="production mechanism of a signal MC sample (None: bremsstrahlung)")
+        default=None, description="production mechanism of a signal MC sample (None: bremsstrahlung)")
 
 
 BackgroundComponent = Literal["upstream", "dimuon", "decay_in_flight", "target_interactions", "punch_through"]

@@ -490,7 +490,8 @@ def schemas_markdown() -> str:
 
     parts = [SCHEMA_BEGIN, "", "Generated from `na64ana.records` (do not edit by hand; "
              "`python -c 'import na64ana.records as r; r.update_docs()'` rewrites it).", ""]
-    for model in (*SCHEMA_MODELS[:4], Summary, SCHEMA_MODELS[4]):
+    models: tuple[type[BaseModel], ...] = (*SCHEMA_MODELS[:4], Summary, SCHEMA_MODELS[4])
+    for model in models:
         schema = model.model_json_schema()
         if model is Regions:  # on disk: the mapping itself, not wrapped in "keys"
             schema = {**schema, "properties": schema["properties"]["keys"]}

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -381,7 +381,7 @@ def _resolve_req(r: Requirement | Override, box: dict[str, float] | None, variab
 
 
 def _box(sel: SelectionFile, file: str) -> dict[str, float]:
-    return {k: _value(getattr(sel.box, k), None, file=file, field=f"box.{k}")
+    return {k: cast(float, _value(getattr(sel.box, k), None, file=file, field=f"box.{k}"))  # required
             for k in ("ecal_max", "hcal_max")}
 
 
@@ -439,7 +439,8 @@ def resolve(sel: SelectionFile | str | Path, *, campaign: str, run: str, hcal0: 
     for o in active:
         parts = o.target.split(".")
         if parts[0] == "box":
-            box[parts[1]] = _value(o.value, None, file=file, field=f"override[{o.target}]")
+            # a box override has a value (_check_overrides)
+            box[parts[1]] = cast(float, _value(o.value, None, file=file, field=f"override[{o.target}]"))
             sources[o.target] = o.source
     by_target = {o.target: o for o in active if o.target.startswith("cuts.")}
     cuts = []
@@ -448,11 +449,11 @@ def resolve(sel: SelectionFile | str | Path, *, campaign: str, run: str, hcal0: 
             continue
         reqs, label = [], c.label
         for j, r in enumerate(c.requires):
-            o = by_target.get(f"cuts.{c.name}.{r.variable}")
-            if o is not None:
-                sources[o.target] = o.source
-                label = o.label or label
-            reqs.append(_resolve_req(o or r, box, r.variable, file=file, field=f"cuts.{i}.requires.{j}"))
+            ov = by_target.get(f"cuts.{c.name}.{r.variable}")
+            if ov is not None:
+                sources[ov.target] = ov.source
+                label = ov.label or label
+            reqs.append(_resolve_req(ov or r, box, r.variable, file=file, field=f"cuts.{i}.requires.{j}"))
         cuts.append(ResolvedCut(c.name, label, c.source, tuple(reqs)))
     names = [c.name for c in sel.cuts]
 

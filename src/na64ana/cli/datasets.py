@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Literal, cast
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,7 +88,8 @@ def add(files: list[str], datasets_file: str | Path, *, campaign: str, run: str,
         rel = os.path.relpath(path, base)
         new.append(ds.FileEntry(path=rel if not rel.startswith("..") else str(path), tree=tree,
                                 nevents=nevents, eot=eot if eot is not None else 0.0,
-                                sha256=ds.sha256sum(path), kind=kind, sample=sample))
+                                sha256=ds.sha256sum(path), kind=cast(Literal["data", "mc"], kind),
+                                sample=sample))
     if problems:
         raise DataError(f"{len(problems)} file(s) not added: " + "; ".join(problems))
     entry.files.extend(new)

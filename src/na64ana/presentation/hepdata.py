@@ -78,7 +78,9 @@ def _asym(var: Variable, label: str, central: np.ndarray, lo: np.ndarray, hi: np
 
 
 def _finite(*arrays: np.ndarray | None) -> np.ndarray:
-    ok = np.ones(len(arrays[0]), bool)
+    first = arrays[0]
+    assert first is not None  # the first array is always given
+    ok: np.ndarray = np.ones(len(first), dtype=np.bool_)
     for a in arrays:
         if a is not None:
             ok &= np.isfinite(a)

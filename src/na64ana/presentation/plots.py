@@ -153,7 +153,7 @@ def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: Si
 # --- (E_ECAL, E_HCAL) planes ----------------------------------------------------------------------------
 def _draw_regions(ax: Any, box: SignalBox, ymax: float, *, blinded: bool) -> None:
     xmax = BEAM_GEV
-    kw = {"fill": False, "lw": 1.6}
+    kw: dict[str, Any] = {"fill": False, "lw": 1.6}
     ax.add_patch(Rectangle((0, 0), box.ecal_max, box.hcal_max, ec="red", **kw))
     if blinded:
         ax.add_patch(
@@ -614,8 +614,8 @@ def plot_efficiency(
         if pts:
             x, y = np.array(pts).T
             bx.plot(x, y, "o", color="k", label=r"this analysis, lightest $m_{A'}$")
-            for r, xi, yi in zip([r for r in recs if r in intensities], x, y, strict=True):
-                bx.annotate(f"run {r}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=10)
+            for rname, xi, yi in zip([r for r in recs if r in intensities], x, y, strict=True):
+                bx.annotate(f"run {rname}", (xi, yi), textcoords="offset points", xytext=(5, 5), fontsize=10)
         bx.axhline(low[0], color="tab:blue", ls="--", label="PRL 2019, low intensity")
         bx.axhline(high[0], color="tab:red", ls="--", label="PRL 2019, high intensity")
         bx.set_ylim(0, 1)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hist
 import markdown
@@ -28,7 +28,7 @@ import numpy as np
 from .. import blinding
 from ..blinding import SignalBox
 from ..bookkeeping import provenance
-from ..records import BackgroundRun, SidebandFit
+from ..records import BackgroundRun, SidebandFit, SimplifiedCheck
 from . import plots
 from .results import (
     BENCHMARK_MASSES_GEV,
@@ -329,17 +329,18 @@ def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
         return header, rows
     camp = _campaign_doc(res) or {}
     runs = camp.get("runs", {})
-    bkg = {r.run: r for r in (res.background().runs if res.background() else [])}
+    bkg_table = res.background()
+    bkg = {r.run: r for r in (bkg_table.runs if bkg_table else [])}
     eff = res.efficiency()
     effs = eff.runs if eff is not None else {}
     regions = res.json("run/regions.json") or res.json("regions") or {}
     names = list(dict.fromkeys([*[k for k in res.keys(campaign_sample=True)], *bkg, *effs]))
     for n in names:
         eot = runs.get(n, {}).get("eot")
-        e = effs.get(n)
-        et = "-" if e is None or not e.efficiency else f"{min(e.efficiency):.3f}-{max(e.efficiency):.3f}"
-        b = bkg.get(n)
-        bt = "-" if b is None else f"{_fmt(b.total.value, 3)} ± {_fmt(b.total.unc, 2)}"
+        er = effs.get(n)
+        et = "-" if er is None or not er.efficiency else f"{min(er.efficiency):.3f}-{max(er.efficiency):.3f}"
+        br = bkg.get(n)
+        bt = "-" if br is None else f"{_fmt(br.total.value, 3)} ± {_fmt(br.total.unc, 2)}"
         reg = regions.get(n, {}) if isinstance(regions, dict) else {}
         obs = reg.get("signal_box") if isinstance(reg, dict) else None
         rows.append([n, _fmt(float(eot), 3) if eot else "-", et, bt, BLINDED if obs is None or res.blinded
@@ -491,15 +492,11 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
 
         jobs.append((f"sideband_c_{entry.run}", "background", sb))
     for var, (hd, hm) in _dimuon_pairs(res).items():
-        jobs.append(
-            (
-                f"dimuon_{var}",
-                "run (dimuon processor)",
-                lambda hd=hd, hm=hm, var=var: plots.plot_data_mc(
-                    hd, hm, xlabel=_axis_label(hd, None), llabel=ll
-                ),
-            )
-        )
+
+        def dimuon(hd: Any = hd, hm: Any = hm) -> Any:
+            return plots.plot_data_mc(hd, hm, xlabel=_axis_label(hd, None), llabel=ll)
+
+        jobs.append((f"dimuon_{var}", "run (dimuon processor)", dimuon))
 
     def spectra():
         s = _signal_spectra(res)
@@ -552,7 +549,7 @@ def _fit_hist(fit: SidebandFit) -> Any:
     """The side-band counts stored with the fit (``edges``, ``counts``) as a hist, when no hist is around."""
     if not fit.edges or not fit.counts:
         raise Unavailable("hist ecal_sideband_c not found and the fit carries no counts")
-    h = hist.Hist(hist.axis.Variable(fit.edges, name="ecal"))
+    h: Any = hist.Hist(hist.axis.Variable(fit.edges, name="ecal"))
     h[...] = np.asarray(fit.counts, float)
     return h
 
@@ -907,7 +904,7 @@ def _sec_model(res: Results, ps: PlotSet) -> str:
         for k, v in info.items()
     ]
     out.append(f"- Confidence level: {100 * _cl(res):.0f}%")
-    check = lim.simplified_check
+    check = cast(SimplifiedCheck, lim.simplified_check)  # the invisible scan always writes it
     diff = check.max_abs_rel_diff
     out.append(f"- Cross-check: {check.description}; "
                + (f"max |rel. diff| = {_fmt(diff, 3)}" if diff is not None
@@ -1063,7 +1060,7 @@ def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, P
     presentation/search_plots.py, when present, inserted after "Limits")."""
     out = list(SECTIONS)
     try:
-        from . import search_plots  # type: ignore[attr-defined]
+        from . import search_plots
 
         extra = list(getattr(search_plots, "search_sections", lambda res, ps: [])(res, ps))
     except ImportError:
@@ -1085,7 +1082,7 @@ padding:.3em .8em}} summary{{cursor:pointer;font-weight:bold}} td:first-child,th
 <body>
 {body}
 </body></html>
-"""
+"""  # noqa: E501 - the CSS lines of the template (reflowing them would change the written HTML)
 
 
 def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) -> Path:

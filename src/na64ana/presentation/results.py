@@ -321,7 +321,8 @@ def eps_limits(limits: LimitsRecord | Mapping[str, Any] | None, *, blinded: bool
     assert mass is not None and exp is not None  # every point has both
     obs = None if blinded else col("eps_obs")
     band = {k: col(f"eps_exp_{k}") for k in ("m2", "m1", "p1", "p2")}
-    return EpsLimits(mass, exp, obs, band if all(v is not None for v in band.values()) else None)
+    full = {k: v for k, v in band.items() if v is not None}
+    return EpsLimits(mass, exp, obs, full if len(full) == len(band) else None)
 
 
 def _curve(x: list[float], obs: list[float | None] | None, exp: list[float | None] | None, *,

@@ -281,7 +281,7 @@ def search_figure(record: Any) -> tuple[str, Any, str] | None:
 
             masses = [p["mass_GeV"] for p in rec["points"] if p.get("error") is None]
             if masses:
-                lo, hi = g2.preferred_band(masses)
+                lo, hi = g2.preferred_band(np.asarray(masses, dtype=float))
                 band = (masses, lo, hi)
         return (f"search_{name or 'vector'}_coupling", plot_coupling_limits(rec, g2_band=band),
                 f"{cl} upper limit on {rec.get('coupling', 'the coupling')} of the {name} model"
@@ -346,7 +346,7 @@ def _numbers(rec: Any) -> str:
     if not pts:
         return ""
     want = (0.001, 0.01, 0.0167, 0.1, 0.237, 0.3, 1.0)
-    rows = []
+    rows: list[tuple[dict[str, Any], float]] = []
     for w in want:
         p = min(pts, key=lambda p: abs(math.log(p["mass_GeV"] / w)))
         if abs(math.log(p["mass_GeV"] / w)) > 0.05 or p in [r[0] for r in rows]:

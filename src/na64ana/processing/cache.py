@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lz4.frame
 from coffea.processor import CheckpointerABC
@@ -127,7 +127,7 @@ class ChunkCache(CheckpointerABC):
         Checked after the chunk was read and processed: an unchanged identity then means the chunk came
         from the hashed content, so its output may be stored under that content's key."""
         was = self.identities.get(path) if path is not None else None
-        if was is None:
+        if was is None or path is None:
             return True
         try:
             st = os.stat(path)
@@ -163,7 +163,7 @@ class ChunkCache(CheckpointerABC):
 
     def key_fields(self, metadata: Mapping[str, Any], processor_instance: Any) -> dict[str, Any] | None:
         """Everything the key hashes, or None (not cacheable) for a file without a known sha256."""
-        sha = self.sha256.get(metadata.get("filename"))
+        sha = self.sha256.get(cast(str, metadata.get("filename")))
         if sha is None:
             return None
         proc = processor_instance

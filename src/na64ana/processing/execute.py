@@ -295,7 +295,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     if nread != n_checked:
         raise DataError(f"read {nread} events but the input files hold {n_checked}: events were lost")
     nchunks = int(sum(output["chunks"].values()))
-    metrics = {
+    metrics: dict[str, Any] = {
         "events": nread,
         "chunks": nchunks,
         "wall_time_s": wall,

@@ -113,9 +113,9 @@ def check_file(path: str | Path, tree: str, branches: Iterable[str],
             canon = f" (canonical '{b}')" if name != b else ""
             if name not in have:
                 raise DataError(f"missing branch '{name}'{canon}", file=str(path), field=name)
-            why = check_branch_type(t[name], b)
-            if why:
-                raise DataError(f"branch '{name}'{canon}: {why}", file=str(path), field=name)
+            bad = check_branch_type(t[name], b)
+            if bad:
+                raise DataError(f"branch '{name}'{canon}: {bad}", file=str(path), field=name)
         if t.num_entries == 0:
             raise DataError(f"empty tree '{tree}'", file=str(path), field=tree)
         return int(t.num_entries)

@@ -17,7 +17,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hist
 
@@ -197,7 +197,8 @@ def run_inputs(result: RunResult, datasets_file: str | Path | None = None) -> li
         out.append({"path": str(datasets_file), "role": "datasets"})
     files = [f.as_dict() for f in result.inputs] or [
         {"key": j.key, "path": str(p), "tree": j.tree, "eot": eot}
-        for j in result.jobs for p, eot in zip(j.files, j.file_eot or [None] * len(j.files), strict=True)]
+        for j in result.jobs
+        for p, eot in zip(j.files, j.file_eot or [cast(float, None)] * len(j.files), strict=True)]
     return out + [{**f, "role": "events"} for f in files]
 
 

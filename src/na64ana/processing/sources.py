@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ def _stat_key(path: str) -> tuple[int, ...]:
 def _close(entry: _Mapped) -> None:
     entry.objects.clear()
     with contextlib.suppress(Exception):
-        entry.map._mmap.close()
+        entry.map._mmap.close()  # type: ignore[attr-defined]  # numpy stubs omit memmap._mmap
 
 
 def _drop_pages() -> None:
@@ -85,7 +86,7 @@ def shared_map(path: str, dtype: Any) -> _Mapped | None:
     with _LOCK:
         _drop_pages()
         hit = _MAPS.get(real)
-        if hit is not None and hit.key == key and not hit.map._mmap.closed:
+        if hit is not None and hit.key == key and not hit.map._mmap.closed:  # type: ignore[attr-defined]
             _MAPS.move_to_end(real)
             return hit
         if hit is not None:
@@ -120,7 +121,7 @@ def _opening_file() -> Any:
     (same UUID). So each ReadOnlyFile opened through KeptOpenSource gets the object cache *of its mapped
     file* (same path and stat key), installed here because uproot has no hook for it (docs/performance.md).
     """
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return None

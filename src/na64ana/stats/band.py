@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from pydantic import (
@@ -266,7 +266,7 @@ def _bkg_terms(runs: Sequence[Any]) -> dict[str, Any]:
     """``background_rel`` (symmetric: the model's fast path) or ``background_kappa`` (any asymmetric)."""
     kappas = [_kappa(r) for r in runs]
     if all(isinstance(k, float) for k in kappas):
-        return {"background_rel": [float(k) - 1.0 for k in kappas]}
+        return {"background_rel": [float(cast(float, k)) - 1.0 for k in kappas]}
     return {"background_kappa": kappas}
 
 

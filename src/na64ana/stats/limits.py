@@ -14,7 +14,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -157,8 +157,8 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
         extra = {"cls_at_limit": res.cls_obs_at_limit, "n_outcomes": res.n_outcomes}
     to_eps = lambda mu: eps_ref * math.sqrt(mu) if np.isfinite(mu) else None  # noqa: E731
     point["eps_obs"] = to_eps(mu_obs)
-    for key, q in BANDS.items():
-        point[key] = to_eps(mu_exp[q])
+    for band_key, q in BANDS.items():
+        point[band_key] = to_eps(mu_exp[q])
     per_mech = point.get("signal_per_mechanism_at_eps_ref")
     if per_mech and len(per_mech) > 1 and per_mech.get("brem", 0) > 0 and point["eps_exp"] is not None:
         # the bremsstrahlung-only expectation (same s_up: the run shares of the two are the same when the
@@ -168,7 +168,7 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
         point.update({"eps_obs": None, "blinded": True, "eps_ref": eps_ref,
                       "yield_per_eot_at_eps_ref": y_mean * (eps_ref / EPS0) ** 2, **extra})
         return point
-    n_tot = sum(r.observed for r in summary.runs)
+    n_tot = sum(cast(int, r.observed) for r in summary.runs)  # unblinded: every run has its count
     b_tot = sum(r.background for r in summary.runs)
     n90 = _cls.poisson_upper_limit(n_tot, b_tot, cl)
     eps_simple = eps_ref * math.sqrt(n90 / n_ref)
@@ -220,7 +220,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
             log.warning("mass %.4g GeV failed: %s", m, exc)
             points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
     diffs = [abs(p["simple_rel_diff"]) for p in points if p.get("simple_rel_diff") is not None]
-    out = {
+    out: dict[str, Any] = {
         "cl": cl, "method": _method_label(method), "analysis": summary.analysis, "blinded": summary.blinded,
         "cross_section": summary.cross_section, "beam_energy_GeV": summary.beam_energy_GeV,
         "emiss_min_GeV": summary.emiss_min_GeV, "search": "dark_photon", "signature": "invisible",
