@@ -68,7 +68,7 @@ def _opts(args: argparse.Namespace) -> dict:
 
 
 def _point(mass: float, args: argparse.Namespace) -> dict:
-    from ..physics import crosssection as xs
+    from ..physics.production import brem as xs
     from ..physics.yields import signal_yield_per_eot
 
     n = signal_yield_per_eot(mass, args.eps, **_opts(args))
@@ -79,7 +79,7 @@ def _point(mass: float, args: argparse.Namespace) -> dict:
 
 
 def _cmd_yield(args: argparse.Namespace) -> int:
-    from ..physics import crosssection as xs
+    from ..physics.production import brem as xs
 
     xs.check_xsec(args.xsec)
     if args.xsec == "ww":
