@@ -13,7 +13,7 @@ import uproot
 from na64ana import datasets as ds
 from na64ana.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ntuple(path: Path, n: int, tree: str = "events") -> Path:

@@ -14,7 +14,7 @@ from na64ana.cli import main
 from na64ana.cli import summary as cli_summary
 from na64ana.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REGEN = "regenerate with: .venv/bin/python -m na64ana.cli.summary"
 
 

@@ -83,5 +83,5 @@ def test_per_run_window_changes_the_annihilation_yield():
 
 
 def test_schema_doc_not_stale():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "interfaces.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "interfaces.md").read_text()
     assert records.docs_block(text) == records.schemas_markdown()

@@ -9,7 +9,7 @@ import pytest
 from na64ana import summary
 from na64ana.errors import InputError
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "summaries"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "summaries"
 GOOD = {"analysis": "t", "beam_energy_GeV": 100, "emiss_min_GeV": 50, "cross_section": "etl", "cl": 0.9,
         "correlated": {"xsec": 0.10},
         "runs": [{"name": "I", "eot": 2.3e10, "eot_unc": 0.02, "efficiency": 0.7, "efficiency_unc": 0.09,

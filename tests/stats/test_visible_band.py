@@ -19,7 +19,7 @@ from na64ana.errors import InputError
 from na64ana.physics import visible as vis
 from na64ana.stats import band
 
-SUMMARY = Path(__file__).parents[1] / "examples" / "summaries" / "visible_2017_2018_published.json"
+SUMMARY = Path(__file__).parents[2] / "examples" / "summaries" / "visible_2017_2018_published.json"
 
 
 @pytest.fixture(scope="module")

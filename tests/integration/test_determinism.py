@@ -57,7 +57,7 @@ from na64ana.simulation import (
 )
 from na64ana.simulation import writer as writer_mod
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets.json"
 RTOL = 1e-12
 MASS = 0.0167

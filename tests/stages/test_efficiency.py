@@ -16,7 +16,7 @@ from na64ana import efficiency as E
 from na64ana.errors import DataError, InputError
 from na64ana.processing import outputs
 
-REPO_DATASETS = Path(__file__).resolve().parents[1] / "datasets.json"
+REPO_DATASETS = Path(__file__).resolve().parents[2] / "datasets.json"
 CUTS = ["track", "srd", "shower", "straw", "veto", "pileup", "hcal0", "hcal_zero", "signal_box"]
 
 

@@ -43,7 +43,7 @@ from na64ana.simulation.writer import write_tree
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CAMPAIGN = "prd2018"
 SEED = 5
 N_CANARY = 20  # moved-in canary events per run (3 runs: 60, plus the few box events already simulated)

@@ -16,7 +16,7 @@ from na64ana.processing import execute
 from na64ana.simulation.alp import decay_places, simulate_alp_sample
 from na64ana.simulation.campaign import simulate_signal_samples
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

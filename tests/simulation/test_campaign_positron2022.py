@@ -16,7 +16,7 @@ from na64ana.simulation import rates
 from na64ana.simulation.config import pub
 from na64ana.simulation.generate import generate_events
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DS = dsets.load(REPO / "datasets.json")
 CAMP = DS.campaign("positron2022")
 RUN = CAMP.runs["2022"]

@@ -11,7 +11,7 @@ import pytest
 
 from na64ana.cli import main
 
-EX = Path(__file__).resolve().parents[1] / "examples" / "summaries"
+EX = Path(__file__).resolve().parents[2] / "examples" / "summaries"
 
 
 def _limits(tmp_path, name, *extra, masses=None):

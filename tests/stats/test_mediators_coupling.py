@@ -22,7 +22,7 @@ from na64ana.errors import InputError
 from na64ana.physics import models, yields
 from na64ana.stats import coupling, limits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples" / "summaries"
 E = math.sqrt(4 * math.pi * published.get("physics.alpha_em"))
 MMU = published.get("physics.muon_mass_GeV")

@@ -9,7 +9,7 @@ import pytest
 from na64ana import contract, datasets, published
 from na64ana.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_datasets_json_validates_and_matches_published_eot():

@@ -15,7 +15,7 @@ from na64ana.errors import InputError
 from na64ana.physics import yields
 from na64ana.selection import selection_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _raw(name: str) -> dict:

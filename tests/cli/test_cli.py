@@ -2,7 +2,7 @@
 
 Each test replaces the stage's library call with a recorder (monkeypatch) and asserts the arguments it
 receives, so these tests are fast and pin the CLI -> library contract; what the stages compute is tested
-elsewhere (the real chain through the CLI: tests/test_pipeline.py)."""
+elsewhere (the real chain through the CLI: tests/integration/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ def test_demo_calls_the_pipeline(patch, tmp_path):
 
 def test_handlers_hold_no_stage_logic():
     """A handler is validation + one library call: no stage writes its records from cli/."""
-    cli = Path(__file__).resolve().parents[1] / "src" / "na64ana" / "cli"
+    cli = Path(__file__).resolve().parents[2] / "src" / "na64ana" / "cli"
     for f in cli.glob("*.py"):
         text = f.read_text()
         if f.name in ("physics.py", "simulate.py", "verify.py"):  # own small tools, not chain stages

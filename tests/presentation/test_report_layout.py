@@ -19,7 +19,7 @@ try:
 except ImportError:  # tests collected as a package
     from tests.results_factory import make_results
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

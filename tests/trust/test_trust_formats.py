@@ -68,7 +68,7 @@ def test_outputs_and_cache_hold_no_pickle(run_dir):
 
 
 def test_grep_finds_no_pickle_loader():
-    src = Path(__file__).resolve().parents[1]
+    src = Path(__file__).resolve().parents[2]
     for folder in (src / "src" / "na64ana", src / "processors"):
         for p in folder.rglob("*.py"):
             text = p.read_text()

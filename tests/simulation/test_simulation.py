@@ -17,7 +17,7 @@ from na64ana.published import get as pub
 from na64ana.simulation import generate_events, simulate_campaign, simulate_signal_sample, write_tree
 from na64ana.simulation.rates import skim_sources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets.json"
 SMALL_EOT = 2e9
 

@@ -1,7 +1,7 @@
 """Typed stage records (na64ana.records), their documented schemas, and the one blinding rule.
 
 Fast: the records are built from small synthetic folders (tests/results_factory.py) and the synthetic
-run of conftest; the real chain's records are compared CLI vs demo in tests/test_pipeline.py."""
+run of conftest; the real chain's records are compared CLI vs demo in tests/integration/test_pipeline.py."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from na64ana.errors import InputError
 from na64ana.processing import execute, outputs
 from na64ana.selection import resolve
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "interfaces.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "interfaces.md"
 
 
 def test_docs_embed_the_current_record_schemas():

@@ -17,7 +17,7 @@ from na64ana.errors import InputError
 from na64ana.simulation import campaign as simcamp
 from na64ana.simulation import rates
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DS = dsets.load(REPO / "datasets.json")
 CAMP = DS.campaign("prl2023")
 SUMMARY = REPO / "examples" / "summaries" / "prl2023_published.json"

@@ -23,7 +23,7 @@ from na64ana.physics import visible as vis
 from na64ana.simulation import campaign
 from na64ana.simulation import visible as sv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -209,6 +209,6 @@ def test_adopt_data_copies_the_datasets_with_rebased_paths(tmp_path, synth_campa
     assert prov["source"] == str(src)
     with pytest.raises(InputError, match="differ from the runs"):
         pipeline.adopt_data(src, tmp_path / "x", campaign="test", runs=["A"])
-    repo = Path(__file__).resolve().parents[1] / "datasets.json"  # campaigns without files
+    repo = Path(__file__).resolve().parents[2] / "datasets.json"  # campaigns without files
     with pytest.raises(InputError, match="no data files"):
         pipeline.adopt_data(repo, tmp_path / "y", campaign="prd2018", runs=["I", "II", "III"])

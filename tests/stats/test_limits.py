@@ -12,7 +12,7 @@ from na64ana import summary
 from na64ana.cli import main
 from na64ana.stats import interpret, limits
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "summaries"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "summaries"
 BASE = {"analysis": "t", "beam_energy_GeV": 100, "emiss_min_GeV": 50, "cross_section": "etl", "cl": 0.9,
         "correlated": {"xsec": 0.10},
         "runs": [{"name": "I", "eot": 1e10, "eot_unc": 0.0, "efficiency": 1.0, "efficiency_unc": 0.0,

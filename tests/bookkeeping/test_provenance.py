@@ -30,7 +30,7 @@ from na64ana.processing import execute, outputs
 from na64ana.simulation import simulate_campaign, simulate_signal_samples
 from na64ana.stats import limits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO / "datasets.json"
 SUMMARY = REPO / "examples" / "summaries" / "prd2018_published.json"
 CHUNK = 100

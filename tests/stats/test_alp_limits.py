@@ -16,7 +16,7 @@ from na64ana.errors import InputError
 from na64ana.physics import alp
 from na64ana.stats import band, coupling
 
-EX = Path(__file__).resolve().parents[1] / "examples" / "summaries" / "alp_2016_2018_published.json"
+EX = Path(__file__).resolve().parents[2] / "examples" / "summaries" / "alp_2016_2018_published.json"
 
 
 def _raw() -> dict:
