@@ -77,7 +77,9 @@ class CrosscheckPoint(BaseModel):
     allowed: float = Field(description="largest deviation above: n_sigma sigma_toys(CLs = 1 - CL) + abs_tol")
     allowed_below: float = Field(description="largest deviation below: n_sigma * sigma_toys + below_tol")
     passed: bool
-    seconds: float
+    # wall time: kept in memory, never written (outputs must not depend on the machine's load; the blinded
+    # differential test compares limits.json byte for byte)
+    seconds: float = Field(0.0, exclude=True)
 
 
 class CrosscheckResult(BaseModel):
@@ -96,7 +98,7 @@ class CrosscheckResult(BaseModel):
     ntoys: int
     points: list[CrosscheckPoint]
     passed: bool
-    seconds: float
+    seconds: float = Field(0.0, exclude=True)  # wall time, not written (see CrosscheckPoint.seconds)
 
     def rows(self) -> list[dict[str, Any]]:
         """Rows for a report table: mass (MeV), mu_90, CLs_toys, its error, allowed range, verdict."""
