@@ -187,7 +187,7 @@ def test_speed_100_masses_with_bands():
 
 def test_figures_are_written(tmp_path):
     from na64ana.physics import g2
-    from na64ana.stats import coupling_plots
+    from na64ana.presentation import search_plots as coupling_plots
 
     masses = [0.001, 0.01, 0.1]
     rec = coupling.limits_from_summary(EX / "lmu_ltau_2016_2018_published.json", masses=masses)
