@@ -276,22 +276,37 @@ def published_components(campaign: str, eot_fraction: float) -> dict[str, Compon
             continue
         ent = section[name]
         limit = bool(ent.get("limit", False))
-        out[name] = Component(value=ent["value"] * eot_fraction,
-                              unc=(ent.get("unc", 0.0) * eot_fraction) if not limit else None, limit=limit,
+        value = ent["value"] * eot_fraction
+        out[name] = Component(value=value, unc=value if limit else ent.get("unc", 0.0) * eot_fraction,
+                              limit=limit,
                               source=f"published {ent['source']} x EOT fraction {eot_fraction:.3f} "
-                                     "(no MC estimate)")
+                                     "(no MC estimate)" + (LIMIT_NOTE if limit else ""))
     return out
+
+
+LIMIT_NOTE = "; an upper limit, counted as value = limit with 100% uncertainty"
+
+
+def counted(component: Component) -> tuple[float, float]:
+    """(value, uncertainty) a component adds to the total: an upper limit (``limit``) counts as value =
+    limit with a 100% uncertainty, as the published totals do (S003 Table I: 0.024 + 0.02 + 0.43 + 0.044
+    + 0.01 = 0.53 +- 0.17 with the two limits at 100%; issue 14 item 4). Leaving limits out made the total
+    low by construction."""
+    if component.limit:
+        return component.value, component.value
+    return component.value, float(component.unc or 0.0)
 
 
 def run_table(run: str, upstream: UpstreamEstimate, *, components: Mapping[str, Component],
               validation: Mapping[str, Any] | None = None) -> BackgroundRun:
-    """One run of background.json: upstream + other components, total (limits not added)."""
+    """One run of background.json: upstream + other components, total (an upper limit counts as value =
+    limit +- 100%, see :func:`counted`; uncertainties in quadrature)."""
     comps = {"upstream": Component(value=upstream.value, unc=upstream.unc, limit=False,
                                    source="side-band-C exponential fit extrapolated into the box"),
              **components}
-    counted = [c for c in comps.values() if not c.limit]
-    total = sum(c.value for c in counted)
-    unc = math.sqrt(sum((c.unc or 0.0) ** 2 for c in counted))
+    parts = [counted(c) for c in comps.values()]
+    total = sum(v for v, _ in parts)
+    unc = math.sqrt(sum(u * u for _, u in parts))
     return BackgroundRun(run=run, fit=SidebandFit.model_validate(upstream.fit.as_dict()),
                          upstream=Upstream.model_validate(upstream.as_dict()), components=comps,
                          total=ValueUnc(value=total, unc=unc),

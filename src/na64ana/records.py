@@ -241,7 +241,8 @@ class Upstream(Record):
 
 
 class Component(Record):
-    """One background component in the box; ``limit``: an upper limit, not added to the total."""
+    """One background component in the box; ``limit``: an upper limit, counted in the total as value = limit
+    with a 100% uncertainty (as the published totals; issue 14 item 4)."""
 
     value: float
     unc: float | None
@@ -317,6 +318,8 @@ class EfficiencyRun(Record):
     weighted_pass_per_eot: list[float]
     denominator_per_eot: list[float]
     published: PublishedEfficiency | None = None
+    run: str | None = Field(None, description="the run, when an entry is one signal region of it (ALPs)")
+    region: str | None = Field(None, description="the signal region of the entry (ALPs: hcal, beyond)")
 
     def index(self, mass: float) -> int:
         """Index of the tabulated mass nearest to ``mass`` (in log mass)."""
@@ -334,6 +337,13 @@ class EfficiencyTable(Record):
     selection_hash: dict[str, str] | None = None
     factor_groups: dict[str, str] | None = None
     hist: str | None = None
+    production: str | None = Field(None, description="signal production of the MC: brem (None), "
+                                   "annihilation, primakoff or visible")
+    emiss_min_by_run_GeV: dict[str, float] | None = Field(
+        None, description="the runs' own E_miss thresholds where they differ (per-run box edges)")
+    signal_ea_min_fraction: float | None = Field(
+        None, description="generation coverage of the signal MC: E_A' generated above this fraction of the "
+                          "run's E_miss threshold (None: not recorded)")
     runs: dict[str, EfficiencyRun]
 
     @property

@@ -71,8 +71,10 @@ def test_run_table_total_and_published_components():
     comps = bg.published_components("prd2018", 1.0)
     assert comps["dimuon"].value == pytest.approx(0.005) and "no MC" in comps["dimuon"].source
     row = bg.run_table("I", est, components=comps)
-    counted = est.value + 0.005 + 0.02 + 0.008  # S001 Table IV; the '<0.001' limits are not added
+    # S001 Table IV; the three '< 0.001' limits count as 0.001 +- 0.001 each (issue 14 item 4)
+    counted = est.value + 0.005 + 0.02 + 0.008 + 3 * 0.001
     assert row.total.value == pytest.approx(counted)
+    assert comps["punch_through"].limit and comps["punch_through"].unc == pytest.approx(0.001)
     assert row.fit.model == "exp" and row.fit.p2_unc is not None
 
 

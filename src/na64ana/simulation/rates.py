@@ -94,6 +94,8 @@ def selection_efficiency(campaign: str, run: Run) -> float:
 
 
 def _pub_value(entry: dict) -> float:
+    """A published component in events: an upper limit (``limit = true``) at ``limit_fraction`` x the limit
+    (1.0: at the limit, as the published totals and :func:`na64ana.background.run_table` count it)."""
     v = float(entry["value"])
     return v * tune("selection_model.limit_fraction") if entry.get("limit") else v
 
