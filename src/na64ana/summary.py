@@ -50,7 +50,12 @@ from .bookkeeping import provenance
 from .datasets import Campaign, read_json
 from .datasets import load as load_datasets
 from .errors import InputError, from_validation
+from .physics.yields import signal_yield
 from .records import BackgroundTable, EfficiencyRun, EfficiencyTable, RunOutput
+
+DEFAULT_ANALYSIS = "unnamed summary"
+SUMMARY_DEFAULTED = ("analysis", "beam_energy_GeV", "emiss_min_GeV", "cross_section", "cl", "correlated")
+RUN_DEFAULTED = ("eot_unc", "efficiency_unc", "background_unc")
 
 
 class _Strict(BaseModel):
@@ -118,12 +123,15 @@ Shape.model_rebuild()
 class Run(_Strict):
     name: str = Field(min_length=1)
     eot: float = Field(gt=0, description="electrons on target")
-    eot_unc: float = Field(ge=0, lt=1, description="relative EOT uncertainty")
+    eot_unc: float = Field(0.0, ge=0, lt=1, description="relative EOT uncertainty (default 0: none, stated "
+                           "by na64ana limits and the report)")
     efficiency: float | MassCurve
-    efficiency_unc: float = Field(ge=0, lt=1, description="relative signal-efficiency uncertainty")
+    efficiency_unc: float = Field(0.0, ge=0, lt=1, description="relative signal-efficiency uncertainty "
+                                  "(default 0: none, stated by na64ana limits and the report)")
     background: float = Field(ge=0, description="expected background events in the signal box")
     background_unc: float | None = Field(None, ge=0, description="ABSOLUTE background uncertainty "
-                                         "(symmetric; or give background_unc_up and background_unc_down)")
+                                         "(symmetric; or give background_unc_up and background_unc_down; "
+                                         "neither: 0, stated by na64ana limits and the report)")
     background_unc_up: float | None = Field(None, ge=0, description="ABSOLUTE upward background uncertainty")
     background_unc_down: float | None = Field(None, ge=0,
                                               description="ABSOLUTE downward background uncertainty")
@@ -151,8 +159,6 @@ class Run(_Strict):
             raise ValueError("background_unc_up: give both background_unc_up and background_unc_down")
         if up is not None and self.background_unc is not None:
             raise ValueError("background_unc: give background_unc or background_unc_up/down, not both")
-        if up is None and self.background_unc is None:
-            raise ValueError("background_unc: missing (or give background_unc_up and background_unc_down)")
         if self.background == 0 and any(x for x in (self.background_unc, up, down)):
             raise ValueError("background_unc: a zero background must have zero uncertainty")
         if self.shape is not None and self.observed is not None:
@@ -180,12 +186,15 @@ class Run(_Strict):
 
 
 class Summary(_Strict):
-    analysis: str = Field(min_length=1)
-    beam_energy_GeV: float = Field(gt=0)
-    emiss_min_GeV: float = Field(gt=0)
-    cross_section: Literal["etl", "ww"]
-    cl: float = Field(gt=0, lt=1)
-    correlated: dict[str, float] = Field(description="relative signal uncertainties shared by all runs")
+    analysis: str = Field(DEFAULT_ANALYSIS, min_length=1, description="free label of the analysis (shown on "
+                          "the report and the plots)")
+    beam_energy_GeV: float = Field(100.0, gt=0, description="beam energy (GeV)")
+    emiss_min_GeV: float = Field(50.0, gt=0, description="missing-energy threshold of the signal box (GeV)")
+    cross_section: Literal["etl", "ww"] = Field("etl", description="A' production cross section: exact tree "
+                                                "level or Weizsaecker-Williams")
+    cl: float = Field(0.9, gt=0, lt=1, description="confidence level of the limits")
+    correlated: dict[str, float] = Field(default_factory=dict, description="relative signal uncertainties "
+                                         "shared by all runs (default {}: none)")
     runs: list[Run] = Field(min_length=1)
     masses_GeV: list[float] = Field(min_length=1, description="A' masses to scan (GeV)")
     notes: str | dict[str, Any] | None = None
@@ -255,6 +264,22 @@ class Summary(_Strict):
         if self.beam_particle == "e+" and self.production is None:
             raise ValueError("production: required for a positron beam (e.g. [\"brem\", \"annihilation\"])")
         return self
+
+    def assumed_defaults(self) -> dict[str, Any]:
+        """The contract fields this summary did not give, with the value assumed (``runs.<name>.<field>``
+        for per-run ones): ``na64ana limits`` logs them and the report states them, so the reader of a
+        hand-written summary's limits sees what was assumed. Only the defaults of the minimal contract are
+        listed (not the optional extensions such as ``notes``, ``shape`` or ``model``)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in SUMMARY_DEFAULTED
+                               if k not in self.model_fields_set}
+        for r in self.runs:
+            for k in RUN_DEFAULTED:
+                if k == "background_unc":
+                    if r.background_unc is None and r.background_unc_up is None:
+                        out[f"runs.{r.name}.background_unc"] = 0.0
+                elif k not in r.model_fields_set:
+                    out[f"runs.{r.name}.{k}"] = getattr(r, k)
+        return out
 
     @property
     def mechanisms(self) -> list[str]:
@@ -380,11 +405,14 @@ def default_analysis(campaign: str, datasets_file: str | Path) -> str:
 
 def run_stage(run_dir: str | Path, background: str | Path, efficiency: str | Path, datasets_file: str | Path,
               out: str | Path, *, masses_GeV: Sequence[float], analysis: str | None = None,
-              campaign: str | None = None, cross_section: str = "etl", cl: float = 0.9) -> Summary:
+              campaign: str | None = None, cross_section: str = "etl", cl: float = 0.9,
+              search: Any = None, efficiencies: Mapping[str, str | Path] | None = None) -> Summary:
     """The summary stage: read the run output (observed box counts of the campaign data, null when
     blinded), background.json and efficiency.json (files or their stage folders) and the datasets file;
     write ``out/summary.json`` and its provenance (every file read, with hashes; the blinding). ``out`` may
-    be the results folder holding the stage folders (as in ``na64ana demo``)."""
+    be the results folder holding the stage folders (as in ``na64ana demo``). ``search`` (a dark-photon
+    :class:`na64ana.searches.SearchDefinition`): the summary is made the search's (:func:`for_search`);
+    ``efficiencies`` ``{mechanism: efficiency.json or folder}`` of its other production mechanisms."""
     clock = provenance.Clock()
     run_dir = Path(run_dir)
     bfile = Path(background) / BackgroundTable.file_name if Path(background).is_dir() else Path(background)
@@ -397,12 +425,19 @@ def run_stage(run_dir: str | Path, background: str | Path, efficiency: str | Pat
     summ = compute(analysis=analysis or default_analysis(cname, datasets_file), campaign=camp,
                    background=bkg, efficiency=eff, observed=observed, masses_GeV=masses_GeV,
                    cross_section=cross_section, cl=cl)
+    extra_files = [Path(f) / EfficiencyTable.file_name if Path(f).is_dir() else Path(f)
+                   for f in (efficiencies or {}).values()]
+    if search is not None:
+        tabs = {"brem": eff, **{m: EfficiencyTable.load(f)
+                                for m, f in zip(efficiencies or {}, extra_files, strict=True)}}
+        summ = for_search(summ, camp, search, efficiencies=tabs)
     out = provenance.prepare_results_dir(out, stage="summary")
     provenance.write_json(out / FILE, to_json(summ))
-    provenance.write(out, "summary", inputs=[bfile, efile, run_dir / "regions.json", run_dir / "cutflows",
-                                             datasets_file],
+    provenance.write(out, "summary", inputs=[bfile, efile, *extra_files, run_dir / "regions.json",
+                                             run_dir / "cutflows", datasets_file],
                      outputs=[FILE], blinding=blinding.state(summ.blinded), metrics=clock.metrics(),
-                     campaign=cname, masses_GeV=[float(m) for m in masses_GeV])
+                     campaign=cname, masses_GeV=[float(m) for m in masses_GeV],
+                     **({"search": search.name, "search_hash": search.hash} if search is not None else {}))
     return summ
 
 
@@ -426,3 +461,221 @@ def from_results(*, analysis: str, campaign: Campaign, background: Mapping[str, 
     return to_json(compute(analysis=analysis, campaign=campaign, background=bkg, efficiency=eff,
                            observed=observed, masses_GeV=masses_GeV, cross_section=cross_section, cl=cl,
                            max_rel_bkg_unc=max_rel_bkg_unc))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Searches: the summary of a search definition from the simulated chain (pipeline ``demo --search``)
+
+#: search kinds of :func:`search_kind` -> what their summary is
+SEARCH_KINDS = ("dark_photon", "alp", "visible")
+X17_MASS_GeV = 0.0167  # the visible-mode efficiency is taken at the signal-MC mass nearest to X17
+
+
+def search_kind(search: Any) -> str:
+    """'visible' (A' -> e+e- behind the WCAL: a band in eps), 'alp' (Primakoff ALPs: a closed region in
+    g_agg) or 'dark_photon' (the invisible-mode summary) for a :class:`na64ana.searches.SearchDefinition`."""
+    if search.signal.decay == "visible":
+        return "visible"
+    if search.signal.model == "alp_photon":
+        return "alp"
+    if search.signal.model != "dark_photon":
+        raise InputError(f"search '{search.name}': model '{search.signal.model}' is limited from the "
+                         "dark-photon summary (na64ana limits on a summary with its model block), not run "
+                         "here",
+                         field="signal.model")
+    return "dark_photon"
+
+
+def combined_efficiency(masses_GeV: Sequence[float], tables: Mapping[str, EfficiencyTable], run: str, *,
+                        beam: str, e0: float, emiss_min: float, cross_section: str = "etl") -> MassCurve:
+    """The run's efficiency at ``masses_GeV`` for a signal summed over production mechanisms, each with its
+    own signal-MC efficiency (``{mechanism: efficiency.json}``): eff = sum_k eff_k Y_k / sum_k Y_k with
+    Y_k the mechanism's yield per EOT through the run's E_miss window, so that EOT x eff x (Y_brem + Y_ann)
+    is the sum of the mechanisms' expected signals. A mechanism with no yield at a mass does not enter it;
+    where none has a yield the bremsstrahlung efficiency is kept."""
+    masses = sorted({float(m) for m in masses_GeV})
+    ys = signal_yield(masses, 1.0, mechanisms=list(tables), beam=beam, e0=e0, emiss_min=emiss_min,
+                      xsec=cross_section)
+    num = np.zeros(len(masses))
+    den = np.zeros(len(masses))
+    for mech, tab in tables.items():
+        if run not in tab.runs:
+            raise InputError(f"run '{run}' is missing from the {mech} efficiency table",
+                             file="efficiency.json", field="runs")
+        r = tab.runs[run]
+        eff = MassCurve(mass_GeV=list(r.mass_GeV), value=list(r.efficiency)).at(np.asarray(masses))
+        y = np.asarray(ys[mech], dtype=float)
+        num += eff * y
+        den += y
+    brem = tables.get("brem") or next(iter(tables.values()))
+    r0 = brem.runs[run]
+    fallback = MassCurve(mass_GeV=list(r0.mass_GeV), value=list(r0.efficiency)).at(np.asarray(masses))
+    value = np.where(den > 0, num / np.where(den > 0, den, 1.0), fallback)
+    return MassCurve(mass_GeV=masses, value=[float(v) for v in value])
+
+
+def for_search(summ: Summary, campaign: Campaign, search: Any, *,
+               efficiencies: Mapping[str, EfficiencyTable] | None = None) -> Summary:
+    """The chain's dark-photon summary made the search's: the campaign's beam particle, the search's
+    production mechanisms, each run's own E_miss threshold (its box edge) and, with several mechanisms,
+    the per-run efficiency summed over their signal MC (:func:`combined_efficiency`, ``efficiencies``
+    ``{mechanism: table}``, at the summary's scan masses plus the brem MC masses)."""
+    data = to_json(summ)
+    mechs = list(search.signal.production)
+    data["beam_particle"] = campaign.beam
+    data["production"] = mechs
+    notes = data.get("notes")
+    extra = {"search": f"{search.name} ({search.title})", "production": ", ".join(mechs)}
+    data["notes"] = {**notes, **extra} if isinstance(notes, dict) else {"notes": notes or "", **extra}
+    for r in data["runs"]:
+        run = campaign.runs[r["name"]]
+        r["emiss_min_GeV"] = campaign.emiss_min(run)
+        if len(mechs) > 1:
+            missing = [m for m in mechs if m not in (efficiencies or {})]
+            if missing:
+                raise InputError(f"no signal-MC efficiency for production {missing[0]} of search "
+                                 f"'{search.name}'", file="efficiency.json", field="production")
+            tabs = {m: (efficiencies or {})[m] for m in mechs}
+            masses = [*data["masses_GeV"], *tabs[mechs[0]].runs[r["name"]].mass_GeV]
+            curve = combined_efficiency(masses, tabs, r["name"], beam=campaign.beam,
+                                        e0=campaign.beam_energy_GeV, emiss_min=campaign.emiss_min(run),
+                                        cross_section=data.get("cross_section", "etl"))
+            r["efficiency"] = curve.model_dump()
+            r.setdefault("notes", {})["efficiency"] = (
+                f"signal MC of {' + '.join(mechs)} through the invisible selection, each mechanism's "
+                "efficiency weighted by its yield through the run's E_miss window (efficiency*.json)")
+    return validate(data, file=FILE)
+
+
+def _published_background(key: str) -> tuple[float, str]:
+    from . import published
+
+    ent = published.entry(key)
+    return float(ent["value"]), str(ent.get("source", ""))
+
+
+def compute_alp(*, analysis: str, campaign: Campaign, efficiency: EfficiencyTable,
+                observed: Mapping[str, Mapping[str, int | None]] | None, masses_GeV: Sequence[float],
+                cl: float = 0.9, background_key: str = "mediators.alp_2016_2018.background",
+                background_rel_unc: float = 0.35) -> dict[str, Any]:
+    """The ALP summary (``model: alp_photon``; one channel per run and signal region) of the chain:
+    EOT per run (datasets.json), the region efficiency vs mass from the ALP signal MC (efficiency.json
+    entries ``"<run> <region>"``), observed counts per run and processor region (``{run: {region:
+    count}}``, null when blinded). [APPROX] Background: the published total (``background_key`` of
+    published.toml) split over the runs by EOT and equally over the two regions, with a relative
+    uncertainty ``background_rel_unc`` (no side-band method for the ALP regions in na64ana yet)."""
+    from .stats.coupling import AlpSummary  # the statistics import this module
+
+    total, source = _published_background(background_key)
+    eot_all = sum(r.eot for r in campaign.runs.values())
+    regions = {"hcal": "hcal_decay", "beyond": "beyond"}
+    runs: list[dict[str, Any]] = []
+    for name, run in campaign.runs.items():
+        for region, proc_region in regions.items():
+            entry = efficiency.runs.get(f"{name} {region}")
+            if entry is None:
+                raise InputError(f"run '{name}' region '{region}' is missing", file="efficiency.json",
+                                 field="runs")
+            values = [min(max(v, 1e-6), 1.0) for v in entry.efficiency]
+            b = total * run.eot / eot_all / len(regions)
+            obs = (observed or {}).get(name, {}).get(proc_region)
+            runs.append({"name": f"{name} {region}", "region": region, "eot": run.eot, "eot_unc": run.eot_unc,
+                         "efficiency": {"mass_GeV": list(entry.mass_GeV), "value": values},
+                         "efficiency_unc": run.efficiency_unc, "background": b,
+                         "background_unc": background_rel_unc * b, "observed": obs,
+                         "notes": {"efficiency": f"ALP signal MC in region {proc_region} through the alp "
+                                                 "selection (efficiency.json; clipped to (0, 1])",
+                                   "background": f"APPROX: published total {total:g} ({source}) split by EOT "
+                                                 f"and equally over the regions, {background_rel_unc:.0%} "
+                                                 "uncertainty"}})
+    data = {"analysis": analysis, "model": {"name": "alp_photon"},
+            "beam_energy_GeV": campaign.beam_energy_GeV, "cl": cl, "correlated": {"xsec": campaign.xsec_unc},
+            "runs": runs,
+            "masses_GeV": [float(m) for m in masses_GeV],
+            "notes": "written by the na64ana chain (ALP search); observed = null means blinded"}
+    try:
+        AlpSummary.model_validate({k: v for k, v in data.items() if k != "model"})
+    except ValidationError as exc:
+        raise from_validation(exc, file=FILE) from None
+    return data
+
+
+def compute_visible(*, analysis: str, campaigns: Mapping[str, Campaign],
+                    efficiencies: Mapping[str, EfficiencyTable],
+                    observed: Mapping[str, int | None] | None, masses_GeV: Sequence[float],
+                    cl: float = 0.9) -> dict[str, Any]:
+    """The visible-mode summary (``signature: visible``) of the chain over its campaigns: per run the
+    setup and EOT (datasets.json), the efficiency of the visible signal MC at the simulated mass nearest to
+    X17 (one number per run, as the summary contract has), the observed box count (null when blinded).
+    [APPROX] Background: the run's published estimate (datasets.json; the K0 side bands of the simulated
+    run are not turned into an estimate yet)."""
+    from .stats import band
+
+    runs: list[dict[str, Any]] = []
+    xsec = 0.0
+    for cname, camp in campaigns.items():
+        xsec = max(xsec, camp.xsec_unc)
+        tab = efficiencies[cname]
+        for name, run in camp.runs.items():
+            if name not in tab.runs:
+                raise InputError(f"run '{name}' is missing", file="efficiency.json", field="runs")
+            e = tab.runs[name]
+            i = e.index(X17_MASS_GeV)
+            if run.background is None:
+                raise InputError("a visible-mode run needs its background estimate",
+                                 file="datasets.json", field=f"campaigns.{cname}.runs.{name}.background")
+            runs.append({"name": name, "setup": run.setup, "eot": run.eot, "eot_unc": run.eot_unc,
+                         "efficiency": min(max(e.efficiency[i], 1e-6), 1.0),
+                         "efficiency_unc": run.efficiency_unc, "background": run.background,
+                         "background_unc": run.background_unc or 0.0, "observed": (observed or {}).get(name),
+                         "notes": {"efficiency": f"visible signal MC at m = {e.mass_GeV[i] * 1e3:g} MeV "
+                                                 f"through the visible selection ({cname} efficiency.json)",
+                                   "background": "APPROX: the run's published estimate (datasets.json)"}})
+    data = {"analysis": analysis, "signature": "visible", "cl": cl, "correlated": {"xsec": xsec},
+            "runs": runs, "masses_GeV": [float(m) for m in masses_GeV],
+            "notes": "written by the na64ana chain (visible mode); observed = null means blinded"}
+    band.validate_summary(data, file=FILE)
+    return data
+
+
+def run_search_stage(search: Any, parts: Sequence[Mapping[str, Any]], out: str | Path, *,
+                     masses_GeV: Sequence[float], analysis: str | None = None) -> dict[str, Any]:
+    """The summary stage of an ALP or visible-mode search (:func:`search_kind`): ``parts`` one per
+    campaign ``{"campaign", "datasets", "run_dir", "efficiency"}`` (the data datasets.json, the run output,
+    the efficiency folder or file); writes ``out/summary.json`` + provenance; returns the summary dict."""
+    clock = provenance.Clock()
+    kind = search_kind(search)
+    if kind == "dark_photon":
+        raise InputError("the dark-photon summary is run_stage's", field="search")
+    camps: dict[str, Campaign] = {}
+    effs: dict[str, EfficiencyTable] = {}
+    observed: dict[str, Any] = {}
+    inputs: list[Path] = []
+    for p in parts:
+        cname, dfile, run_dir = str(p["campaign"]), Path(p["datasets"]), Path(p["run_dir"])
+        efile = Path(p["efficiency"])
+        efile = efile / EfficiencyTable.file_name if efile.is_dir() else efile
+        camps[cname] = load_datasets(dfile).campaign(cname, file=str(dfile))
+        effs[cname] = EfficiencyTable.load(efile)
+        run_out = RunOutput.load(run_dir)
+        for rname, key in run_out.campaign_keys().items():
+            counts = run_out.regions.keys[key].counts if key in run_out.regions.keys else {}
+            observed[rname] = counts if kind == "alp" else counts.get("signal_box")
+        inputs += [efile, run_dir / "regions.json", run_dir / "cutflows", dfile]
+    label = analysis or f"na64ana {search.name} (simulated {', '.join(camps)})"
+    if kind == "alp":
+        if len(camps) != 1:
+            raise InputError("the ALP summary is built from one campaign", field="campaigns")
+        (cname,) = camps
+        data = compute_alp(analysis=label, campaign=camps[cname], efficiency=effs[cname], observed=observed,
+                           masses_GeV=masses_GeV, cl=search.statistics.cl)
+    else:
+        data = compute_visible(analysis=label, campaigns=camps, efficiencies=effs, observed=observed,
+                               masses_GeV=masses_GeV, cl=search.statistics.cl)
+    is_blinded = all(r["observed"] is None for r in data["runs"])
+    out = provenance.prepare_results_dir(out, stage="summary")
+    provenance.write_json(out / FILE, data)
+    provenance.write(out, "summary", inputs=inputs, outputs=[FILE], blinding=blinding.state(is_blinded),
+                     metrics=clock.metrics(), campaign=",".join(camps), search=search.name,
+                     search_hash=search.hash, kind=kind, masses_GeV=[float(m) for m in masses_GeV])
+    return data

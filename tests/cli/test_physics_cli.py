@@ -58,3 +58,20 @@ def test_spectrum(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 11
     assert (tmp_path / "spectrum_0.02.csv").exists()
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["yield", "--mass", "-1"], "--mass"),
+    (["spectrum", "--mass", "0"], "--mass"),
+    (["yield", "--mass", "0.01", "--e0", "-5"], "--e0"),
+])
+def test_non_positive_mass_is_a_one_line_error(argv, field, capsys):
+    assert main(["physics", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and field in err and "array(" not in err
+
+
+def test_scan_refuses_a_negative_mass(tmp_path, capsys):
+    assert main(["physics", "scan", "--masses", "-1", "0.1", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "--masses" in err and "-1" in err and not (tmp_path / "s").exists()

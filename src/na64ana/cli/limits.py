@@ -17,13 +17,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "pyhf's asymptotic CLs, too strong for 0 observed events. A summary with a 'model' "
                        "block gives coupling limits (vector mediators, the ALP closed region); "
                        "'signature': 'visible' gives the two-sided eps band.")
-    p.add_argument("--summary", required=True, help="yields summary JSON (see na64ana.summary)")
+    p.add_argument("--summary", required=True, help="yields summary JSON (the contract: "
+                   "docs/summary_contract.md; fields left out take the defaults listed there, and the run "
+                   "prints which)")
     add_out(p)
-    p.add_argument("--method", choices=("exact", "toys", "asymptotic"), default="exact")
+    p.add_argument("--method", choices=("exact", "toys", "asymptotic"), default="exact",
+                   help="CLs computation: exact (enumerated outcomes, default), toys (sampled, seeded by "
+                        "--seed) or asymptotic (pyhf; too strong at 0 observed events)")
     p.add_argument("--cl", type=float, default=None, help="confidence level (default: the summary's cl)")
     p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
                    help="pyhf toys of the cross-check at the exact limit of two masses (dark photon; seeded; "
                         "default 100, 0 skips it; a failure is a warning recorded in limits.json)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the toys (--method toys and the toy cross-check; recorded in provenance; "
+                        "default 1)")
     p.set_defaults(func=run)
 
 
@@ -38,6 +45,30 @@ def run(args: argparse.Namespace) -> int:
         if args.crosscheck_toys != 0 and args.crosscheck_toys < 10:
             raise InputError("need 0 (skip) or at least 10 toys", field="--crosscheck-toys")
         extra["crosscheck_toys"] = args.crosscheck_toys
+    if args.seed is not None:
+        if args.seed < 0:
+            raise InputError("must be a non-negative integer", field="--seed")
+        extra["seed"] = args.seed
     setup_logging(args.out, "limits")
+    _say_assumed_defaults(args.summary)
     rec = limits.run_stage(args.summary, args.out, method=args.method, cl=args.cl, **extra)
     return 0 if rec.n_failed < len(rec.points) else 1
+
+
+def _say_assumed_defaults(summary_file: str) -> None:
+    """Log the contract defaults a (hand-written) dark-photon summary relies on: the user sees what was
+    assumed (the report states them too)."""
+    import logging
+
+    from ..datasets import read_json
+    from ..stats.limits import summary_kind
+    from ..summary import validate
+
+    data = read_json(summary_file)
+    if summary_kind(data) != "dark_photon":
+        return
+    assumed = validate(data, file=summary_file).assumed_defaults()
+    if assumed:
+        logging.getLogger("na64ana.limits").warning(
+            "%s: not given, assumed (docs/summary_contract.md): %s", summary_file,
+            ", ".join(f"{k} = {v}" for k, v in assumed.items()))

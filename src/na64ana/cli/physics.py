@@ -62,6 +62,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="relative Gaussian beam-energy spread (default: %(default)s)")
 
 
+def _check_positive(values: float | list[float] | None, field: str, unit: str = "GeV") -> None:
+    """A one-line error naming the option for a non-positive or non-finite number (``--mass -1``)."""
+    bad = [v for v in ([] if values is None else values if isinstance(values, list) else [values])
+           if not (np.isfinite(v) and v > 0)]
+    if bad:
+        shown = ", ".join(f"{v:g}" for v in bad)
+        raise InputError(f"must be finite and > 0{' ' + unit if unit else ''}, got {shown}", field=field)
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    _check_positive(getattr(args, "mass", None), "--mass")
+    _check_positive(getattr(args, "masses", None), "--masses")
+    _check_positive(args.eps, "--eps", unit="")
+    _check_positive(args.e0, "--e0")
+    if getattr(args, "emiss_min", None) is not None:
+        _check_positive(args.emiss_min, "--emiss-min")
+
+
 def _opts(args: argparse.Namespace) -> dict:
     return {"e0": args.e0, "emiss_min": args.emiss_min, "xsec": args.xsec, "target": args.target,
             "beam_spread": args.beam_spread}
@@ -81,6 +99,7 @@ def _point(mass: float, args: argparse.Namespace) -> dict:
 def _cmd_yield(args: argparse.Namespace) -> int:
     from ..physics.production import brem as xs
 
+    _check_common(args)
     xs.check_xsec(args.xsec)
     if args.xsec == "ww":
         xs.check_mass(args.mass, args.e0, "ww")
@@ -101,6 +120,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from ..bookkeeping.provenance import prepare_outdir, write, write_json
     from ..physics.yields import yield_per_eot_grid
 
+    _check_common(args)
     if args.masses:
         masses = np.asarray(args.masses, dtype=float)
     else:
@@ -128,6 +148,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> int:
     from ..bookkeeping.provenance import prepare_outdir, write
     from ..physics.yields import aprime_energy_spectrum
 
+    _check_common(args)
     edges, dnde = aprime_energy_spectrum(args.mass, e0=args.e0, xsec=args.xsec, bins=args.bins, eps=args.eps,
                                          target=args.target)
     rows = [(lo, hi, args.e0 - hi, args.e0 - lo, d) for lo, hi, d in zip(edges[:-1], edges[1:], dnde,

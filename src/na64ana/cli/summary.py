@@ -165,8 +165,16 @@ def contract_markdown() -> str:
         "The machine-readable JSON schema is `src/na64ana/data/summary.schema.json` (generated from "
         "`na64ana.summary.Summary`). Validation errors list every problem of the file at once.",
         "",
+        "The minimal hand-written summary is `masses_GeV` and, per run, `name`, `eot`, `efficiency`, "
+        "`background` and `observed`: every other field has a default (column *default* below: "
+        "`analysis` \"unnamed summary\", `beam_energy_GeV` 100, `emiss_min_GeV` 50, `cross_section` "
+        "\"etl\", `cl` 0.9, `correlated` {} (no shared signal uncertainty), and per run `eot_unc`, "
+        "`efficiency_unc` and `background_unc` 0, i.e. *no* uncertainty). Those defaults are assumptions: "
+        "`na64ana limits` prints the ones a file relies on and the report lists them under the result.",
+        "",
         "Rules beyond the types: relative uncertainties except `background_unc` (absolute); "
-        "`background_unc >= background` is refused (that is an upper limit: give a central value); "
+        "a background uncertainty larger than the background is allowed (a wide log-normal, kappa = 1 + r); "
+        "a zero background needs a zero uncertainty; "
         "`observed: null` means blinded (expected limits only) and must then be null for every run; "
         "mass-dependent efficiencies are interpolated linearly in log10(mass), constant outside; "
         "`emiss_min_GeV` must be below `beam_energy_GeV`; a positron beam needs `production`.",

@@ -99,8 +99,8 @@ def asymptotic_limits(spec: dict[str, Any], cl: float) -> tuple[float, dict[str,
 
 def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *, method: str, cl: float,
                 ws_dir: Path | None = None, cache: dict[tuple[Any, ...], Any] | None = None,
-                mechanisms: dict[str, np.ndarray] | None = None, share_round: float | None = None
-                ) -> dict[str, Any]:
+                mechanisms: dict[str, np.ndarray] | None = None, share_round: float | None = None,
+                seed: int = TOYS_SEED) -> dict[str, Any]:
     """One mass: workspace, limits on mu and eps (and the merged-runs N90 numbers, informative).
 
     ``yield_eps0``: A' per EOT at EPS0, one number or one per run (own E_miss window). ``mechanisms``:
@@ -150,7 +150,7 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
         if cache is not None and key in cache:
             res = cache[key]
         else:
-            res = _cls.limits(counting_model_from_spec(cls_spec), cl, method=method, seed=TOYS_SEED)
+            res = _cls.limits(counting_model_from_spec(cls_spec), cl, method=method, seed=seed)
             if cache is not None:
                 cache[key] = res
         mu_obs, mu_exp = res.mu_obs, res.mu_exp
@@ -185,8 +185,8 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
 
 
 def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
-         yields: np.ndarray | None = None, crosscheck_toys: int = 0, crosscheck_masses: int = 2
-         ) -> dict[str, Any]:
+         yields: np.ndarray | None = None, crosscheck_toys: int = 0, crosscheck_masses: int = 2,
+         seed: int = TOYS_SEED) -> dict[str, Any]:
     """Limits for every mass of the summary. ``yields``: A' per EOT at eps = EPS0 per mass, all runs
     (default: physics, per run through its own E_miss window and per production mechanism).
 
@@ -213,7 +213,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
     for k, m in enumerate(masses):
         try:
             points.append(limit_point(summary, m, per_run[:, k], method=method, cl=cl, ws_dir=ws_dir,
-                                      cache=cache, share_round=SHARE_ROUND,
+                                      cache=cache, share_round=SHARE_ROUND, seed=seed,
                                       mechanisms=None if mech is None else
                                       {n: v[:, k] for n, v in mech.items()}))
         except Exception as exc:  # noqa: BLE001 -- reported per mass, the scan goes on
@@ -242,7 +242,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
                         "shares differ slightly between mechanisms with per-run E_miss windows)")
     if crosscheck_toys > 0 and method != "asymptotic":
         out["crosscheck"] = run_crosscheck(summary, points, per_run, cl=cl, ntoys=crosscheck_toys,
-                                           n_masses=crosscheck_masses)
+                                           n_masses=crosscheck_masses, seed=seed)
         if not out["crosscheck"].get("passed", False):
             out.setdefault("warnings", []).append("toy cross-check: " + out["crosscheck"].get(
                 "line", out["crosscheck"].get("error", "failed")))
@@ -270,12 +270,13 @@ def run_crosscheck(summary: Summary, points: list[dict[str, Any]], per_run: np.n
 
 def compute(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
             yields: np.ndarray | None = None, summary_file: str | Path | None = None,
-            crosscheck_toys: int = 0) -> LimitsRecord:
+            crosscheck_toys: int = 0, seed: int = TOYS_SEED) -> LimitsRecord:
     """The limits record: :func:`scan` plus the dark-matter reading (y, alpha_D); workspaces written to
     ``out_dir/workspaces`` when given. ``summary_file``: recorded as where the summary came from (the
     stage records it relative to the limits folder)."""
     res = interpret.add_interpretation(
-        scan(summary, method=method, cl=cl, out_dir=out_dir, yields=yields, crosscheck_toys=crosscheck_toys),
+        scan(summary, method=method, cl=cl, out_dir=out_dir, yields=yields, crosscheck_toys=crosscheck_toys,
+             seed=seed),
         ratio=summary.ratio, alpha_d=summary.alpha_D)
     if summary_file is not None:
         res["summary_file"] = str(summary_file)
@@ -338,8 +339,8 @@ def _other_record(kind: str, data: dict[str, Any], file: str, method: str, cl: f
 
 
 def run_stage(summary_file: str | Path, out: str | Path, *, method: str = "exact", cl: float | None = None,
-              yields: np.ndarray | None = None, crosscheck_toys: int = DEFAULT_CROSSCHECK_TOYS
-              ) -> LimitsRecord:
+              yields: np.ndarray | None = None, crosscheck_toys: int = DEFAULT_CROSSCHECK_TOYS,
+              seed: int = TOYS_SEED) -> LimitsRecord:
     """The limits stage: read (and validate) the summary, write ``out/limits.json``, one pyhf workspace per
     mass (dark photon) and the provenance (the summary read, with its hash, so ``na64ana verify`` notices a
     changed summary; the blinding; the toys seed). Dispatches on the summary: the dark photon (brem and/or
@@ -355,7 +356,7 @@ def run_stage(summary_file: str | Path, out: str | Path, *, method: str = "exact
     if kind == "dark_photon":
         summ = load_summary(summary_file)
         rec = compute(summ, method=method, cl=cl, out_dir=out, yields=yields, summary_file=rel,
-                      crosscheck_toys=crosscheck_toys)
+                      crosscheck_toys=crosscheck_toys, seed=seed)
         outputs = [LimitsRecord.file_name, "workspaces"]
     else:
         if method == "asymptotic":
@@ -372,7 +373,7 @@ def run_stage(summary_file: str | Path, out: str | Path, *, method: str = "exact
     cc = rec.crosscheck or {}
     provenance.write(out, "limits", inputs=[summary_file], outputs=outputs,
                      blinding=blinding.state(rec.blinded),
-                     seeds={"toys_seed": TOYS_SEED} if (method == "toys" or cc) else None,
+                     seeds={"toys_seed": seed} if (method == "toys" or cc) else None,
                      metrics=clock.metrics(masses=len(rec.points)), summary=str(summary_file), method=method,
                      cl=rec.cl, n_failed=rec.n_failed, search=rec.search,
                      crosscheck=({"passed": cc.get("passed"), "ntoys": cc.get("ntoys"),
