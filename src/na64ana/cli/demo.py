@@ -1,6 +1,6 @@
-"""``na64ana demo``: the main job on the embedded default -- simulate runs I-III, cut flows, dimuon benchmark,
+"""na64ana demo: the main job on the embedded default -- simulate runs I-III, cut flows, dimuon benchmark,
 side-band background, signal efficiency, summary, combined limits, cut optimisation, plots, report and
-HEPData export, all into one folder (``make demo`` -> results/). Blinded unless --unblind.
+HEPData export, all into one folder (make demo -> results/). Blinded unless --unblind.
 With --data, the given datasets file lists the data (real ntuples or simulated elsewhere) and the
 simulation of the data is skipped; the signal and dimuon MC are still simulated from --datasets."""
 
@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "prl2019 chain)")
     p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
                    help="toys of the limits cross-check with --search (default 100; 0 skips it)")
-    p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative",
+                   help="coffea executor of the processing stages (default: iterative)")
+    p.add_argument("--workers", type=int, default=2, help="processes for futures/dask (default: 2)")
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,7 @@
-"""``na64ana run``: process a campaign (all runs or --runs) through a processor, write the run outputs.
+"""na64ana run: process a campaign (all runs or --runs) through a processor, write the run outputs.
 
-Blinded by default (see na64ana.blinding); ``--unblind`` is recorded in provenance.json.
-Chunk outputs are cached in OUT/.cache (``--cache DIR``, ``--no-cache``): re-running an interrupted
+Blinded by default (see na64ana.blinding); --unblind is recorded in provenance.json.
+Chunk outputs are cached in OUT/.cache (--cache DIR, --no-cache): re-running an interrupted
 command resumes it, and after a change only the affected chunks are processed again.
 """
 

@@ -1,9 +1,9 @@
-"""``na64ana verify RESULTS``: check a results folder against what it was made from.
+"""na64ana verify RESULTS: check a results folder against what it was made from.
 
 Walks every provenance.json under RESULTS and re-hashes (sha256) every recorded input that still exists
 and every file of every outputs manifest. Errors: an input missing or changed, an output missing or
-modified, a file no manifest lists (``--allow-extra`` makes those warnings). The code version now vs the
-recorded one is shown as information. Then the blinding audit (:mod:`na64ana.bookkeeping.audit`): in a blinded
+modified, a file no manifest lists (--allow-extra makes those warnings). The code version now vs the
+recorded one is shown as information. Then the blinding audit (na64ana.bookkeeping.audit): in a blinded
 folder any signal-box content in an output (histogram box bins, cut-flow rows, observed counts, report
 tables, logs, HEPData, figure metadata) or a stage record that does not say whether the box was opened is
 an error; an explicitly unblinded folder is shown as information. Exit 0 when everything matches, 3
