@@ -14,6 +14,7 @@ binomial with effective entries ``n_eff = W / (sum w^2 / sum w)``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ import numpy as np
 from . import datasets as ds
 from .bookkeeping import provenance
 from .errors import DataError, InputError
-from .physics.yields import signal_yield_per_eot
+from .physics import alp as alp_physics
+from .physics import visible as vis_physics
+from .physics.yields import signal_yield, signal_yield_per_eot
 from .processing import execute, outputs
-from .records import CutflowRow, EfficiencyTable
-from .simulation import simulate_signal_samples
+from .records import CutflowRow, EfficiencyTable, RunOutput
 
 # Published-table grouping of the cut-flow factors; cuts not listed go to "other" (so the product of
 # the groups is always the total). The acceptance W_read / D (trigger + migration) belongs to the ECAL.
@@ -44,6 +46,24 @@ FACTOR_ORDER = ("primary_e", "ecal", "veto", "hcal", "other")
 DEFAULT_MASSES_GeV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 DEFAULT_EPS = 1e-4  # efficiencies do not depend on eps (only the weight scale does)
 BOX_HIST = "signal_ecal"
+#: signal production -> the datasets.json sample of its signal MC (written by na64ana.simulation)
+SAMPLES = {"brem": "signal", "annihilation": "signal_annihilation", "primakoff": "signal_alp",
+           "visible": "signal"}
+#: signal production -> the processor (and selection) its signal MC runs through
+PROCESSORS = {"brem": "invisible", "annihilation": "invisible", "primakoff": "alp", "visible": "visible"}
+#: ALP signal regions: processor region name -> physics region (na64ana.physics.alp)
+ALP_REGIONS = {"hcal_decay": "hcal", "beyond": "beyond"}
+VISIBLE_BOX_CUT = "energy_sum"
+DEFINITIONS = {
+    "brem": "weighted signal passing all cuts incl. the box / A' with true E_A' > emiss_min (S001 eqs. 23, "
+            "26)",
+    "annihilation": "weighted signal passing all cuts incl. the box / resonant A' per EOT with E_R > the "
+                    "run's emiss_min (S001 eqs. 23, 26)",
+    "primakoff": "weighted ALP signal in the region after the common cuts / ALPs per EOT decaying in the "
+                 "region (na64ana.physics.alp)",
+    "visible": "weighted A' signal passing all cuts incl. the E_WCAL + E_ECAL box / A' per EOT decaying in "
+               "the decay volume above the setup's threshold (na64ana.physics.visible)"}
+HISTS = {"primakoff": "signal_ecal_<region>", "visible": "signal_esum"}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -191,9 +211,10 @@ def _w2_over_w(h: Any, key: str) -> float:
     return sw2 / sw
 
 
-def _signal_eps(camp: Any, datasets_file: Path, campaign: str, run: str, mass: float) -> float:
-    """The eps the sample weights were made with (needed for the physics denominator at the same eps)."""
-    got = {f.signal_eps for f in camp.runs[run].files if f.sample == "signal" and f.signal_mass_GeV == mass}
+def _signal_eps(camp: Any, datasets_file: Path, campaign: str, run: str, mass: float,
+                sample: str = "signal") -> float:
+    """The coupling the sample weights were made with (the physics denominator is taken at the same one)."""
+    got = {f.signal_eps for f in camp.runs[run].files if f.sample == sample and f.signal_mass_GeV == mass}
     if len(got) != 1 or None in got:
         raise InputError(f"signal files of run {run}, m = {mass:g} GeV need one common signal_eps, got "
                          f"{sorted(got, key=str)}", file=str(datasets_file),
@@ -261,71 +282,149 @@ def markdown(record: EfficiencyTable) -> str:
 def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None = None,
             runs: Sequence[str] | None = None, masses: Iterable[float] | None = None,
             executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-            chunksize: int | None = None, syst: bool = True) -> dict[str, Any]:
+            chunksize: int | None = None, syst: bool = True, production: str | None = None) -> dict[str, Any]:
     """efficiency.json as a plain dict for the signal samples listed in ``datasets_file`` (kept for
-    notebooks): :func:`run_stage` with ``signal_datasets=datasets_file``."""
-    return run_stage(None, out, signal_datasets=datasets_file, campaign=campaign, runs=runs, masses=masses,
-                     executor=executor, workers=workers, scheduler=scheduler, chunksize=chunksize,
-                     syst=syst).to_json()
+    notebooks): :func:`run_stage`."""
+    return run_stage(datasets_file, out, campaign=campaign, runs=runs, masses=masses, executor=executor,
+                     workers=workers, scheduler=scheduler, chunksize=chunksize, syst=syst,
+                     production=production).to_json()
+
+
+def _denominator(production: str, camp: ds.Campaign, run: ds.Run, mass: float, coupling: float) -> float:
+    """Signal per EOT the efficiency is relative to (same physics as the sample weights): brem A' with
+    E_A' > the run's emiss_min, resonant annihilation with E_R above it, or the visible A' decaying in the
+    run's decay volume above its energy threshold."""
+    if production == "brem":
+        return signal_denominator(mass, coupling, e0=camp.beam_energy_GeV, emiss_min=camp.emiss_min(run))
+    if production == "annihilation":
+        y = signal_yield([mass], coupling, mechanisms=["annihilation"], beam=camp.beam,
+                         e0=camp.beam_energy_GeV, emiss_min=camp.emiss_min(run))
+        return float(y["annihilation"][0])
+    if production == "visible":
+        setups = vis_physics.load_setups()
+        if run.setup is None:
+            raise InputError("a visible-mode run needs 'setup'", field="setup")
+        setup = vis_physics.setup_for_campaign(setups, run.setup, beam_energy_GeV=camp.beam_energy_GeV)
+        return float(np.asarray(vis_physics.yield_per_eot(mass, coupling, setup, setups=setups)))
+    raise InputError(f"no single denominator for production '{production}'", field="production")
 
 
 def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.Job], camp: ds.Campaign, *,
-            datasets_file: Path, loose: Any, syst: bool = True) -> EfficiencyTable:
+            datasets_file: Path, loose: Any, syst: bool = True, production: str = "brem",
+            regions: Mapping[str, Any] | None = None, signal_ea_min_fraction: float | None = None
+            ) -> EfficiencyTable:
     """The efficiency table from the signal-MC cut flows (``{key: rows}``) of ``jobs`` (pure arithmetic).
 
-    ``loose``: the run output's ``plane_loose`` histogram (weight scale of each sample)."""
+    ``loose``: the run output's ``plane_loose`` histogram (weight scale of each sample). ``production``:
+    brem or annihilation (invisible selection, last cut the signal box, each run through its own E_miss
+    window), visible (last cut the E_WCAL + E_ECAL box), primakoff (ALPs: one entry ``"<run> <region>"``
+    per run and signal region, the region's weighted count of ``regions`` (``{key: RegionCounts}``) over
+    the ALP yield decaying in that region; the cut flow up to the cut before the last, then the region).
+    """
     cname = jobs[0].campaign
+    sample = SAMPLES[production]
     meas: dict[str, dict[float, Measurement]] = {}
+    where: dict[str, tuple[str, str | None]] = {}
     for j in jobs:
         mass = float(j.signal_mass_GeV or 0.0)
-        eps = _signal_eps(camp, datasets_file, cname, j.run, mass)
-        den = signal_denominator(mass, eps, e0=camp.beam_energy_GeV, emiss_min=camp.emiss_min_GeV)
-        rows = records[j.key]
-        if rows[-1].cut != "signal_box":
-            raise InputError(f"{j.key}: the selection's last cut is '{rows[-1].cut}', not the signal box")
-        meas.setdefault(j.run, {})[mass] = from_cutflow([r.model_dump() for r in rows], den,
-                                                        w2_over_w=_w2_over_w(loose, j.key))
-    pub = {r: {"light": camp.runs[r].efficiency, "heavy": camp.runs[r].efficiency_heavy,
-               "rel_unc": camp.runs[r].efficiency_unc} for r in meas}
-    syst_rel = {r: camp.runs[r].efficiency_unc for r in meas} if syst else None
+        run = camp.runs[j.run]
+        coupling = _signal_eps(camp, datasets_file, cname, j.run, mass, sample)
+        rows = [r.model_dump() for r in records[j.key]]
+        w2w = _w2_over_w(loose, j.key)
+        if production == "primakoff":
+            counts = (regions or {}).get(j.key)
+            weighted = getattr(counts, "weighted", None) or {}
+            for rname, phys in ALP_REGIONS.items():
+                w = weighted.get(rname)
+                if w is None:
+                    raise DataError(f"{j.key}: no weighted count of region '{rname}' in regions.json")
+                den = float(np.asarray(alp_physics.yield_per_eot(mass, coupling, phys,
+                                                                 e0=camp.beam_energy_GeV)))
+                entry = f"{j.run} {phys}"
+                region_row = {"cut": f"region_{rname}", "weighted": float(w),
+                              "events": counts.counts.get(rname) if counts is not None else None}
+                meas.setdefault(entry, {})[mass] = from_cutflow([*rows[:-1], region_row], den, w2_over_w=w2w)
+                where[entry] = (j.run, phys)
+            continue
+        last = VISIBLE_BOX_CUT if production == "visible" else "signal_box"
+        if rows[-1]["cut"] != last:
+            raise InputError(f"{j.key}: the selection's last cut is '{rows[-1]['cut']}', not the signal box "
+                             f"'{last}'")
+        den = _denominator(production, camp, run, mass, coupling)
+        meas.setdefault(j.run, {})[mass] = from_cutflow(rows, den, w2_over_w=w2w)
+        where[j.run] = (j.run, None)
+    pub = {e: {"light": camp.runs[r].efficiency, "heavy": camp.runs[r].efficiency_heavy,
+               "rel_unc": camp.runs[r].efficiency_unc} for e, (r, _) in where.items()}
+    syst_rel = {e: camp.runs[r].efficiency_unc for e, (r, _) in where.items()} if syst else None
+    emiss = {r: camp.emiss_min(camp.runs[r]) for r, _ in where.values()} if production != "visible" else {}
+    definition = DEFINITIONS.get(production, DEFINITIONS["brem"])
     rec = table(meas, campaign=cname, syst_rel=syst_rel, published=pub, meta={
-                    "definition": "weighted signal passing all cuts incl. the box / A' with true E_A' > "
-                                  "emiss_min (S001 eqs. 23, 26)",
-                    "emiss_min_GeV": camp.emiss_min_GeV, "beam_energy_GeV": camp.beam_energy_GeV,
+                    "definition": definition, "production": production,
+                    "emiss_min_GeV": camp.emiss_min_GeV if production != "visible" else None,
+                    **({"emiss_min_by_run_GeV": emiss} if len(set(emiss.values())) > 1 else {}),
+                    "beam_energy_GeV": camp.beam_energy_GeV,
                     "selection_hash": {j.key: j.selection.hash for j in jobs},
                     "factor_groups": {**GROUPS, ACCEPTANCE: ACCEPTANCE_GROUP},
-                    "hist": BOX_HIST})
+                    "hist": HISTS.get(production, BOX_HIST),
+                    "signal_ea_min_fraction": signal_ea_min_fraction})
+    for entry, (rname, region) in where.items():
+        if region is not None:
+            rec["runs"][entry].update(run=rname, region=region)
     return EfficiencyTable.model_validate(rec)
 
 
-def run_stage(datasets_file: str | Path | None, out: str | Path, *,
-              signal_datasets: str | Path | None = None, signal_dir: str | Path | None = None,
-              masses: Iterable[float] | None = None, n_events: int = 20_000, eps: float = DEFAULT_EPS,
-              seed: int = 2019, campaign: str | None = None, runs: Sequence[str] | None = None,
-              executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-              chunksize: int | None = None, syst: bool = True, progress: bool = False) -> EfficiencyTable:
-    """The efficiency stage: signal MC -> invisible processor -> ``out/efficiency.json`` + ``.md``.
+def signal_coverage(signal_datasets: str | Path) -> float | None:
+    """The generation coverage of the signal MC (E_A' generated above this fraction of the run's E_miss
+    threshold), as recorded by the simulation in the provenance beside its datasets.json; None when not
+    recorded (real signal MC, or a visible-mode sample whose threshold is the setup's)."""
+    prov = Path(signal_datasets).parent / "provenance.json"
+    if not prov.exists():
+        return None
+    try:
+        stages = json.loads(prov.read_text()).get("stages", {})
+    except json.JSONDecodeError:
+        raise InputError("not JSON", file=str(prov)) from None
+    found = [st.get("signal_ea_min_fraction") for st in stages.values() if isinstance(st, dict)]
+    values = {float(v) for v in found if isinstance(v, int | float)}
+    if len(values) > 1:
+        raise InputError(f"several signal_ea_min_fraction values {sorted(values)}", file=str(prov),
+                         field="stages.*.signal_ea_min_fraction")
+    return values.pop() if values else None
 
-    The signal samples are simulated from ``datasets_file`` into ``signal_dir`` (default
-    ``out/signal_mc``) for ``masses`` (default: the analysis grid), ``n_events`` A' per run and mass,
-    unless ``signal_datasets`` lists existing ones (then ``masses`` filters them, default: all listed).
-    ``out`` becomes a complete run output (cut flows, ``signal_ecal`` and N-1 histograms, for plots and
-    the cut optimisation) plus the table. ``syst`` adds the run's published relative efficiency systematic.
-    Signal MC only: the provenance says ``blinding: "no-data"``.
+
+def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[float] | None = None,
+              campaign: str | None = None, runs: Sequence[str] | None = None, production: str | None = None,
+              executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
+              chunksize: int | None = None, syst: bool = True) -> EfficiencyTable:
+    """The efficiency stage: signal MC (listed in ``signal_datasets``; made by ``na64ana simulate
+    --signal-sample`` or the pipeline, never here: the analysis does not import the simulator) -> the
+    search's processor -> ``out/efficiency.json`` + ``.md``.
+
+    ``production`` picks the samples and the processor: brem (default; sample ``signal``) and annihilation
+    (``signal_annihilation``) through the invisible selection, primakoff (``signal_alp``) through the ALP
+    selection, visible (default for a visible-mode campaign) through the visible selection. ``masses``
+    filters the listed samples (default: all). ``out`` becomes a complete run output (cut flows, signal
+    histograms and N-1, for plots and the cut optimisation) plus the table, which carries the MC's
+    generation coverage ``signal_ea_min_fraction`` (from the signal MC's provenance). ``syst`` adds the
+    run's published relative efficiency systematic. Signal MC only: the provenance says ``"no-data"``.
     """
     clock = provenance.Clock()
-    out = provenance.prepare_outdir(out, stage="efficiency")
     if signal_datasets is None:
-        if datasets_file is None:
-            raise InputError("give the campaign datasets file or existing signal samples", field="--datasets")
-        wanted = _check_masses(DEFAULT_MASSES_GeV if masses is None else masses)
-        sig_dir = Path(signal_dir) if signal_dir is not None else out / "signal_mc"
-        signal_datasets = simulate_signal_samples(datasets_file, out_dir=sig_dir, masses_GeV=wanted,
-                                                  n_events=n_events, eps=eps, campaign=campaign, runs=runs,
-                                                  seed=seed, progress=progress)
-        masses = None  # exactly the simulated samples
+        raise InputError("give the signal-MC datasets file (simulate it first: na64ana simulate "
+                         "--signal-sample, or na64ana efficiency without --signal-datasets)",
+                         field="--signal-datasets")
     signal_datasets = Path(signal_datasets)
-    jobs = execute.plan(signal_datasets, campaign=campaign, runs=runs, samples=("signal",))
+    dsets = ds.load(signal_datasets)
+    camp = dsets.campaign(campaign, file=str(signal_datasets))
+    prod = production or ("visible" if camp.selection == "visible" else "brem")
+    if prod not in SAMPLES:
+        raise InputError(f"unknown production '{prod}' (choose {', '.join(SAMPLES)})", field="production")
+    if (prod == "visible") != (camp.selection == "visible"):
+        raise InputError(f"production '{prod}' does not fit the campaign's selection '{camp.selection}'",
+                         file=str(signal_datasets), field="production")
+    processor = PROCESSORS[prod]
+    jobs = execute.plan(signal_datasets, campaign=campaign, runs=runs, samples=(SAMPLES[prod],),
+                        processor=processor)
     if masses is not None:
         wanted = _check_masses(masses)
         jobs = [j for j in jobs
@@ -336,19 +435,23 @@ def run_stage(datasets_file: str | Path | None, out: str | Path, *,
     if missing:
         raise InputError(f"signal files need kind 'mc' and signal_mass_GeV: {missing}",
                          file=str(signal_datasets))
-    camp = ds.load(signal_datasets).campaign(jobs[0].campaign, file=str(signal_datasets))
-    result = execute.run(jobs, "invisible", executor=executor, workers=workers, scheduler=scheduler,
+    camp = dsets.campaign(jobs[0].campaign, file=str(signal_datasets))
+    coverage = signal_coverage(signal_datasets)
+    out = provenance.prepare_outdir(out, stage="efficiency")
+    result = execute.run(jobs, processor, executor=executor, workers=workers, scheduler=scheduler,
                          chunksize=chunksize or execute.DEFAULT_CHUNKSIZE)
-    outputs.write_run(out, result, processor="invisible", unblind=False, datasets_file=signal_datasets)
-    run_out = outputs.load_run(out)
+    outputs.write_run(out, result, processor=processor, unblind=False, datasets_file=signal_datasets)
+    run_out = RunOutput.load(out)
     rec = compute({k: cf.rows for k, cf in run_out.cutflows.items()}, jobs, camp,
-                  datasets_file=signal_datasets, loose=outputs.load_hist(out, "plane_loose"), syst=syst)
+                  datasets_file=signal_datasets, loose=outputs.load_hist(out, "plane_loose"), syst=syst,
+                  production=prod, regions=run_out.regions.keys, signal_ea_min_fraction=coverage)
     rec.dump(out / EfficiencyTable.file_name)
     (out / "efficiency.md").write_text(markdown(rec))
     provenance.write(out, "efficiency", inputs=[signal_datasets],
                      outputs=[EfficiencyTable.file_name, "efficiency.md"], blinding="no-data",
                      **provenance.executor_info(result.metrics),
                      metrics=clock.metrics(events=result.metrics.get("events")),
-                     datasets_file=str(signal_datasets), syst=syst,
+                     datasets_file=str(signal_datasets), syst=syst, production=prod, processor=processor,
+                     signal_ea_min_fraction=coverage,
                      masses=sorted({float(j.signal_mass_GeV or 0.0) for j in jobs}))
     return rec

@@ -96,12 +96,30 @@ def test_signal_samples_write_annihilation_files(tmp_path):
     ds = dsets.load(path)
     (entry,) = ds.campaign("prl2023").runs["2022"].files
     assert entry.path == "prl2023/signal_annihilation_m237MeV_run_2022.root"
-    assert entry.signal_production == "annihilation" and entry.kind == "mc" and entry.sample == "signal"
+    assert entry.signal_production == "annihilation" and entry.kind == "mc"
+    assert entry.sample == "signal_annihilation"  # its own dataset key next to a brem sample of the same mass
     # the run's own box edge (47 GeV -> emiss_min 53 GeV) sets the sampled threshold
     expected = yields.annihilation_yield_per_eot_grid([0.237], 1e-4, emiss_min=0.8 * 53.0)[0]
     assert report[0]["yield_per_eot"] == pytest.approx(expected, rel=1e-12)
     prov = json.loads((out / "provenance.json").read_text())
     assert "annihilation" in json.dumps(prov)
+    (stage,) = [v for k, v in prov["stages"].items() if k.startswith("simulate_signal")]
+    assert stage["signal_ea_min_fraction"] == MIGRATION_FRACTION  # the coverage the efficiency stage reads
+
+
+def test_brem_and_annihilation_in_one_datasets_file(tmp_path):
+    """--production brem,annihilation: one datasets.json, distinct samples (and keys) at the same mass; a
+    mass whose line misses the window is left out of the annihilation samples only (and recorded)."""
+    out = tmp_path / "sim"
+    path = simulate_signal_samples("datasets.json", out_dir=out, masses_GeV=[0.05, 0.237], n_events=200,
+                                   campaign="prl2023", runs=["2022"], production=["brem", "annihilation"])
+    files = dsets.load(path).campaign("prl2023").runs["2022"].files
+    got = sorted((f.sample, f.signal_mass_GeV, f.signal_production) for f in files)
+    assert got == [("signal", 0.05, None), ("signal", 0.237, None),
+                   ("signal_annihilation", 0.237, "annihilation")]
+    prov = json.loads((out / "provenance.json").read_text())
+    (stage,) = [v for k, v in prov["stages"].items() if k.startswith("simulate_signal")]
+    assert stage["skipped_masses"] == {"annihilation": [0.05]}
 
 
 def test_signal_samples_reject_a_mass_without_a_line(tmp_path):

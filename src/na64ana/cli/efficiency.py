@@ -1,8 +1,11 @@
-"""'na64ana efficiency': signal MC per run and mass -> invisible processor -> efficiency.json/.md.
+"""'na64ana efficiency': signal MC per run and mass -> the search's processor -> efficiency.json/.md.
 
-Simulates the A' samples into 'DIR/signal_mc/' (unless '--signal-datasets' names existing ones), runs
-the invisible selection over them ('DIR' is then a complete run output with the 'signal_ecal' and
-N-1 histograms) and writes 'DIR/efficiency.json' and 'DIR/efficiency.md', printed at the end.
+Simulates the signal samples into 'DIR/signal_mc/' (unless '--signal-datasets' names existing ones; the
+simulation is called here, the efficiency stage only reads signal-MC datasets), runs the selection of
+the production over them ('DIR' is then a complete run output with the signal and N-1 histograms) and
+writes 'DIR/efficiency.json' and 'DIR/efficiency.md', printed at the end. '--production': brem (default),
+annihilation (invisible selection), primakoff (ALPs, alp selection; '--eps' is g_agg), visible (a
+visible-mode campaign).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: %(default)s)")
     p.add_argument("--signal-datasets", default=None, metavar="FILE",
                    help="use the signal samples listed in this datasets file instead of simulating")
+    p.add_argument("--production", default=None, choices=("brem", "annihilation", "primakoff", "visible"),
+                   help="signal production (default: brem; visible for a visible-mode campaign)")
     p.add_argument("--no-syst", action="store_true",
                    help="'unc' statistical only (default: with the run's published relative systematic)")
     common.add_executor(p)
@@ -36,13 +41,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import efficiency
+    from pathlib import Path
+
+    from .. import datasets, efficiency
 
     common.setup_logging(args.out, "efficiency")
-    rec = efficiency.run_stage(args.datasets, args.out, signal_datasets=args.signal_datasets,
-                               masses=args.masses, n_events=args.n_events, eps=args.eps, seed=args.seed,
-                               campaign=args.campaign, runs=args.runs, executor=args.executor,
-                               workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize,
-                               syst=not args.no_syst, progress=common.show_progress())
+    signal = args.signal_datasets
+    production = args.production
+    if production is None:
+        camp = datasets.load(args.datasets if signal is None else signal).campaign(args.campaign)
+        production = "visible" if camp.selection == "visible" else "brem"
+    masses = args.masses
+    if signal is None:
+        from ..bookkeeping import provenance
+        from ..simulation import simulate_signal_samples
+
+        provenance.prepare_outdir(args.out, stage="efficiency")  # claimed before signal_mc/ goes inside
+
+        signal = simulate_signal_samples(args.datasets, out_dir=Path(args.out) / "signal_mc",
+                                         masses_GeV=masses,
+                                         n_events=args.n_events, eps=args.eps, campaign=args.campaign,
+                                         runs=args.runs, seed=args.seed, production=production,
+                                         progress=common.show_progress())
+        masses = None  # exactly the simulated samples
+    rec = efficiency.run_stage(signal, args.out, masses=masses, campaign=args.campaign, runs=args.runs,
+                               production=production, executor=args.executor, workers=args.workers,
+                               scheduler=args.scheduler, chunksize=args.chunksize, syst=not args.no_syst)
     print(efficiency.markdown(rec), end="")
     return 0

@@ -13,7 +13,10 @@ def register(subparsers) -> None:
         "simulate", help="simulate NA64-like ROOT ntuples (+ a filled datasets.json)",
         description="Simulate triggered NA64 events per run. 'skim' = the SR-tagged loose plane at the "
         "run's full EOT; 'trigger' = --n-events triggered events with the full trigger composition. "
-        "--signal-sample writes A' MC per run and mass for efficiency studies instead.")
+        "--signal-sample writes signal MC per run, production and mass for efficiency studies instead "
+        "(--production brem,annihilation: both mechanisms in one datasets.json; annihilation masses whose "
+        "line misses a run's window are left out; primakoff: ALPs with --eps = g_agg; visible: a "
+        "visible-mode campaign).")
     common.add_campaign(p)
     common.add_out(p)
     common.add_seed(p)
@@ -31,9 +34,23 @@ def register(subparsers) -> None:
                    help="A' masses (signal sample)")
     p.add_argument("--eps", type=float, default=1e-4,
                    help="eps for the signal-sample weights (default: %(default)s)")
+    p.add_argument("--production", default=None, type=_productions, metavar="LIST",
+                   help="signal-sample production(s), comma separated: brem, annihilation, primakoff, "
+                        "visible "
+                        "(default: brem; visible for a visible-mode campaign)")
     p.add_argument("--compression", choices=("lz4", "zstd", "zlib"), default="lz4",
                    help="(default: %(default)s)")
     p.set_defaults(func=run)
+
+
+def _productions(text: str) -> list[str]:
+    """``brem,annihilation`` -> ["brem", "annihilation"] (checked against the campaign when simulating)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    known = ("brem", "annihilation", "primakoff", "visible")
+    bad = [t for t in items if t not in known]
+    if not items or bad:
+        raise argparse.ArgumentTypeError(f"productions must be from {', '.join(known)}, got '{text}'")
+    return items
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,10 +68,16 @@ def run(args: argparse.Namespace) -> int:
     elif args.signal_sample:
         if not args.masses:
             raise InputError("--signal-sample needs --masses", field="masses")
+        production = args.production
+        if production is None:
+            from ..datasets import load
+
+            visible = load(args.datasets).campaign(args.campaign).selection == "visible"
+            production = ["visible" if visible else "brem"]
         path = simulate_signal_samples(args.datasets, out_dir=args.out, masses_GeV=args.masses,
                                        n_events=args.n_events or 20_000, eps=args.eps, campaign=args.campaign,
                                        runs=args.runs, seed=args.seed, compression=args.compression,
-                                       progress=common.show_progress(), report=report)
+                                       progress=common.show_progress(), report=report, production=production)
     else:
         path = simulate_campaign(args.datasets, out_dir=args.out, campaign=args.campaign, runs=args.runs,
                                  level=args.level, seed=args.seed, n_events=args.n_events,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,11 @@ import numpy as np
 from .. import datasets as dsets
 from ..bookkeeping import provenance
 from ..errors import InputError
+from ..physics import visible as vis_physics
 from .generate import LEVELS, generate_events
 from .rates import BeamSpec
-from .signal import PRODUCTIONS, simulate_signal_sample
-from .visible import generate_visible_run, write_visible_tree
+from .signal import MIGRATION_FRACTION, PRODUCTIONS, simulate_signal_sample
+from .visible import generate_visible_run, simulate_visible_signal_sample, write_visible_tree
 from .writer import COMPRESSIONS, write_tree
 
 STAGE = "simulate"
@@ -212,78 +213,139 @@ def simulate_campaign(datasets_path: str | Path, *, out_dir: str | Path, campaig
     return path
 
 
-def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path, masses_GeV: Sequence[float],
+def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path,
+                            masses_GeV: Sequence[float] | Mapping[str, Sequence[float]],
                             n_events: int, eps: float = 1e-4, campaign: str | None = None,
                             runs: Sequence[str] | None = None, seed: int = 2019, compression: str = "lz4",
                             progress: bool = False, report: list[dict] | None = None,
-                            production: str = "brem") -> Path:
-    """Signal MC (kind="mc", sample="signal") per run and mass for efficiency studies; returns datasets.json.
+                            production: str | Sequence[str] = "brem",
+                            couplings: Mapping[float, float] | None = None) -> Path:
+    """Signal MC (kind="mc", sample="signal") per run, production and mass; returns datasets.json.
 
-    Each file holds the triggered events of ``n_events`` generated A'; weight = A' per EOT (at ``eps``,
-    E_A' > 0.8 emiss_min) per generated event. ``production="annihilation"``: resonant e+ e- -> A' events
-    (the line E_miss = E_R, files ``signal_annihilation_m<MeV>MeV_run_<RUN>.root``, entries with
-    ``signal_production``); every mass must have its line inside the run's window. The campaign's beam
-    particle and each run's box edge (``emiss_min`` = E0 - box) are used.
+    Each file holds the triggered events of ``n_events`` generated signal events; weight = signal per EOT
+    (at ``eps``, E_A' > 0.8 emiss_min) per generated event. ``production`` is one mechanism or several
+    (one datasets.json lists them all): ``"brem"``; ``"annihilation"`` (resonant e+ e- -> A' events, the line
+    E_miss = E_R, files ``signal_annihilation_m<MeV>MeV_run_<RUN>.root``, entries with
+    ``signal_production``); ``"primakoff"`` (ALPs, :mod:`.alp`, ``eps`` is g_agg in GeV^-1, sample
+    ``signal_alp``); ``"visible"`` (A' -> e+e- behind the WCAL, :mod:`.visible`; the only production of a
+    visible-mode campaign). ``masses_GeV``: the masses of every production, or ``{production: masses}``.
+    Annihilation alone: every mass must have its line inside every run's window; annihilation next to
+    another production: the masses whose line misses a window are left out (recorded in the provenance),
+    none left is an error. ``couplings``: ``{mass: coupling}`` overriding ``eps`` per mass (e.g. an ALP
+    g_agg whose decays reach the HCAL). The campaign's beam particle and each run's box edge
+    (``emiss_min`` = E0 - box) are used. The provenance records the generation coverage
+    ``signal_ea_min_fraction`` (E_A' generated above that fraction of the run's E_miss threshold).
     """
+    from .annihilation import check_line
+
     src = Path(datasets_path)
     ds = dsets.load(src)
     cname = campaign or ds.default_campaign
     selected = ds.runs(cname, list(runs) if runs else None, file=str(src))
     camp = ds.campaign(cname, file=str(src))
-    if not masses_GeV:
+    prods = [production] if isinstance(production, str) else list(production)
+    visible = camp.selection == "visible"
+    known = ("visible",) if visible else (*PRODUCTIONS, "primakoff")
+    bad = [p for p in prods if p not in known] or ([] if prods else ["(none)"])
+    if bad or len(set(prods)) != len(prods):
+        what = f"unknown production '{bad[0]}'" if bad else "repeated production"
+        raise InputError(f"{what} for campaign {cname} (choose {', '.join(known)})", field="production")
+    per_prod = ({p: list(masses_GeV.get(p, ())) for p in prods} if isinstance(masses_GeV, Mapping)
+                else {p: list(masses_GeV) for p in prods})
+    if not any(per_prod.values()):
         raise InputError("give at least one mass", field="masses")
-    _check_options("skim", n_events, compression, masses_GeV[0], eps)
     if n_events is None or n_events <= 0:
         raise InputError("--n-events must be > 0 for signal samples", field="n_events")
-    for m in masses_GeV:
-        _check_options("skim", None, compression, m, eps)
-    if production not in (*PRODUCTIONS, "primakoff"):
-        raise InputError(f"unknown production '{production}' (choose {', '.join(PRODUCTIONS)}, primakoff)",
-                         field="production")
-    ann = production == "annihilation"
-    if ann:  # every line must be inside every run's window before anything is written
-        from .annihilation import check_line
-
-        for run in selected.values():
-            for m in masses_GeV:
-                check_line(m, e_nominal=camp.beam_energy_GeV, ea_min=0.8 * camp.emiss_min(run),
-                           beam=camp.beam)
+    for ms in per_prod.values():
+        for m in ms:
+            _check_options("skim", n_events, compression, m, (couplings or {}).get(m, eps))
+    skipped: dict[str, list[float]] = {}
+    if "annihilation" in per_prod:  # every line inside every run's window, before anything is written
+        inside = []
+        for m in per_prod["annihilation"]:
+            try:
+                for run in selected.values():
+                    check_line(m, e_nominal=camp.beam_energy_GeV, beam=camp.beam,
+                               ea_min=MIGRATION_FRACTION * camp.emiss_min(run))
+                inside.append(m)
+            except InputError:
+                if len(prods) == 1:
+                    raise
+                skipped.setdefault("annihilation", []).append(m)
+        if not inside:
+            raise InputError(f"no mass of {per_prod['annihilation']} GeV has its annihilation line inside "
+                             "the window of every run", field="masses")
+        per_prod["annihilation"] = inside
     out = provenance.prepare_outdir(out_dir, stage=STAGE)
     clock = provenance.Clock()
     report = [] if report is None else report
     n0 = len(report)  # the caller's list may hold earlier files
 
-    def make(run, rname, m):
-        if production == "primakoff":  # ALPs (simulation/alp.py): eps is g_agg in GeV^-1
+    def make(run, rname, m, prod, coupling):
+        if prod == "primakoff":  # ALPs (simulation/alp.py): the coupling is g_agg in GeV^-1
             from .alp import simulate_alp_sample
 
-            return lambda rng, info: simulate_alp_sample(run, mass_GeV=m, n_events=n_events, g_agg=eps,
+            return lambda rng, info: simulate_alp_sample(run, mass_GeV=m, n_events=n_events, g_agg=coupling,
                                                          rng=rng, run_name=rname,
                                                          beam_energy=camp.beam_energy_GeV, info=info)
-        return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=eps, rng=rng,
-                                                        run_name=rname, beam_energy=camp.beam_energy_GeV,
-                                                        emiss_min=camp.emiss_min(run), info=info,
-                                                        production=production, beam=camp.beam)
+        if prod == "visible":  # A' -> e+e- decaying between the veto and the ECAL (simulation/visible.py)
+            return lambda rng, info: _visible_signal(run, cname, rname, m, n_events, coupling,
+                                                     camp.beam_energy_GeV, rng, info)
+        return lambda rng, info: simulate_signal_sample(run, mass_GeV=m, n_events=n_events, eps=coupling,
+                                                        rng=rng, run_name=rname, info=info,
+                                                        beam_energy=camp.beam_energy_GeV,
+                                                        emiss_min=camp.emiss_min(run),
+                                                        production=prod, beam=camp.beam)
 
-    tag = {"annihilation": "signal_annihilation", "primakoff": "signal_alp"}.get(production, "signal")
-    files = [_File(rname, f"{cname}/{tag}_m{m * 1e3:g}MeV_run_{rname}.root",
-                   run_seed(seed, cname, rname, f"{tag}_m{m * 1e3:g}MeV"), make(run, rname, m),
-                   {"kind": "mc", "sample": "signal_alp" if production == "primakoff" else "signal",
-                    "signal_mass_GeV": m, "signal_eps": eps,
-                    "signal_production": "annihilation" if ann else None},
-                   _signal_extra(m, n_events))
-             for rname, run in selected.items() for m in masses_GeV]
+    files = []
+    for prod in prods:
+        tag = {"annihilation": "signal_annihilation", "primakoff": "signal_alp"}.get(prod, "signal")
+        for rname, run in selected.items():
+            for m in per_prod[prod]:
+                coupling = float((couplings or {}).get(m, eps))
+                files.append(_File(
+                    rname, f"{cname}/{tag}_m{m * 1e3:g}MeV_run_{rname}.root",
+                    run_seed(seed, cname, rname, f"{tag}_m{m * 1e3:g}MeV"),
+                    make(run, rname, m, prod, coupling),
+                    {"kind": "mc", "sample": tag,
+                     "signal_mass_GeV": m, "signal_eps": coupling,
+                     "signal_production": "annihilation" if prod == "annihilation" else None},
+                    _signal_extra(m, n_events, prod),
+                    write_visible_tree if visible else write_tree))
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label="signal MC", report=report)
+    coverage = None if visible else MIGRATION_FRACTION
+    masses_rec: Any = (per_prod[prods[0]] if len(prods) == 1
+                       else {p: [float(m) for m in ms] for p, ms in per_prod.items()})
     _record(out, f"{STAGE}_signal", src, seed, report[n0:], clock, campaign=cname, eps=eps,
-            masses_GeV=list(masses_GeV), n_events=n_events, compression=compression,
-            **({"production": production} if ann else {}))
+            masses_GeV=masses_rec, n_events=n_events, compression=compression, productions=prods,
+            couplings={str(m): c for m, c in (couplings or {}).items()}, skipped_masses=skipped,
+            signal_ea_min_fraction=coverage,
+            **({"production": production} if prods == ["annihilation"] else {}))
     return path
 
 
-def _signal_extra(m: float, n_events: int) -> Callable[[dict], dict[str, Any]]:
+def _visible_signal(run: dsets.Run, cname: str, rname: str, mass: float, n_events: int, eps: float,
+                    beam_energy: float, rng: np.random.Generator, info: dict) -> dict[str, np.ndarray]:
+    """Visible-mode signal MC of one run: its setup (checked against the campaign) and A' decaying in the
+    decay volume; weight = A' per EOT decaying there (E_A' above the setup's threshold) per generated
+    event."""
+    setups = vis_physics.load_setups()
+    if run.setup is None:
+        raise InputError("a visible-mode run needs 'setup' (a configuration of visible_setup.toml)",
+                         field=f"campaigns.{cname}.runs.{rname}.setup")
+    setup = vis_physics.setup_for_campaign(setups, run.setup, campaign=cname, beam_energy_GeV=beam_energy)
+    arrays = simulate_visible_signal_sample(setup, mass_GeV=mass, eps=eps, n_events=n_events, rng=rng,
+                                            setups=setups, info=info)
+    arrays["run"][:] = int(rname) if rname.isdigit() else run.year
+    return arrays
+
+
+def _signal_extra(m: float, n_events: int, production: str = "brem") -> Callable[[dict], dict[str, Any]]:
     """Report fields of a signal file (from the generator's info)."""
-    return lambda info: {"mass_GeV": m, "generated": n_events, "yield_per_eot": info["yield_per_eot"]}
+    return lambda info: {"mass_GeV": m, "generated": n_events, "yield_per_eot": info["yield_per_eot"],
+                         "production": production,
+                         **({"ea_min_GeV": float(info["ea_min"])} if "ea_min" in info else {})}
 
 
 def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n_events: int,
