@@ -229,15 +229,38 @@ class Alternative(Record):
     chi2: float | None = None
     ndf: int | None = None
     error: str | None = None
+    admitted: bool | None = None  # in the shape nuisance (False: rejected by the validation region, or a
+    validation_p_value: float | None = None  # fit-range variation kept as information only)
 
 
 class Upstream(Record):
+    """The side-band-C extrapolation: ``stat`` (once), the shape nuisance as an asymmetric log-normal
+    (``shape_kappa_up``/``shape_kappa_down``, absolute ``syst_up``/``syst_down``; ``syst`` the larger);
+    ``syst_parts``: the largest |alt - nominal| per kind (information)."""
+
     value: float
     stat: float
     syst: float
     unc: float
     syst_parts: dict[str, float]
     alternatives: dict[str, Alternative]
+    shape_kappa_up: float | None = None
+    shape_kappa_down: float | None = None
+    syst_up: float | None = None
+    syst_down: float | None = None
+
+
+class BackgroundNuisances(Record):
+    """How a run's background enters the likelihood (issue 14 item 2): ``uncorrelated`` (absolute,
+    symmetric: the upstream fit's statistical error and the other components, in quadrature; one log-normal
+    per run) and the upstream shape as one asymmetric log-normal COMMON to all runs (``shape_up``,
+    ``shape_down`` absolute on the run's total; ``shape_kappa_up``/``shape_kappa_down`` of the upstream)."""
+
+    uncorrelated: float
+    shape_up: float
+    shape_down: float
+    shape_kappa_up: float
+    shape_kappa_down: float
 
 
 class Component(Record):
@@ -251,13 +274,29 @@ class Component(Record):
 
 
 class Validation(Record):
-    """Exponential shape validated in the high-statistics region (empty when it has no events)."""
+    """Exponential shape validated in the high-statistics region (empty when it has no events).
+
+    The verdict (issue 14 item 1; :func:`na64ana.background.validate_shape`): ``flag`` "ok" | "warn" |
+    "fail" from the goodness of fit (``p_value``, Poisson deviance on bins merged to >= 5 expected events,
+    ``gof_bins`` of them) and the slope agreement with side band C (``slope_diff_sigma``); the limits in
+    ``thresholds`` (fail_p_value, warn_p_value, fail_slope_sigma, warn_slope_sigma); ``message`` says it
+    in one line. None in records written before the verdict existed."""
 
     fit: SidebandFit | None = None
     chi2_ndf: float | None = None
     max_abs_pull: float | None = None
     p_value: float | None = None
     slope_diff_sigma: float | None = None
+    flag: Literal["ok", "warn", "fail"] | None = None
+    thresholds: dict[str, float] | None = None
+    fit_range: list[float] | None = None
+    gof_bins: int | None = None
+    slope: float | None = None
+    slope_unc: float | None = None
+    sideband_slope: float | None = None
+    sideband_slope_unc: float | None = None
+    contamination_events: float | None = None
+    message: str | None = None
 
 
 class BackgroundRun(Record):
@@ -267,6 +306,7 @@ class BackgroundRun(Record):
     components: dict[str, Component]
     total: ValueUnc
     validation: Validation
+    nuisances: BackgroundNuisances | None = None
     box_ecal_max_GeV: float | None = None
     eot: float | None = None
     eot_skipped: float = 0.0

@@ -186,9 +186,15 @@ def upstream_ecal_fraction(slope: float, lo: float, hi: float, cut: float) -> fl
 
 
 def upstream(n: int, e_nominal: float, slope: float, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """e- interactions in the beam line: exponential E_ECAL (slope per GeV), nothing in VETO/HCAL.
+    """e- (electro-nuclear) interactions in the beam line: exponential E_ECAL (slope per GeV), nothing in
+    the VETO.
 
-    Part of them leave extra straw hits, part send a hard neutral to zero degree (HCAL0).
+    Part of them leave extra straw hits, part send a hard neutral to zero degree (HCAL0), and a fraction
+    ``upstream.hcal_fraction`` send neutral hadrons into the HCAL with a share ``upstream.hcal_share`` of
+    the energy lost upstream (E0 - E_ECAL): E_HCAL > 10 GeV, the validation region. The same mechanism and
+    the same E_ECAL slope as side band C (E_HCAL < 1 GeV), so the validation region tests the shape that is
+    extrapolated into the box (issue 14 item 1; hadron electroproduction in the target stays there as the
+    contamination it is in data).
     """
     t = blank(n, Process.UPSTREAM_INTERACTION, PDG_E)
     _electron_primary(t, e_nominal, rng)
@@ -202,12 +208,17 @@ def upstream(n: int, e_nominal: float, slope: float, rng: np.random.Generator) -
     neutral = rng.random(n) < tune("upstream.hard_neutral_fraction")
     h_lo, h_hi = tune("upstream.hcal0_neutral_GeV")
     t["hcal0"][:] = np.where(neutral, rng.uniform(h_lo, h_hi, n), 0.0)
+    to_hcal = rng.random(n) < tune("upstream.hcal_fraction")
+    share = rng.uniform(*_pair("upstream.hcal_share"), n).astype(F32)
+    e_had = np.where(to_hcal, share * np.maximum(t["e0"] - t["ecal"], 0.0), 0.0).astype(F32)
+    t["hcal"][:] = _split_hcal(e_had, rng)
     return t
 
 
 def upstream_clean_fraction(hcal0_installed: bool) -> float:
-    """Fraction of upstream interactions with no extra straw hits and (if HCAL0 exists) no hard neutral."""
-    f = 1.0 - tune("upstream.tracker_activity_fraction")
+    """Fraction of upstream interactions with no extra straw hits, no hadrons in the HCAL and (if HCAL0
+    exists) no hard neutral: the ones that can reach side band C and the box."""
+    f = (1.0 - tune("upstream.tracker_activity_fraction")) * (1.0 - tune("upstream.hcal_fraction"))
     return f * (1.0 - tune("upstream.hard_neutral_fraction")) if hcal0_installed else f
 
 
