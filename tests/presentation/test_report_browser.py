@@ -24,7 +24,8 @@ except ImportError:  # tests collected as a package
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM = next((p for n in BROWSERS if (p := shutil.which(n))), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)"),
+              pytest.mark.slow]  # a real browser: two Chromium starts plus a whole report build
 
 PROBE = """<script>
 window.addEventListener("load", () => {

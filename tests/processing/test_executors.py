@@ -39,6 +39,7 @@ def jobs(synth_campaign):
     return execute.plan(synth_campaign.datasets, samples=["campaign", "signal"])
 
 
+@pytest.mark.slow  # starts a 2-process futures pool (each imports coffea) and runs the campaign 5 times
 def test_chunk_sizes_and_futures_agree(jobs, tmp_path):
     ref = _summary(execute.run(jobs, "invisible", chunksize=10_000))
     for cs in (37, 256):

@@ -75,6 +75,7 @@ def test_fallback_band_agrees_with_the_exact_band():
         assert min(lo, r.mu_exp[q]) * (1 - tol) <= exact.mu_exp[q] <= max(hi, r.mu_exp[q]) * (1 + tol), q
 
 
+@pytest.mark.slow  # the enumeration at its budget (~6 s CPU); the fallback-band test stays fast
 def test_budgets_bound_the_enumeration_for_many_wide_runs():
     """Four runs, each with kappa = 17.5: within the outcome and quadrature budgets, finite bands (eight
     runs: ~3 min on two busy cores, bounded, not run here)."""

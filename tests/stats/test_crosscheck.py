@@ -39,6 +39,7 @@ def limits_dir(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # pyhf toys (3 masses x 120 toys)
 def test_toy_crosscheck_passes_on_the_exact_limits(limits_dir):
     res = crosscheck_limits_dir(limits_dir, n_masses=3, ntoys=120, seed=5)
     assert isinstance(res, CrosscheckResult)
@@ -52,6 +53,7 @@ def test_toy_crosscheck_passes_on_the_exact_limits(limits_dir):
     assert "seconds" not in res.model_dump_json()
 
 
+@pytest.mark.slow  # pyhf toys (300)
 def test_toy_crosscheck_fails_on_a_wrong_limit():
     """0.4 x the exact limit (CLs there ~ 0.4) must fail: the check is not a tautology."""
     spec = _spec(2.3, 0.3)

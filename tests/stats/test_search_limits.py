@@ -30,6 +30,7 @@ def _at(rec, mass):
     return min(rec["points"], key=lambda p: abs(math.log(p["mass_GeV"] / mass)))
 
 
+@pytest.mark.slow  # exact CLs of 5 runs (~25 s CPU); test_positron_beam_dip covers the annihilation dip fast
 def test_prl2023_annihilation_dip(tmp_path):
     rec = _limits(tmp_path, "prl2023", masses=[0.01, 0.237])
     assert rec["search"] == "dark_photon" and rec["production"] == ["brem", "annihilation"]

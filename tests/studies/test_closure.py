@@ -53,6 +53,7 @@ def rec(tmp_path_factory):
                                eot_scale=SCALE, n_signal_mc=3000), out
 
 
+@pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_injected_signal_is_recovered(rec):
     r, out = rec
     inj = r["injected"]
@@ -67,6 +68,7 @@ def test_injected_signal_is_recovered(rec):
     assert min(stats.poisson.cdf(n, mu), stats.poisson.sf(n - 1, mu)) > 0.0015
 
 
+@pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_null_limit_is_inside_the_expected_band(rec):
     r, out = rec
     null = r["null"]
@@ -75,6 +77,7 @@ def test_null_limit_is_inside_the_expected_band(rec):
     assert null["limit"]["eps_obs"] < r["eps_injected"]  # the injected eps would have been excluded
 
 
+@pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_outputs_and_provenance(rec):
     r, out = rec
     on_disk = json.loads((out / "closure.json").read_text())

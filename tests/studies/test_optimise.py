@@ -119,6 +119,7 @@ def optimised(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # `optimised` simulates prd2018 run III at full EOT and runs the chain (~100 s CPU)
 def test_cli_output_is_read_by_the_plotting_adapter(optimised):
     rec = json.loads((optimised / "opt" / "optimisation.json").read_text())
     assert rec["blinded"] is True and (optimised / "opt" / "provenance.json").exists()
@@ -130,6 +131,7 @@ def test_cli_output_is_read_by_the_plotting_adapter(optimised):
     assert d["eps_exp_at_box"] == d["eps_exp"][2]
 
 
+@pytest.mark.slow  # the full-EOT chain of `optimised`
 def test_signal_and_background_grow_with_the_cut(optimised):
     d = json.loads((optimised / "opt" / "optimisation.json").read_text())["optimisation"]["0.01"]
     assert np.all(np.diff(d["signal_events"]) > 0)
@@ -137,6 +139,7 @@ def test_signal_and_background_grow_with_the_cut(optimised):
     assert d["signal_source"][-1] == "physics x eff(box)" and d["signal_source"][0] == "signal MC"
 
 
+@pytest.mark.slow  # the full-EOT chain of `optimised`
 def test_limit_at_the_box_matches_the_limits_stage(optimised):
     """Same inputs through stats.limits.scan (summary with the cut-flow efficiency): same expected eps."""
     from na64ana import summary
