@@ -16,10 +16,12 @@ and ``shape`` = several E_ECAL bins per run: ``{"edges_GeV": [...], "signal_frac
 background and observed are then the bin sums).
 
 Decisions on bad input (every failure is an :class:`InputError` naming the field):
-* ``background_unc >= background`` (for background > 0) is an error: the background enters as a
-  log-normal with relative width unc/value, and a >= 100% width means the entry is really an upper limit
-  -- give a central value with a smaller uncertainty instead. ``background = 0`` needs ``background_unc
-  = 0`` (no background sample).
+* Any symmetric ``background_unc`` is valid (issue 14): the background is a log-normal with kappa =
+  1 + unc/value, defined for every width (300% is kappa = 4). Asymmetric ``background_unc_up`` /
+  ``background_unc_down`` give (hi, lo) = (1 + up/b, 1 - down/b) (``0.1 +0.3 -0.09`` is (4, 0.1)), so
+  ``down`` must be below the background. ``background_shape_unc_up/down`` (absolute) is the part COMMON to
+  all runs (the upstream shape choice): one shared nuisance; ``background_unc`` is then the run's own part.
+  ``background = 0`` needs zero uncertainties (no background sample).
 * efficiency must be in (0, 1]; EOT > 0; observed a non-negative integer (2.0 is refused: counts are ints).
 * ``observed: null`` means *blinded*: the box has not been opened. Only expected limits are computed
   (``eps_obs`` is null and the point says ``"blinded": true``); a summary mixes blinded and open runs never.
@@ -134,7 +136,14 @@ class Run(_Strict):
                                          "neither: 0, stated by na64ana limits and the report)")
     background_unc_up: float | None = Field(None, ge=0, description="ABSOLUTE upward background uncertainty")
     background_unc_down: float | None = Field(None, ge=0,
-                                              description="ABSOLUTE downward background uncertainty")
+                                              description="ABSOLUTE downward background uncertainty "
+                                              "(below the background: a log-normal stays > 0)")
+    background_shape_unc_up: float | None = Field(None, ge=0, description="ABSOLUTE upward background "
+                                                  "uncertainty COMMON to all runs (e.g. the side-band shape "
+                                                  "choice): one nuisance shared by every run giving it; "
+                                                  "background_unc(_up/_down) is then the run's own part")
+    background_shape_unc_down: float | None = Field(None, ge=0, description="ABSOLUTE downward background "
+                                                    "uncertainty common to all runs (below the background)")
     observed: StrictInt | None = Field(ge=0, description="events observed in the box (an integer); "
                                        "null = blinded (expected limits only)")
     emiss_min_GeV: float | None = Field(None, gt=0, description="this run's E_miss threshold (E0 - box edge);"
@@ -161,6 +170,18 @@ class Run(_Strict):
             raise ValueError("background_unc: give background_unc or background_unc_up/down, not both")
         if self.background == 0 and any(x for x in (self.background_unc, up, down)):
             raise ValueError("background_unc: a zero background must have zero uncertainty")
+        if down is not None and self.background > 0 and down >= self.background:
+            raise ValueError(f"background_unc_down: must be below the background ({down:g} >= "
+                             f"{self.background:g}): a log-normal never reaches zero")
+        s_up, s_down = self.background_shape_unc_up, self.background_shape_unc_down
+        if (s_up is None) != (s_down is None):
+            raise ValueError("background_shape_unc_up: give both background_shape_unc_up and "
+                             "background_shape_unc_down")
+        if s_down is not None and (s_up or s_down) and self.background <= 0:
+            raise ValueError("background_shape_unc_up: a zero background must have zero uncertainty")
+        if s_down is not None and self.background > 0 and s_down >= self.background:
+            raise ValueError(f"background_shape_unc_down: must be below the background ({s_down:g} >= "
+                             f"{self.background:g}): a log-normal never reaches zero")
         if self.shape is not None and self.observed is not None:
             if sum(self.shape.observed) != self.observed:
                 raise ValueError("observed: must equal the sum of shape.observed")
@@ -169,15 +190,24 @@ class Run(_Strict):
         return self
 
     def background_kappa(self) -> float | dict[str, float] | None:
-        """The background normsys of the counting model: relative width r (kappa = 1 + r) for a symmetric
-        uncertainty, ``{"hi": 1 + up/b, "lo": 1/(1 + down/b)}`` for an asymmetric one, None without
-        background (any width is allowed: the log-normal with kappa = 1 + r is defined for every r)."""
+        """The run's own background normsys: relative width r (kappa = 1 + r) for a symmetric uncertainty,
+        ``{"hi": 1 + up/b, "lo": 1 - down/b}`` for ``b +up -down`` (pyhf code1: the factor is hi^theta above
+        and lo^-theta below, so theta = +-1 gives b + up and b - down exactly: 0.1 +0.3 -0.09 is (4, 0.1);
+        :func:`na64ana.stats.cls.asymmetric_kappa`), None without background. Any up is allowed (no cap)."""
         if self.background <= 0:
             return None
         if self.background_unc_up is not None and self.background_unc_down is not None:
             return {"hi": 1.0 + self.background_unc_up / self.background,
-                    "lo": 1.0 / (1.0 + self.background_unc_down / self.background)}
+                    "lo": 1.0 - self.background_unc_down / self.background}
         return float(self.background_unc or 0.0) / self.background
+
+    def background_shape_kappa(self) -> dict[str, float] | None:
+        """The normsys (hi, lo) of the background uncertainty common to all runs
+        (``background_shape_unc_up/down``), None when not given or zero."""
+        up, down = self.background_shape_unc_up, self.background_shape_unc_down
+        if self.background <= 0 or up is None or down is None or (up == 0 and down == 0):
+            return None
+        return {"hi": 1.0 + up / self.background, "lo": 1.0 - down / self.background}
 
     def efficiency_at(self, mass: float | np.ndarray) -> np.ndarray:
         if isinstance(self.efficiency, MassCurve):
@@ -366,9 +396,24 @@ def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, e
         run_notes = {"background": "background.json total (side-band-C fit + published components)",
                      "efficiency": "signal MC through the invisible selection (efficiency.json)",
                      "efficiency_unc": "published relative efficiency uncertainty (datasets.json)"}
+        shape: dict[str, float] = {}
+        if b.nuisances is not None:  # issue 14 item 2: the run's own part + the shape shared by all runs
+            unc = float(b.nuisances.uncorrelated)
+            run_notes["background_unc"] = ("the run's own part: upstream fit statistics and the other "
+                                           "components in quadrature (background.json "
+                                           "nuisances.uncorrelated)")
+            if value > 0 and (b.nuisances.shape_up > 0 or b.nuisances.shape_down > 0):
+                shape = {"background_shape_unc_up": float(b.nuisances.shape_up),
+                         "background_shape_unc_down": float(b.nuisances.shape_down)}
+                run_notes["background_shape_unc_up"] = (
+                    "upstream shape (alternative functions and HCAL thresholds, log space; background.json "
+                    f"nuisances): kappa {b.nuisances.shape_kappa_up:.3g} / {b.nuisances.shape_kappa_down:.3g}"
+                    " on the upstream, ONE nuisance common to all runs")
         if value > 0 and unc >= value:  # kept as is: the log-normal with kappa = 1 + r is defined for any r
             run_notes["background_unc"] = (f"{unc / value:.0%} of the value: a wide log-normal "
                                            "(kappa = 1 + r), not capped (issue 14)")
+        if b.validation.message:
+            run_notes["background_validation"] = b.validation.message
         eot, skipped = run.eot, float(b.eot_skipped or 0.0)
         if skipped > 0:
             eot -= skipped
@@ -381,7 +426,7 @@ def compute(*, analysis: str, campaign: Campaign, background: BackgroundTable, e
         runs.append({"name": name, "eot": eot, "eot_unc": run.eot_unc,
                      "efficiency": {"mass_GeV": list(e.mass_GeV), "value": list(e.efficiency)},
                      "efficiency_unc": run.efficiency_unc, "background": value, "background_unc": unc,
-                     "observed": None if box is None else int(box), "notes": run_notes})
+                     **shape, "observed": None if box is None else int(box), "notes": run_notes})
     return validate({
         "analysis": analysis, "beam_energy_GeV": campaign.beam_energy_GeV,
         "emiss_min_GeV": campaign.emiss_min_GeV, "cross_section": cross_section, "cl": cl,
@@ -558,40 +603,50 @@ def compute_alp(*, analysis: str, campaign: Campaign, efficiency: EfficiencyTabl
                 observed: Mapping[str, Mapping[str, int | None]] | None, masses_GeV: Sequence[float],
                 cl: float = 0.9, background_key: str = "mediators.alp_2016_2018.background",
                 background_rel_unc: float = 0.35) -> dict[str, Any]:
-    """The ALP summary (``model: alp_photon``; one channel per run and signal region) of the chain:
-    EOT per run (datasets.json), the region efficiency vs mass from the ALP signal MC (efficiency.json
-    entries ``"<run> <region>"``), observed counts per run and processor region (``{run: {region:
-    count}}``, null when blinded). [APPROX] Background: the published total (``background_key`` of
-    published.toml) split over the runs by EOT and equally over the two regions, with a relative
-    uncertainty ``background_rel_unc`` (no side-band method for the ALP regions in na64ana yet)."""
+    """The ALP summary (``model: alp_photon``) of the chain: one channel per signal region with the runs
+    combined, as the published analysis (the exact CLs enumerates every channel: 2 channels instead of
+    2 x runs): the EOT summed (datasets.json), the region efficiency vs mass of the ALP signal MC
+    (efficiency.json entries ``"<run> <region>"``) averaged with EOT weights, as its relative uncertainty;
+    observed counts per run and processor region (``{run: {region: count}}``, null when blinded) summed.
+    [APPROX] Background: the published total (``background_key`` of published.toml) split equally over the
+    two regions, with a relative uncertainty ``background_rel_unc`` (no side-band method for the ALP
+    regions in na64ana yet)."""
     from .stats.coupling import AlpSummary  # the statistics import this module
 
     total, source = _published_background(background_key)
     eot_all = sum(r.eot for r in campaign.runs.values())
     regions = {"hcal": "hcal_decay", "beyond": "beyond"}
     runs: list[dict[str, Any]] = []
-    for name, run in campaign.runs.items():
-        for region, proc_region in regions.items():
+    for region, proc_region in regions.items():
+        curves: list[tuple[float, MassCurve]] = []
+        for name, run in campaign.runs.items():
             entry = efficiency.runs.get(f"{name} {region}")
             if entry is None:
                 raise InputError(f"run '{name}' region '{region}' is missing", file="efficiency.json",
                                  field="runs")
-            values = [min(max(v, 1e-6), 1.0) for v in entry.efficiency]
-            b = total * run.eot / eot_all / len(regions)
-            obs = (observed or {}).get(name, {}).get(proc_region)
-            runs.append({"name": f"{name} {region}", "region": region, "eot": run.eot, "eot_unc": run.eot_unc,
-                         "efficiency": {"mass_GeV": list(entry.mass_GeV), "value": values},
-                         "efficiency_unc": run.efficiency_unc, "background": b,
-                         "background_unc": background_rel_unc * b, "observed": obs,
-                         "notes": {"efficiency": f"ALP signal MC in region {proc_region} through the alp "
-                                                 "selection (efficiency.json; clipped to (0, 1])",
-                                   "background": f"APPROX: published total {total:g} ({source}) split by EOT "
-                                                 f"and equally over the regions, {background_rel_unc:.0%} "
-                                                 "uncertainty"}})
+            curves.append((run.eot, MassCurve(mass_GeV=list(entry.mass_GeV), value=list(entry.efficiency))))
+        grid = sorted({m for _, c in curves for m in c.mass_GeV})
+        eff = np.zeros(len(grid))
+        for w, c in curves:
+            eff += w * c.at(np.asarray(grid)) / eot_all
+        eff_unc = sum(r.eot * r.efficiency_unc for r in campaign.runs.values()) / eot_all
+        eot_unc = sum(r.eot * r.eot_unc for r in campaign.runs.values()) / eot_all
+        counts = [(observed or {}).get(name, {}).get(proc_region) for name in campaign.runs]
+        obs = None if any(c is None for c in counts) else int(sum(c for c in counts if c is not None))
+        b = total / len(regions)
+        runs.append({"name": f"{' + '.join(campaign.runs)} {region}", "region": region, "eot": eot_all,
+                     "eot_unc": eot_unc,
+                     "efficiency": {"mass_GeV": grid, "value": [min(max(float(v), 1e-6), 1.0) for v in eff]},
+                     "efficiency_unc": eff_unc, "background": b, "background_unc": background_rel_unc * b,
+                     "observed": obs,
+                     "notes": {"efficiency": f"ALP signal MC in region {proc_region} through the alp "
+                                             "selection, runs averaged with EOT weights (efficiency.json; "
+                                             "clipped to (0, 1])",
+                               "background": f"APPROX: published total {total:g} ({source}) split equally "
+                                             f"over the regions, {background_rel_unc:.0%} uncertainty"}})
     data = {"analysis": analysis, "model": {"name": "alp_photon"},
             "beam_energy_GeV": campaign.beam_energy_GeV, "cl": cl, "correlated": {"xsec": campaign.xsec_unc},
-            "runs": runs,
-            "masses_GeV": [float(m) for m in masses_GeV],
+            "runs": runs, "masses_GeV": [float(m) for m in masses_GeV],
             "notes": "written by the na64ana chain (ALP search); observed = null means blinded"}
     try:
         AlpSummary.model_validate({k: v for k, v in data.items() if k != "model"})

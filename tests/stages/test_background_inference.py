@@ -3,15 +3,23 @@ uncertainty (see docs/inference.md section 5)."""
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from na64ana import background as bg
+from na64ana import summary as summ
+from na64ana.datasets import load as load_datasets
+from na64ana.errors import InputError
+from na64ana.records import BackgroundTable, EfficiencyRun, EfficiencyTable
 from na64ana.simulation import rates
 from na64ana.simulation.config import tune
+from na64ana.stats import limits
+from na64ana.stats.model import counting_model_from_spec
 
 EDGES = np.arange(0.0, 101.0, 1.0)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _expected(p2, n_box, edges=EDGES, hi=80.0):
@@ -144,3 +152,69 @@ def test_alternative_rejected_by_the_validation_region_is_left_out():
     assert power["admitted"] is False and power["validation_p_value"] < 0.01
     admitted = [a["value"] for k, a in est.alternatives.items() if k.startswith("shape_") and a["admitted"]]
     assert (est.kappa_up, est.kappa_down) == pytest.approx(bg.shape_kappa(est.value, admitted))
+
+
+# --------------------------------------------------- 5.2 the shape nuisance in the summary and the limits
+
+def _summary(runs):
+    base = {"name": "I", "eot": 1e11, "efficiency": 0.5, "background": 0.3, "observed": 0}
+    return summ.validate({"runs": [{**base, **r} for r in runs], "masses_GeV": [0.01]})
+
+
+def _bkg_mods(spec, i):
+    return {m["name"]: m["data"] for m in spec["channels"][i]["samples"][1]["modifiers"]
+            if m["type"] == "normsys"}
+
+
+def test_shape_nuisance_is_one_parameter_shared_by_the_runs():
+    s = _summary([{"name": "I", "background_unc": 0.03, "background_shape_unc_up": 0.01,
+                   "background_shape_unc_down": 0.27},
+                  {"name": "II", "background": 0.1, "background_unc": 0.02, "background_shape_unc_up": 0.0,
+                   "background_shape_unc_down": 0.08}])
+    spec = limits.mass_spec(s, 0.01, 2.3)
+    m0, m1 = _bkg_mods(spec, 0), _bkg_mods(spec, 1)
+    assert m0["bkg_shape"] == {"hi": pytest.approx(1 + 0.01 / 0.3), "lo": pytest.approx(1 - 0.27 / 0.3)}
+    assert m1["bkg_shape"] == {"hi": pytest.approx(1.0), "lo": pytest.approx(0.2)}
+    assert m0["bkg_run_I"]["hi"] == pytest.approx(1.1) and m1["bkg_run_II"]["hi"] == pytest.approx(1.2)
+    model = counting_model_from_spec(spec)  # the exact CLs reads one shared background nuisance
+    assert model is not None
+
+
+def test_single_run_shape_merges_in_log_space():
+    s = _summary([{"background_unc": 0.03, "background_shape_unc_up": 0.06,
+                   "background_shape_unc_down": 0.2}])
+    (name, k), = _bkg_mods(limits.mass_spec(s, 0.01, 2.3), 0).items()
+    assert name == "bkg_run_I"
+    assert k["hi"] == pytest.approx(math.exp(math.hypot(math.log(1.1), math.log(1.2))))
+    assert k["lo"] == pytest.approx(math.exp(-math.hypot(math.log(1.1), math.log(1 / 3))))
+
+
+def test_asymmetric_background_convention_and_refusals():
+    s = _summary([{"background": 0.1, "background_unc_up": 0.3, "background_unc_down": 0.09}])
+    assert s.runs[0].background_kappa() == {"hi": pytest.approx(4.0), "lo": pytest.approx(0.1)}
+    with pytest.raises(InputError, match="background_unc_down"):
+        _summary([{"background": 0.1, "background_unc_up": 0.3, "background_unc_down": 0.1}])
+    with pytest.raises(InputError, match="background_shape_unc_down"):
+        _summary([{"background_unc": 0.1, "background_shape_unc_up": 0.1, "background_shape_unc_down": 0.3}])
+    with pytest.raises(InputError, match="background_shape_unc_up"):
+        _summary([{"background_unc": 0.1, "background_shape_unc_up": 0.1}])
+    assert _summary([{"background_unc": 0.9}]).runs[0].background_kappa() == pytest.approx(3.0)  # 300%
+
+
+def test_summary_from_the_background_record_carries_the_nuisances():
+    side, val = _validation_pair(7)
+    est = bg.estimate_upstream(side, EDGES, validation=(val, EDGES))
+    camp = load_datasets(REPO / "datasets.json").campaign("prl2019")
+    rows = [bg.run_table(name, est, components=bg.published_components("prl2019", 0.3),
+                         validation=bg.validate_shape(val, EDGES, sideband_fit=est.fit, run=name))
+            for name in camp.runs]
+    table = BackgroundTable(campaign="prl2019", blinded=True, runs=rows)
+    eff = EfficiencyTable.model_construct(campaign="prl2019", runs={
+        n: EfficiencyRun.model_construct(mass_GeV=[0.01, 1.0], efficiency=[0.5, 0.4]) for n in camp.runs})
+    s = summ.compute(analysis="t", campaign=camp, background=table, efficiency=eff, observed=None,
+                     masses_GeV=[0.01])
+    for r, row in zip(s.runs, rows, strict=True):
+        assert r.background == pytest.approx(row.total.value)
+        assert r.background_unc == pytest.approx(row.nuisances.uncorrelated)
+        assert r.background_shape_unc_down == pytest.approx(row.nuisances.shape_down)
+        assert r.notes["background_validation"].startswith(f"validation region run {r.name}")

@@ -22,7 +22,7 @@ from .. import blinding
 from ..bookkeeping import provenance
 from ..physics.yields import signal_yield, yield_per_eot_grid
 from ..records import LimitPoint, LimitsRecord
-from ..summary import Summary, signal_shares
+from ..summary import Run, Summary, signal_shares
 from ..summary import load as load_summary
 from . import cls as _cls
 from . import interpret
@@ -72,6 +72,7 @@ def mass_spec(summary: Summary, mass: float, signal_total: float,
         shares = [s * float(w) for s, w in zip(shares, run_weights, strict=True)]
     norm = signal_total / float(sum(s.sum() for s in shares))
     channels = []
+    shape_runs = [r.name for r in summary.runs if r.background_shape_kappa() is not None]
     for r, s in zip(summary.runs, shares, strict=True):
         bkg = r.shape.background if r.shape else [r.background]
         # Blinded (observed null): the model needs some observation; 0 is used and the observed limit
@@ -80,9 +81,35 @@ def mass_spec(summary: Summary, mass: float, signal_total: float,
         channels.append({
             "name": f"run_{r.name}", "signal": list(s * norm), "background": list(bkg), "observed": list(obs),
             "signal_sys": {f"eff_run_{r.name}": r.efficiency_unc, f"eot_run_{r.name}": r.eot_unc},
-            "background_sys": ({f"bkg_run_{r.name}": r.background_kappa()} if r.background > 0 else {}),
+            "background_sys": background_sys(r, shared_shape=len(shape_runs) > 1),
         })
     return workspace_spec(channels, shared=dict(summary.correlated))
+
+
+SHAPE_NUISANCE = "bkg_shape"  # the background uncertainty common to all runs: one parameter (issue 14)
+
+
+def background_sys(run: Run, *, shared_shape: bool) -> dict[str, Any]:
+    """The background normsys terms of one run's channel: ``bkg_run_<name>`` (the run's own part,
+    symmetric relative width or {"hi", "lo"}) and, when the summary gives ``background_shape_unc_up/down``,
+    the common part as ``bkg_shape`` = {"hi", "lo"}: the same name in every channel, i.e. ONE nuisance
+    correlated across the runs (per-run hi/lo), as pyhf reads it. With a single run carrying a shape term
+    there is nothing to correlate, and the two are merged in log space into one asymmetric ``bkg_run``
+    term (ln hi = sqrt(ln^2 hi_run + ln^2 hi_shape), ln lo likewise): the exact CLs takes one asymmetric
+    term per channel."""
+    if run.background <= 0:
+        return {}
+    own = run.background_kappa()
+    shape = run.background_shape_kappa()
+    name = f"bkg_run_{run.name}"
+    if shape is None:
+        return {name: own}
+    if shared_shape:
+        return {name: own, SHAPE_NUISANCE: shape}
+    hi_own, lo_own = ((own["hi"], own["lo"]) if isinstance(own, dict)
+                      else (1.0 + float(own or 0.0), 1.0 / (1.0 + float(own or 0.0))))
+    return {name: {"hi": math.exp(math.hypot(math.log(hi_own), math.log(shape["hi"]))),
+                   "lo": math.exp(-math.hypot(math.log(lo_own), math.log(shape["lo"])))}}
 
 
 def asymptotic_limits(spec: dict[str, Any], cl: float) -> tuple[float, dict[str, float]]:
