@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+import na64ana.processors  # noqa: F401  (registers the ALP and visible selection variables before plan())
+
 from . import datasets as ds
 from .bookkeeping import provenance
 from .errors import DataError, InputError
@@ -259,9 +261,16 @@ def markdown(record: EfficiencyTable) -> str:
     """efficiency.json as a markdown table: one row per (run, mass), factors and published values."""
     groups = list(dict.fromkeys(g for r in record.runs.values() for g in r.factors))
     head = ["run", "m_A' [MeV]", "eps_tot", "unc (stat)", "unc", *groups, "published"]
-    lines = [f"### Signal efficiency, campaign {record.campaign}", "",
-             "eps_tot = weighted signal passing every cut incl. the box / A' with true E_A' > "
-             f"{record.emiss_min_GeV if record.emiss_min_GeV is not None else 'emiss_min'} GeV; "
+    threshold = f"{record.emiss_min_GeV if record.emiss_min_GeV is not None else 'emiss_min'} GeV"
+    if record.emiss_min_by_run_GeV:
+        threshold = "the run's E_miss threshold (" + ", ".join(
+            f"{r}: {v:g}" for r, v in record.emiss_min_by_run_GeV.items()) + " GeV)"
+    what = (f"A' with true E_A' > {threshold}" if record.production in (None, "brem")
+            else f"{record.definition}" if record.production != "annihilation"
+            else f"resonant A' with E_R > {threshold}")
+    lines = [f"### Signal efficiency, campaign {record.campaign}"
+             + ("" if record.production in (None, "brem") else f", production {record.production}"), "",
+             f"eps_tot = weighted signal passing every cut incl. the box / {what}; "
              "factors multiply to eps_tot.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for rname, r in record.runs.items():
@@ -272,7 +281,8 @@ def markdown(record: EfficiencyTable) -> str:
                 ref = pub.heavy
             pub_txt = "" if ref is None else f"{ref:.2f}"
             cells = [rname, f"{m * 1e3:g}", f"{r.efficiency[i]:.3f}", f"{r.unc_stat[i]:.3f}",
-                     f"{r.unc[i]:.3f}", *(f"{r.factors[g][i]:.3f}" for g in groups), pub_txt]
+                     f"{r.unc[i]:.3f}",
+                     *(f"{r.factors[g][i]:.3f}" if g in r.factors else "-" for g in groups), pub_txt]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "published: the run's light-A' value on the lightest row and its heavy-A' value on the "
               "heaviest (datasets.json efficiency / efficiency_heavy)."]

@@ -17,17 +17,22 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
-from . import background, datasets, efficiency, summary
+import na64ana.processors  # noqa: F401  (registers the ALP and visible selection variables before plan())
+
+from . import background, datasets, efficiency, searches, summary
+from .blinding import Blinding
 from .bookkeeping import provenance
 from .errors import InputError
 from .presentation import hepdata, report
 from .processing.stage import run_stage as run_events
 from .records import RunOutput
+from .searches import SearchDefinition
 from .simulation import campaign as sim
 from .stats import limits
 from .studies import optimise
@@ -38,6 +43,13 @@ T = TypeVar("T")
 # Analysis choices (not published numbers): the signal-MC mass grid of issue 4 and the limit scan grid.
 EFFICIENCY_MASSES_GEV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 LIMIT_MASSES_GEV = tuple(float(m) for m in np.geomspace(1e-3, 1.0, 31))
+# Resonant annihilation: lines E_R = m^2/(2 m_e) inside every prl2023 window (E_R > 0.8 x 53 GeV, < E0)
+ANNIHILATION_MASSES_GEV = (0.21, 0.237, 0.26, 0.285, 0.31)
+# the dip, densely (the window is [0.226, 0.320] GeV for a 50 GeV box), and the masses of the closing note
+ANNIHILATION_SCAN_GEV = tuple(float(m) for m in np.linspace(0.2, 0.33, 14))
+QUOTED_MASSES_GEV = (0.01, 0.1, 0.237, 0.3)
+ALP_EFFICIENCY_MASSES_GEV = (0.005, 0.02, 0.05)  # the ALP signal MC (both signal regions, 1-80 MeV scan)
+VISIBLE_EFFICIENCY_MASSES_GEV = (0.01, 0.0167, 0.025)  # around X17 (the summary takes the one at 16.7 MeV)
 # Box-edge scan: the two ends of the signal E_ECAL shape (light A' put most signal near the edge).
 OPTIMISATION_MASSES_GEV = (0.002, 0.5)
 OPTIMISATION_CUTS_GEV = tuple(30.0 + 2.5 * i for i in range(17))  # 30 ... 70 GeV
@@ -63,15 +75,66 @@ def run_processor(datasets_file: Path, out: Path, *, processor: str, campaign: s
     return {k: cf.to_json() for k, cf in res.cutflows.items()}
 
 
+@dataclass(frozen=True)
+class Chain:
+    """What the one chain runs for a search (from its definition; :func:`chain_for`).
+
+    ``kind``: "dark_photon" (invisible mode: side-band background, dimuon benchmark, optimisation; any
+    vector model is limited through its model block), "alp" (its own selection and processor, a closed
+    region in g_agg) or "visible" (the WCAL setup, a band in eps); ``processor`` = the search's selection;
+    ``productions``: the signal MC to simulate and measure (the search's mechanisms)."""
+
+    kind: str
+    campaigns: tuple[str, ...]
+    processor: str
+    productions: tuple[str, ...]
+    search: SearchDefinition | None = None
+
+    def folder(self, name: str, campaign: str) -> str:
+        """A stage folder: ``name`` for a one-campaign search, ``name_<campaign>`` for each of several."""
+        return name if len(self.campaigns) == 1 else f"{name}_{campaign}"
+
+
+def chain_for(search: SearchDefinition | None, campaign: str) -> Chain:
+    """The chain of a search definition; without one, the invisible bremsstrahlung chain on ``campaign``
+    (what ``na64ana demo`` always ran)."""
+    if search is None:
+        return Chain("dark_photon", (campaign,), "invisible", ("brem",))
+    kind = summary.search_kind(search)
+    prods = {"alp": ("primakoff",), "visible": ("visible",)}.get(kind, tuple(search.signal.production))
+    return Chain(kind, tuple(search.campaigns), search.selection, prods, search)
+
+
+def alp_mc_coupling(mass_GeV: float, *, energy_GeV: float = 50.0, decay_length_m: float = 3.0) -> float:
+    """g_agg (GeV^-1) of the ALP signal MC at ``mass_GeV``: the one whose ``energy_GeV`` ALP decays after
+    ``decay_length_m`` on average, so that both signal regions (HCAL2-4 and beyond the HCAL) are populated.
+    Gamma = g^2 m^3/(64 pi), l = (E/m) hbar c/Gamma (docs/mediators.md). The efficiency is the weighted
+    MC in a region over the physics yield in it at the same g, so the choice only sets the MC statistics."""
+    hbar_c_GeV_m = 1.973269804e-16
+    return float(np.sqrt(64.0 * np.pi * hbar_c_GeV_m * energy_GeV / (mass_GeV**4 * decay_length_m)))
+
+
 def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.json",
          data: str | Path | None = None, campaign: str | None = None, seed: int = 2019,
          unblind: bool = False, n_signal: int = 20_000, executor: str = "iterative", workers: int = 2,
-         efficiency_masses: Sequence[float] = EFFICIENCY_MASSES_GEV,
-         limit_masses: Sequence[float] = LIMIT_MASSES_GEV, progress: bool = False) -> dict[str, float]:
-    """Simulate -> cut flows -> background -> efficiency -> summary -> limits -> report; returns timings.
+         efficiency_masses: Sequence[float] | None = None,
+         limit_masses: Sequence[float] | None = None, progress: bool = False,
+         search: str | Path | None = None, n_events: int | None = None,
+         crosscheck_toys: int | None = None) -> dict[str, float]:
+    """Simulate -> cut flows -> background -> signal MC -> efficiency -> summary -> limits -> report; returns
+    the stage timings.
 
     Every stage is the stage's own ``run_stage`` (the code ``na64ana <stage>`` runs), so a results
     folder made stage by stage through the CLI holds the same records.
+
+    ``search`` (a name of ``na64ana.searches`` or a path): the chain of that definition (:func:`chain_for`):
+    its campaign(s), its selection and processor, its signal MC (bremsstrahlung and resonant annihilation,
+    Primakoff ALPs or visible A'), its summary (the dark photon with each run's E_miss window, the ALP
+    closed region or the visible band) and its limits and figures. Without it: the invisible chain on
+    ``campaign`` (default: the datasets file's). ``efficiency_masses`` / ``limit_masses`` default to the
+    analysis grids (the search's mass grid for the limits). ``n_events``: simulate the data at trigger level
+    with this many events per run (quick checks; default: the skim at full EOT, or the visible setup's
+    beam particles).
 
     ``data``: a datasets.json whose files are the data (simulated elsewhere or real ntuples): the simulate
     stage is skipped (a "data" stage copies that file to ``out/data/datasets.json`` instead, so every later
@@ -81,38 +144,126 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     out = provenance.prepare_outdir(out, stage="demo")
     src = Path(datasets_file)
     ds = datasets.load(src)
-    cname = campaign or ds.default_campaign
-    mc_runs = sorted(ds.campaign(cname, file=str(src)).runs)
+    definition = searches.load(search) if search is not None else None
+    chain = chain_for(definition, campaign or ds.default_campaign)
+    if definition is not None and campaign is not None and campaign not in chain.campaigns:
+        raise InputError(f"campaign '{campaign}' is not one of search '{definition.name}' "
+                         f"({', '.join(chain.campaigns)})", field="--campaign")
+    if data is not None and len(chain.campaigns) != 1:
+        raise InputError("--data gives one campaign's data; this search has several", field="--data")
     t: dict[str, float] = {}
+    data_ds: dict[str, Path] = {}
+    blind_states: list[Blinding] = []
+    skipped: dict[str, str] = {}  # stage -> why it could not run (in the provenance and the log)
+    def campaign_stages(cname: str) -> None:
+        """simulate (or adopt the data) -> run -> [dimuon, background] -> signal MC -> efficiency."""
+        sfx = "" if len(chain.campaigns) == 1 else f" {cname}"
+        if data is None:
+            level = "skim" if n_events is None or chain.kind == "visible" else "trigger"
+            data_ds[cname] = _stage("simulate" + sfx, t, lambda: sim.simulate_campaign(
+                src, out_dir=out / chain.folder("data", cname), campaign=cname, seed=seed, progress=progress,
+                level=level, n_events=n_events))
+        else:
+            mc_runs = sorted(ds.campaign(cname, file=str(src)).runs)
+            data_ds[cname] = _stage("data", t, lambda: adopt_data(data, out / "data", campaign=cname,
+                                                                  runs=mc_runs))
+        run_out: RunOutput = _stage("run" + sfx, t, lambda: run_events(
+            data_ds[cname], out / chain.folder("run", cname), processor=chain.processor, campaign=cname,
+            unblind=unblind, executor=executor, workers=workers))
+        blind_states.append(run_out.blinding)
+        if chain.kind == "dark_photon":
+            try:
+                _stage("dimuon" + sfx, t, lambda: _dimuon(src, data_ds[cname], out, cname, seed, unblind,
+                                                          executor, workers))
+            except InputError as err:  # the dimuon selection has no per-run box edge of this campaign
+                if not (err.field or "").startswith("box."):
+                    raise
+                skipped["dimuon" + sfx] = str(err)
+                log.warning("dimuon benchmark skipped (recorded in the provenance): %s", err)
+            _stage("background" + sfx, t, lambda: background.run_stage(
+                out / chain.folder("run", cname), data_ds[cname], out / chain.folder("background", cname)))
+        masses = _signal_masses(chain, efficiency_masses)
+        sig = _stage("signal_mc" + sfx, t, lambda: sim.simulate_signal_samples(
+            src, out_dir=out / chain.folder("signal_mc", cname), masses_GeV=masses, n_events=n_signal,
+            campaign=cname, seed=seed, progress=progress, production=list(chain.productions),
+            couplings=_signal_couplings(chain, masses)))
+        for prod in chain.productions:
+            name = "efficiency" if prod == chain.productions[0] else f"efficiency_{prod}"
+            measure_efficiency(name + sfx, sig, out / chain.folder(name, cname), cname, prod)
 
-    if data is None:
-        data_ds = _stage("simulate", t, lambda: sim.simulate_campaign(
-            src, out_dir=out / "data", campaign=cname, seed=seed, progress=progress))
+    def measure_efficiency(name: str, sig: Path, folder: Path, cname: str, prod: str) -> None:
+        _stage(name, t, lambda: efficiency.run_stage(sig, folder, campaign=cname, production=prod,
+                                                     executor=executor, workers=workers))
+
+    for c in chain.campaigns:
+        campaign_stages(c)
+    scan = _limit_masses(chain, limit_masses)
+    label = None if data is None else f"na64ana {chain.campaigns[0]} (data: {Path(data).name})"
+    if chain.kind == "dark_photon":
+        (cname,) = chain.campaigns
+        others = {p: out / f"efficiency_{p}" for p in chain.productions[1:]}
+        _stage("summary", t, lambda: summary.run_stage(
+            out / "run", out / "background", out / "efficiency", data_ds[cname], out, masses_GeV=scan,
+            analysis=label if definition is None else label or f"na64ana {definition.name} (simulated "
+            f"{cname})", campaign=cname, search=definition, efficiencies=others))
     else:
-        data_ds = _stage("data", t, lambda: adopt_data(data, out / "data", campaign=cname, runs=mc_runs))
-    run_out: RunOutput = _stage("run", t, lambda: run_events(
-        data_ds, out / "run", processor="invisible", campaign=cname, unblind=unblind, executor=executor,
-        workers=workers))
-    _stage("dimuon", t, lambda: _dimuon(src, data_ds, out, cname, seed, unblind, executor, workers))
-    _stage("background", t, lambda: background.run_stage(out / "run", data_ds, out / "background"))
-    _stage("efficiency", t, lambda: efficiency.run_stage(
-        src, out / "efficiency", signal_dir=out / "signal_mc", masses=list(efficiency_masses),
-        n_events=n_signal, campaign=cname, seed=seed, executor=executor, workers=workers, progress=progress))
-    analysis = None if data is None else f"na64ana {cname} (data: {Path(data).name})"
-    _stage("summary", t, lambda: summary.run_stage(
-        out / "run", out / "background", out / "efficiency", data_ds, out, masses_GeV=limit_masses,
-        analysis=analysis, campaign=cname))
-    _stage("limits", t, lambda: limits.run_stage(out / summary.FILE, out / "limits", method="exact"))
-    _stage("optimisation", t, lambda: optimise.run_stage(
-        out / "run", out / "efficiency", out / "optimisation", masses=OPTIMISATION_MASSES_GEV,
-        cuts=OPTIMISATION_CUTS_GEV))
+        parts = [{"campaign": c, "datasets": data_ds[c], "run_dir": out / chain.folder("run", c),
+                  "efficiency": out / chain.folder("efficiency", c)} for c in chain.campaigns]
+        _stage("summary", t, lambda: summary.run_search_stage(definition, parts, out, masses_GeV=scan,
+                                                              analysis=label))
+    toys = crosscheck_toys if crosscheck_toys is not None else limits.DEFAULT_CROSSCHECK_TOYS
+    _stage("limits", t, lambda: limits.run_stage(out / summary.FILE, out / "limits", method="exact",
+                                                 crosscheck_toys=toys))
+    if chain.kind == "dark_photon" and chain.productions[0] == "brem":
+        brem = sorted(_signal_masses(chain, efficiency_masses)["brem"])
+        opt = [m for m in OPTIMISATION_MASSES_GEV if m in brem] or sorted({brem[0], brem[-1]})
+        _stage("optimisation", t, lambda: optimise.run_stage(
+            out / "run", out / "efficiency", out / "optimisation", masses=opt, cuts=OPTIMISATION_CUTS_GEV))
     _stage("report", t, lambda: report.run_stage(out))
     _stage("hepdata", t, lambda: hepdata.run_stage(out, out / "hepdata"))
     metrics = {"wall_time_s": round(sum(t.values()), 2), "peak_rss_MB": provenance.peak_rss_mb()}
-    provenance.write(out, "demo", inputs=[src], blinding=run_out.blinding, workers=workers, metrics=metrics,
-                     campaign=cname, seed=seed, n_signal=n_signal, executor=executor, datasets=str(src),
-                     data=str(data) if data is not None else None, stage_seconds=t)
+    blind: Blinding = ("blinded" if "blinded" in blind_states
+                       else "unblinded" if "unblinded" in blind_states else "no-data")
+    info: dict[str, Any] = {} if definition is None else {
+        "search": definition.name, "search_hash": definition.hash, "mode": "simulated-chain",
+        "kind": chain.kind, "campaigns": list(chain.campaigns)}
+    if skipped:
+        info["skipped_stages"] = skipped
+    provenance.write(out, "demo", inputs=[src], blinding=blind, workers=workers, metrics=metrics,
+                     campaign=",".join(chain.campaigns), seed=seed, n_signal=n_signal, executor=executor,
+                     datasets=str(src), data=str(data) if data is not None else None, stage_seconds=t,
+                     **info)
     return t
+
+
+def _signal_masses(chain: Chain, masses: Sequence[float] | None) -> dict[str, list[float]]:
+    """Signal-MC masses per production: the given ones for every production (annihilation: those whose
+    line falls in the runs' windows are kept by the simulation), else the analysis grids."""
+    if masses is not None:
+        return {p: [float(m) for m in masses] for p in chain.productions}
+    grids = {"brem": EFFICIENCY_MASSES_GEV, "annihilation": ANNIHILATION_MASSES_GEV,
+             "primakoff": ALP_EFFICIENCY_MASSES_GEV, "visible": VISIBLE_EFFICIENCY_MASSES_GEV}
+    return {p: list(grids[p]) for p in chain.productions}
+
+
+def _signal_couplings(chain: Chain, masses: dict[str, list[float]]) -> dict[float, float] | None:
+    """Per-mass couplings of the signal MC: the ALP's g_agg reaching the HCAL (:func:`alp_mc_coupling`)."""
+    if chain.kind != "alp":
+        return None
+    return {m: alp_mc_coupling(m) for ms in masses.values() for m in ms}
+
+
+def _limit_masses(chain: Chain, masses: Sequence[float] | None) -> list[float]:
+    """The limit scan: the given masses, else the search's grid (plus the annihilation window, densely, and
+    the masses quoted in the closing note, when the search has annihilation) or the analysis grid."""
+    if masses is not None:
+        return [float(m) for m in masses]
+    if chain.search is None:
+        return list(LIMIT_MASSES_GEV)
+    grid = [float(m) for m in chain.search.masses()]
+    if "annihilation" in chain.productions:
+        grid += [*ANNIHILATION_SCAN_GEV, *QUOTED_MASSES_GEV]
+    return sorted({round(m, 9) for m in grid})
 
 
 def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Sequence[str]) -> Path:
@@ -156,7 +307,10 @@ def _dimuon(src: Path, data_ds: Path, out: Path, cname: str, seed: int, unblind:
 
 
 # --------------------------------------------------------------------------------------------------
-# Searches from their published inputs (``na64ana demo --search NAME``)
+# Searches from their published inputs (``na64ana demo --search NAME --published-inputs``)
+
+#: short names accepted by ``demo --search``
+SEARCH_ALIASES = {"visible": "visible_2017_2018", "alp": "alp_2016_2018"}
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "summaries"
 #: search -> (example summary, overrides): the published-input summary each search is run from
@@ -174,9 +328,7 @@ SEARCH_SUMMARIES: dict[str, tuple[str, dict[str, object]]] = {
 
 
 def search_names() -> tuple[str, ...]:
-    """Searches ``demo --search`` runs: the shipped definitions plus the visible one (summary only)."""
-    from . import searches
-
+    """Searches ``demo --search`` knows: the shipped definitions plus those with a published-input summary."""
     return tuple(sorted({*searches.available(), *SEARCH_SUMMARIES}))
 
 
@@ -184,11 +336,10 @@ def search_demo(search: str, out: str | Path = "results", *, masses: Sequence[fl
                 crosscheck_toys: int = limits.DEFAULT_CROSSCHECK_TOYS) -> dict[str, float]:
     """A search run from its PUBLISHED INPUTS: the hand-written yields summary of the paper (examples/
     summaries) -> limits (dispatched on the summary: eps with brem + annihilation, a model's coupling, the
-    ALP closed region or the visible band) -> report with the search figure. Not the simulated event chain:
-    the summary is labelled so in ``summary.json`` and in the provenance. Returns the stage timings."""
+    ALP closed region or the visible band) -> report with the search figure. Not the simulated event chain
+    (that is :func:`demo` with ``search``): the summary is labelled so in ``summary.json`` and in the
+    provenance. Returns the stage timings."""
     import json
-
-    from . import searches
 
     if search not in SEARCH_SUMMARIES:
         raise InputError(f"no published-input summary for search '{search}' (known: "

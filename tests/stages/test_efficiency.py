@@ -229,3 +229,44 @@ def test_cli_on_existing_samples_and_bad_masses(measured, tmp_path, capsys):
     none = main(["efficiency", "--signal-datasets", str(sig), "--campaign", CAMPAIGN, "--masses", "0.3",
                  "--out", str(tmp_path / "none")])
     assert none == InputError.exit_code
+
+
+def test_efficiency_carries_the_generation_coverage_of_the_signal_mc(measured):
+    """The signal MC records E_A' > 0.8 emiss_min in its provenance; efficiency.json carries it (the cut
+    optimisation reads it there instead of importing the simulator)."""
+    _, out, rec = measured
+    assert rec["signal_ea_min_fraction"] == pytest.approx(0.8)
+    assert json.loads((out / "efficiency.json").read_text())["signal_ea_min_fraction"] == pytest.approx(0.8)
+
+
+def test_the_stage_needs_signal_mc_and_never_imports_the_simulator(tmp_path):
+    import subprocess
+    import sys
+
+    with pytest.raises(InputError, match="signal-MC datasets"):
+        E.run_stage(None, tmp_path / "e")  # type: ignore[arg-type]
+    code = ("import sys, na64ana.efficiency; "
+            "bad = sorted(m for m in sys.modules if m.startswith('na64ana.simulation')); "
+            "print(', '.join(bad), file=sys.stderr); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+
+
+def test_annihilation_efficiency_uses_each_runs_own_window(tmp_path):
+    """Resonant signal MC of prl2023: the denominator of run 2022 (box 47 GeV) is the annihilation yield
+    with E_R > 53 GeV, that of 2021 (box 50) with E_R > 50 GeV (the line at 0.237 GeV passes both)."""
+    from na64ana.physics.yields import signal_yield
+    from na64ana.simulation import simulate_signal_samples
+
+    sig = simulate_signal_samples(REPO_DATASETS, out_dir=tmp_path / "sig", masses_GeV=[0.237],
+                                  n_events=800, campaign="prl2023", runs=["2021", "2022"],
+                                  production="annihilation", seed=5)
+    rec = E.run_stage(sig, tmp_path / "eff", campaign="prl2023", production="annihilation")
+    assert rec.production == "annihilation"
+    assert rec.emiss_min_by_run_GeV == {"2021": 50.0, "2022": 53.0}
+    for run, cut in (("2021", 50.0), ("2022", 53.0)):
+        want = signal_yield([0.237], 1e-4, mechanisms=["annihilation"], emiss_min=cut)["annihilation"][0]
+        assert rec.runs[run].denominator_per_eot[0] == pytest.approx(want, rel=1e-12)
+        assert 0.3 < rec.runs[run].efficiency[0] <= 1.0
+    with pytest.raises(InputError, match="production"):
+        E.run_stage(sig, tmp_path / "eff2", campaign="prl2023", production="visible")

@@ -29,12 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit-masses", type=float, nargs="+", default=None, metavar="GEV",
                    help="A' masses of the limit scan (default: 31 log-spaced, 1 MeV - 1 GeV)")
     p.add_argument("--search", default=None, metavar="NAME",
-                   help="run a search from its PUBLISHED INPUTS (the paper's yields summary -> limits -> "
-                        "report; not the simulated chain): prl2023, positron2022, lmu_ltau_2016_2018, "
-                        "b_l_2016_2021, alp_2016_2018, visible_2017_2018, ... (default: the simulated "
-                        "prl2019 chain)")
+                   help="run the simulated chain of a search definition: prl2023, positron2022, "
+                        "invisible_2016_2018_annihilation, alp_2016_2018 (alias alp), visible_2017_2018 "
+                        "(alias visible), lmu_ltau_2016_2018, ... (default: the invisible prl2019 chain)")
+    p.add_argument("--published-inputs", action="store_true",
+                   help="with --search: run it from its PUBLISHED INPUTS instead (the paper's yields "
+                        "summary -> limits -> report; not the simulated chain, labelled so)")
+    p.add_argument("--n-events", type=int, default=None, metavar="N",
+                   help="simulate the data at trigger level with N events per run (quick checks; visible "
+                        "mode: N beam particles per run; default: the skim at the full EOT)")
     p.add_argument("--crosscheck-toys", type=int, default=None, metavar="N",
-                   help="toys of the limits cross-check with --search (default 100; 0 skips it)")
+                   help="toys of the limits cross-check (default 100; 0 skips it)")
     p.add_argument("--executor", choices=("iterative", "futures", "dask"), default="iterative",
                    help="coffea executor of the processing stages (default: iterative)")
     p.add_argument("--workers", type=int, default=2, help="processes for futures/dask (default: 2)")
@@ -43,13 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import pipeline
+    from ..errors import InputError
 
     log = setup_logging(args.out, "demo")
-    if args.search is not None:
+    search = pipeline.SEARCH_ALIASES.get(args.search, args.search) if args.search is not None else None
+    if args.published_inputs:
         from ..stats import limits
 
+        if search is None:
+            raise InputError("--published-inputs needs --search NAME", field="--published-inputs")
         toys = limits.DEFAULT_CROSSCHECK_TOYS if args.crosscheck_toys is None else args.crosscheck_toys
-        timings = pipeline.search_demo(args.search, args.out, masses=args.limit_masses, crosscheck_toys=toys)
+        timings = pipeline.search_demo(search, args.out, masses=args.limit_masses, crosscheck_toys=toys)
         log.info("search %s from its published inputs (not the simulated chain): %s", args.search,
                  ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
         log.info("report: %s", f"{args.out}/report.md")
@@ -58,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
                                         ("limit_masses", args.limit_masses)) if v}
     timings = pipeline.demo(args.out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,
                             seed=args.seed, unblind=args.unblind, n_signal=args.n_signal,
-                            executor=args.executor, workers=args.workers, progress=show_progress(), **masses)
+                            executor=args.executor, workers=args.workers, progress=show_progress(),
+                            search=search, n_events=args.n_events, crosscheck_toys=args.crosscheck_toys,
+                            **masses)
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
     log.info("done in %.0f s: %s", sum(timings.values()), steps)
     log.info("report: %s", f"{args.out}/report.md")

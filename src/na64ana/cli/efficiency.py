@@ -47,12 +47,12 @@ def run(args: argparse.Namespace) -> int:
 
     common.setup_logging(args.out, "efficiency")
     signal = args.signal_datasets
-    production = args.production
-    if production is None:
-        camp = datasets.load(args.datasets if signal is None else signal).campaign(args.campaign)
-        production = "visible" if camp.selection == "visible" else "brem"
+    production = args.production  # None: the stage's default (brem; visible for a visible-mode campaign)
     masses = args.masses
     if signal is None:
+        if production is None:
+            visible = datasets.load(args.datasets).campaign(args.campaign).selection == "visible"
+            production = "visible" if visible else "brem"
         from ..bookkeeping import provenance
         from ..simulation import simulate_signal_samples
 
@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
                                          runs=args.runs, seed=args.seed, production=production,
                                          progress=common.show_progress())
         masses = None  # exactly the simulated samples
-    rec = efficiency.run_stage(signal, args.out, masses=masses, campaign=args.campaign, runs=args.runs,
-                               production=production, executor=args.executor, workers=args.workers,
-                               scheduler=args.scheduler, chunksize=args.chunksize, syst=not args.no_syst)
+    rec = efficiency.run_stage(signal_datasets=signal, out=args.out, masses=masses, campaign=args.campaign,
+                               runs=args.runs, production=production, executor=args.executor,
+                               workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize,
+                               syst=not args.no_syst)
     print(efficiency.markdown(rec), end="")
     return 0
