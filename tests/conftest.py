@@ -16,6 +16,7 @@ the selection code. Categories (per file; sizes in CATEGORIES):
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,17 +164,15 @@ def file_entry(path: Path, n: int, *, kind: str = "data", sample: str = "campaig
     return {"path": path.name, "nevents": n, "eot": eot, "kind": kind, "sample": sample}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def synth():
-    """Helpers to build synthetic inputs (see the module docstring)."""
+    """Helpers to build synthetic inputs (see the module docstring); pure functions, so one per session."""
     return SimpleNamespace(CATEGORIES=CATEGORIES, golden=golden, make_arrays=make_arrays,
                            write_tree=write_tree, write_datasets=write_datasets, file_entry=file_entry)
 
 
-@pytest.fixture
-def synth_campaign(tmp_path):
-    """A campaign 'test' with run A (no HCAL0, two data files) and run B (HCAL0, one data file)
-    and a signal-MC file in run B. Returns (datasets path, {file: category array})."""
+def make_synth_campaign(tmp_path: Path) -> SimpleNamespace:
+    """Write the synthetic campaign of :func:`synth_campaign` into ``tmp_path``."""
     a1, c1 = make_arrays(seed=1)
     a2, c2 = make_arrays(seed=2)
     b1, cb = make_arrays(seed=3)
@@ -191,6 +190,47 @@ def synth_campaign(tmp_path):
     })
     return SimpleNamespace(datasets=dsets, cats={"A": np.concatenate([c1, c2]), "B": cb, "B-signal": cm},
                            arrays={"a1": a1, "a2": a2, "b1": b1, "sig": mc}, paths=p)
+
+
+@pytest.fixture
+def synth_campaign(tmp_path):
+    """A campaign 'test' with run A (no HCAL0, two data files) and run B (HCAL0, one data file)
+    and a signal-MC file in run B, in the test's own folder (a test may change its files).
+    Returns a namespace: datasets (path), cats ({run key: category per event}), arrays, paths."""
+    return make_synth_campaign(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------------
+# One tiny campaign and its run output per session, for the tests that only need "some small campaign,
+# processed": made once instead of once per module or test. READ-ONLY: a test that changes files takes
+# its own copy (tiny_run_copy) or its own synth_campaign.
+
+
+@pytest.fixture(scope="session")
+def tiny_campaign(tmp_path_factory) -> SimpleNamespace:
+    """The synth_campaign content, written once per session (do not modify)."""
+    return make_synth_campaign(tmp_path_factory.mktemp("tiny_campaign"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_campaign) -> Path:
+    """``na64ana run`` (blinded, default chunk cache, chunk size 100) of tiny_campaign, written once per
+    session into ``<tiny_campaign folder>/out`` (do not modify)."""
+    from na64ana.cli import main as cli_main
+
+    out = tiny_campaign.datasets.parent / "out"
+    assert cli_main(["run", "--datasets", str(tiny_campaign.datasets), "--out", str(out),
+                     "--chunksize", "100"]) == 0
+    return out
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A private copy of tiny_run for a test that tampers with it: the inputs are copied along, so the
+    recorded relative input paths (and the content hashes) still hold; the copy verifies clean."""
+    dst = tmp_path / "tiny"
+    shutil.copytree(tiny_run.parent, dst)
+    return dst / tiny_run.name
 
 
 def assert_same_hists(h0: dict, h1: dict, *, variance_rtol: float = 0.0) -> None:

@@ -34,11 +34,9 @@ def expected_rows(cats: np.ndarray, *, hcal0: bool, blinded: bool) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def unblinded_and_blinded(tmp_path_factory):
-    import conftest
-
+def unblinded_and_blinded(tiny_campaign, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("proc")
-    ns = conftest.synth_campaign.__wrapped__(tmp)
+    ns = tiny_campaign  # read-only: the processor only reads the files
     jobs = execute.plan(ns.datasets, samples=["campaign", "signal"])
     res = {ub: execute.run(jobs, "invisible", chunksize=120, unblind=ub) for ub in (True, False)}
     out = {}

@@ -35,10 +35,10 @@ def _run(dsets: Path, out: Path, *extra: str) -> int:
 
 
 @pytest.fixture
-def run_dir(synth_campaign, tmp_path):
-    out = tmp_path / "out"
-    assert _run(synth_campaign.datasets, out) == 0
-    return out
+def run_dir(tiny_run_copy):
+    """A private copy of the session's blinded ``na64ana run`` of the synthetic campaign (chunk size 100,
+    default cache): the same folder this fixture used to make per test, made once (conftest.tiny_run)."""
+    return tiny_run_copy
 
 
 def _pickle_files(folder: Path) -> list[Path]:
