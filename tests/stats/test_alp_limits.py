@@ -81,6 +81,7 @@ def test_blinded_alp_summary_reports_expected_edges_only():
     assert p["coupling_exp"] < p["coupling_exp_upper"]
 
 
+@pytest.mark.slow  # a speed budget of the 60-mass default scan (the record fixture covers the scan)
 def test_closed_region_scan_of_60_masses_is_fast():
     coupling.alp_limits(_raw(), masses=[0.01])  # warm the shower table
     t0 = time.perf_counter()

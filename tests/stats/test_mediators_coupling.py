@@ -174,6 +174,7 @@ def test_blinded_summary_gives_expected_limits_only():
     assert rec["blinded"] and p["coupling_obs"] is None and p["coupling_exp"] > 0 and p["blinded"]
 
 
+@pytest.mark.slow  # a speed budget of a 100-mass scan (other tests cover the scan)
 def test_speed_100_masses_with_bands():
     raw = _raw("lmu_ltau_2016_2018")
     masses = np.geomspace(1e-3, 1.0, 100)
