@@ -29,6 +29,7 @@ from . import background, datasets, efficiency, searches, summary
 from .blinding import Blinding
 from .bookkeeping import provenance
 from .errors import InputError
+from .physics.production.annihilation import resonance_energy
 from .presentation import hepdata, report
 from .processing.stage import run_stage as run_events
 from .records import RunOutput
@@ -43,8 +44,10 @@ T = TypeVar("T")
 # Analysis choices (not published numbers): the signal-MC mass grid of issue 4 and the limit scan grid.
 EFFICIENCY_MASSES_GEV = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 LIMIT_MASSES_GEV = tuple(float(m) for m in np.geomspace(1e-3, 1.0, 31))
-# Resonant annihilation: lines E_R = m^2/(2 m_e) inside every prl2023 window (E_R > 0.8 x 53 GeV, < E0)
-ANNIHILATION_MASSES_GEV = (0.21, 0.237, 0.26, 0.285, 0.31)
+# Resonant annihilation: lines E_R = m^2/(2 m_e) inside every prl2023 window (E_R > 53 GeV, < E0)
+# (E_R > 53 GeV: m > 0.233 GeV; below, the efficiency relative to the resonant A' with E_R > emiss_min is
+# undefined)
+ANNIHILATION_MASSES_GEV = (0.237, 0.26, 0.285, 0.31)
 # the dip, densely (the window is [0.226, 0.320] GeV for a 50 GeV box), and the masses of the closing note
 ANNIHILATION_SCAN_GEV = tuple(float(m) for m in np.linspace(0.2, 0.33, 14))
 QUOTED_MASSES_GEV = (0.01, 0.1, 0.237, 0.3)
@@ -182,7 +185,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
                 log.warning("dimuon benchmark skipped (recorded in the provenance): %s", err)
             _stage("background" + sfx, t, lambda: background.run_stage(
                 out / chain.folder("run", cname), data_ds[cname], out / chain.folder("background", cname)))
-        masses = _signal_masses(chain, efficiency_masses)
+        camp = ds.campaign(cname, file=str(src))
+        masses = _signal_masses(chain, efficiency_masses, max(camp.emiss_min(r) for r in camp.runs.values()))
         sig = _stage("signal_mc" + sfx, t, lambda: sim.simulate_signal_samples(
             src, out_dir=out / chain.folder("signal_mc", cname), masses_GeV=masses, n_events=n_signal,
             campaign=cname, seed=seed, progress=progress, production=list(chain.productions),
@@ -236,11 +240,16 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     return t
 
 
-def _signal_masses(chain: Chain, masses: Sequence[float] | None) -> dict[str, list[float]]:
-    """Signal-MC masses per production: the given ones for every production (annihilation: those whose
-    line falls in the runs' windows are kept by the simulation), else the analysis grids."""
+def _signal_masses(chain: Chain, masses: Sequence[float] | None,
+                   emiss_max: float | None = None) -> dict[str, list[float]]:
+    """Signal-MC masses per production: the given ones for every production (annihilation: only those
+    whose line E_R = m^2/(2 m_e) lies above ``emiss_max``, the largest E_miss threshold of the runs, where
+    the efficiency is defined), else the analysis grids."""
     if masses is not None:
-        return {p: [float(m) for m in masses] for p in chain.productions}
+        out = {p: [float(m) for m in masses] for p in chain.productions}
+        if "annihilation" in out and emiss_max is not None:
+            out["annihilation"] = [m for m in out["annihilation"] if resonance_energy(m) > emiss_max]
+        return out
     grids = {"brem": EFFICIENCY_MASSES_GEV, "annihilation": ANNIHILATION_MASSES_GEV,
              "primakoff": ALP_EFFICIENCY_MASSES_GEV, "visible": VISIBLE_EFFICIENCY_MASSES_GEV}
     return {p: list(grids[p]) for p in chain.productions}
