@@ -192,6 +192,8 @@ class SelectionProcessor(processor.ProcessorABC):
 
     #: variables the concrete processor needs beyond those of the selection
     extra_variables: tuple[str, ...] = ()
+    #: the blinding rule of this search (:data:`na64ana.blinding.RULES`): which region blinded data lose
+    blinding_rule: blinding.Rule = "invisible"
 
     def __init__(self, selections: Mapping[str, Resolved], *, unblind: bool = False):
         self.selections = dict(selections)
@@ -204,6 +206,21 @@ class SelectionProcessor(processor.ProcessorABC):
         collect_chunk_garbage()
 
     # -- hooks for the concrete processors ----------------------------------------------------------
+    def blinded_region(self, sel: Resolved, values: Mapping[str, np.ndarray],
+                       regions: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Events inside this search's blinded region: :func:`na64ana.blinding.blinded_mask` with the
+        processor's :attr:`blinding_rule` (the one rule; a processor does not blind on its own)."""
+        return blinding.blinded_mask(sel, values, self.blinding_rule, regions)
+
+    def plane_axes(self) -> tuple[tuple[str, Callable[[], hist.axis.Regular], str], ...]:
+        """The two axes of the planes (loose, i-iv, final): ``(axis name, axis factory, variable)``."""
+        return (("ecal", ecal_axis, "ecal_e"), ("hcal", hcal_axis, "hcal_e"))
+
+    def derived_regions(self, sel: Resolved, values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Region masks the processor derives beyond the selection's [regions] (counted like them, after
+        every cut before planes.final; hidden by the blinding rule like them)."""
+        return {}
+
     def extra(self, key: str, sel: Resolved, values: dict[str, np.ndarray], ps: CutMasks,
               keep: np.ndarray, fill: Callable[..., hist.Hist], kind: str) -> dict[str, hist.Hist]:
         """More histograms; ``fill(h, mask, axis=values)`` fills with this chunk's key and weights."""
@@ -217,19 +234,21 @@ class SelectionProcessor(processor.ProcessorABC):
         if md.get("selection_hash") and md["selection_hash"] != sel.hash:
             raise RuntimeError(f"{key}: selection hash mismatch between fileset and processor")
         mc = kind == "mc"
-        variables = tuple(dict.fromkeys((*sel.variables, *self.extra_variables)))
+        rule_vars = blinding.RULE_VARIABLES[self.blinding_rule]
+        variables = tuple(dict.fromkeys((*sel.variables, *self.extra_variables, *rule_vars)))
         branches = branches_for(variables) + (["weight"] if mc else [])
         cols = read_columns(events, branches, md.get("branch_map"))
         n = len(cols[branches[0]])
         values = compute(cols, variables)
         w = np.asarray(cols["weight"], dtype=np.float64) if mc else None  # data: weight 1, nothing to carry
 
-        blinded = blinding.is_blinded(kind, self.unblind)
-        keep = ~blinding.region_mask(sel, values) if blinded else np.ones(n, dtype=bool)
-
         names = [c.name for c in sel.cuts]
         memo: dict = {}  # each distinct requirement evaluated once per chunk (cuts and regions)
-        ps = CutMasks(cut_masks(sel, values, memo), keep, region_masks(sel, values, memo))
+        region_sel = {**region_masks(sel, values, memo), **self.derived_regions(sel, values)}
+        # The one blinding rule: blinded data lose their blinded region here, before any count or fill.
+        blinded = blinding.is_blinded(kind, self.unblind)
+        keep = ~self.blinded_region(sel, values, region_sel) if blinded else np.ones(n, dtype=bool)
+        ps = CutMasks(cut_masks(sel, values, memo), keep, region_sel)
 
         # Cut flow (running AND) and N-1 from plain bool masks. coffea's Cutflow/NminusOne objects give the
         # same numbers but build 2-D mask stacks and one-cut masks we never use (~3x slower).
@@ -265,15 +284,16 @@ class SelectionProcessor(processor.ProcessorABC):
                    weight=None if w is None else pick(w))
             return h
 
-        ecal, hcal = values["ecal_e"], values["hcal_e"]
+        (xname, xaxis, xvar), (yname, yaxis, yvar) = self.plane_axes()
+        plane_values = {xname: values[xvar], yname: values[yvar]}
         # Data: the loose plane after the beam preselection (SRD-tagged electrons, as NA64 shows it), not
         # every event outside the box: "all events read" minus the integral of an all-outside plane would be
         # the box count before any cut (#13 item 3). Simulation keeps every event (weight scale).
         loose = keep if mc else ps.passed(preselection_rows(sel))
-        for name, mask in (("plane_loose", loose), ("plane_i_iv", ps.passed_all(sel.plane_i_iv))):
-            hists[name] = fill(new_hist(key, ecal_axis(), hcal_axis()), mask, ecal=ecal, hcal=hcal)
         final = ps.passed_all(sel.plane_final)
-        hists["plane_final"] = fill(new_hist(key, ecal_axis(), hcal_axis()), final, ecal=ecal, hcal=hcal)
+        for name, mask in (("plane_loose", loose), ("plane_i_iv", ps.passed_all(sel.plane_i_iv)),
+                           ("plane_final", final)):
+            hists[name] = fill(new_hist(key, xaxis(), yaxis()), mask, **plane_values)
 
         # N-1: every N-1 mask lies inside their union (events failing at most one cut), usually a few % of
         # the chunk: select the union once, then each N-1 set inside it. Same entries in the same order as
@@ -296,7 +316,7 @@ class SelectionProcessor(processor.ProcessorABC):
                 hists[f"nminus1_{cut.name}_{var}"] = h
 
         regions = {}
-        for rname, rmask in ps.regions.items():
+        for rname, rmask in region_sel.items():
             m = final & rmask
             regions[rname] = np.array([np.count_nonzero(m), total(m)], dtype=np.float64)
 

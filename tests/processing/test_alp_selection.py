@@ -10,8 +10,8 @@ import na64ana.processors  # noqa: F401  (registers hcal234_e)
 import numpy as np
 import pytest
 
-from na64ana import contract, selection
-from na64ana.processing import execute
+from na64ana import blinding, contract, selection
+from na64ana.processing import execute, outputs
 from na64ana.simulation.writer import write_tree
 
 # category -> (E_ECAL, E_HCAL1, E_HCAL2, E_HCAL3, E_HCAL4, VETO counter MeV)
@@ -105,10 +105,15 @@ def test_processor_regions_and_blinding(tmp_path):
     brows = blind["cutflow"][key]["events"].tolist()
     assert brows[0] == n and brows[1] == n - in_regions
     assert brows[-1] == n - in_regions - COUNTS["ecal_high"]
-    assert np.isnan(blind["regions"][key]["hcal_decay"]).all()
-    assert np.isnan(blind["regions"][key]["beyond"]).all()
+    # the signal-region events are removed before counting (0 here), and the written record hides them
+    assert blind["regions"][key]["hcal_decay"].tolist() == [0.0, 0.0]
+    assert blind["regions"][key]["beyond"].tolist() == [0.0, 0.0]
+    assert blinding.hidden_regions(jobs[0].selection, "alp") == {"hcal_decay", "beyond"}
+    rec = outputs.regions_record(jobs[0], blind, blinded=True, rule="alp")
+    assert rec["hcal_decay"] is None and rec["beyond"] is None
     assert blind["regions"][key]["hcal1_active"][0] == COUNTS["hcal1_active"]
-    assert blind["hists"]["plane_loose"].values().sum() == n - in_regions
+    # the loose plane of data is the beam after the preselection (track, srd), never "all outside the box"
+    assert blind["hists"]["plane_loose"].values(flow=True).sum() == brows[2] == n - in_regions
     assert opened["hists"]["plane_loose"].values().sum() == n
     assert blind["blinded"] == {key} and not opened["blinded"]
 

@@ -122,6 +122,7 @@ class _Ctx:
     blinded: bool = True
     hidden: set[str] = field(default_factory=set)  # names and labels of hidden cut-flow rows
     selections: dict[Path, dict[str, dict]] = field(default_factory=dict)  # run folder -> key -> selection
+    rules: dict[Path, blinding.Rule] = field(default_factory=dict)  # run folder -> its blinding rule
     cutflows: dict[Path, dict[str, dict]] = field(default_factory=dict)  # run folder -> key -> record
     findings: list[Finding] = field(default_factory=list)
 
@@ -160,6 +161,12 @@ def _walk(root: Path) -> Iterator[Path]:
         rel = p.relative_to(root).parts
         if p.is_file() and not any(part.startswith(".") for part in rel[:-1]) and not rel[-1].startswith("."):
             yield p
+
+
+def _rule(rec: Mapping[str, Any]) -> blinding.Rule:
+    """The blinding rule a run record applied (recorded, else that of its processor; default invisible)."""
+    rule = rec.get("blinding_rule")
+    return rule if rule in blinding.RULES else blinding.rule_of(rec.get("processor"))
 
 
 def _state(rec: Mapping[str, Any]) -> bool | None:
@@ -204,10 +211,13 @@ def scan(folder: str | Path) -> Audit:
             for rec in _stages(p).values():
                 if isinstance(rec.get("selections"), dict):
                     ctx.selections.setdefault(p.parent, {}).update(rec["selections"])
+                if "processor" in rec or "blinding_rule" in rec:
+                    ctx.rules[p.parent] = _rule(rec)
     for folder, folder_cfs in ctx.cutflows.items():
         for key, cf in folder_cfs.items():
             if cf.get("blinded"):  # rows flagged hidden, and those the selection says must be
-                must = blinding.hidden_cuts(ctx.selections.get(folder, {}).get(key) or {})
+                must = blinding.hidden_cuts(ctx.selections.get(folder, {}).get(key) or {},
+                                            ctx.rules.get(folder, "invisible"))
                 rows = [r for r in cf["rows"] if r.get("blinded") or r.get("cut") in must]
                 ctx.hidden |= {str(r.get(k)) for r in rows for k in ("cut", "label")}
 
@@ -325,7 +335,7 @@ def _check_cutflow(ctx: _Ctx, p: Path, cf: Mapping[str, Any]) -> None:
     if not cf.get("blinded"):
         return
     sel = ctx.selections.get(p.parent.parent, {}).get(key)
-    must_hide = blinding.hidden_cuts(sel) if sel else set()
+    must_hide = blinding.hidden_cuts(sel, ctx.rules.get(p.parent.parent, "invisible")) if sel else set()
     for i, row in enumerate(cf["rows"]):
         name = row.get("cut")
         if name in must_hide and not row.get("blinded"):
@@ -343,7 +353,9 @@ def _check_regions(ctx: _Ctx, p: Path, doc: Mapping[str, Any]) -> None:
         cf = cfs.get(key)
         if not isinstance(rec, dict) or not (cf and cf.get("blinded")):
             continue
-        boxed = blinding.hidden_regions(sels[key]) if key in sels else {"signal_box"}
+        rule = ctx.rules.get(p.parent, "invisible")
+        boxed = (blinding.hidden_regions(sels[key], rule) if key in sels
+                 else blinding.hidden_regions({}, rule) | {"signal_box"})
         for name in boxed:
             for where, v in ((f"{key}.{name}", rec.get(name)),
                              (f"{key}.weighted.{name}", (rec.get("weighted") or {}).get(name))):
@@ -417,6 +429,44 @@ def _box_content(h: Any, key: str, box: Mapping[str, float], sel: Mapping[str, A
     return float(np.abs(values[inside]).sum())
 
 
+ESUM_AXES = frozenset({"esum", "e_sum"})
+WCAL_AXES = frozenset({"wcal", "wcal_e"})
+
+
+def _window_content(h: Any, key: str, lo: float, hi: float) -> float:
+    """Sum of the bins of run ``key`` lying inside the visible box lo <= E_WCAL + E_ECAL < hi: bins of an
+    E_WCAL + E_ECAL axis within [lo, hi), cells of an (E_WCAL, E_ECAL) plane whose every point has its sum
+    in [lo, hi). Other histograms cannot be decided from their bins (the differential test covers them)."""
+    names = [a.name for a in h.axes]
+    if "run" in names:
+        if key not in list(h.axes["run"]):
+            return 0.0
+        h = h[{"run": key}]
+    axes = list(h.axes)
+    values = np.asarray(h.values(flow=True), dtype=float)
+
+    def lower_upper(ax: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        up = _upper_edges(ax, n)
+        edges = np.asarray(ax.edges, dtype=float)
+        low = list(edges[:-1])
+        if n > len(low) and ax.traits.underflow:
+            low = [-math.inf, *low]
+        if n > len(low):
+            low.append(float(edges[-1]))
+        return np.asarray(low), up
+
+    kinds = [("esum" if a.name in ESUM_AXES else "wcal" if a.name in WCAL_AXES
+              else "ecal" if a.name in ECAL_AXES else None) for a in axes]
+    if kinds.count("esum") == 1 and len(axes) == 1:
+        low, up = lower_upper(axes[0], values.shape[0])
+        return float(np.abs(values[(low >= lo) & (up <= hi)]).sum())
+    if sorted(k for k in kinds if k) == ["ecal", "wcal"] and len(axes) == 2:
+        (l0, u0), (l1, u1) = (lower_upper(a, values.shape[i]) for i, a in enumerate(axes))
+        inside = ((l0[:, None] + l1[None, :]) >= lo) & ((u0[:, None] + u1[None, :]) <= hi)
+        return float(np.abs(values[inside]).sum())
+    return 0.0
+
+
 def _check_pickle(ctx: _Ctx, p: Path) -> None:
     """Never unpickled (reading a pickle can execute code): its presence is the finding."""
     from ..processing import safeio
@@ -444,6 +494,19 @@ def _check_hist(ctx: _Ctx, p: Path) -> None:
     if not meta.get("blinded"):
         return
     for key, box in sorted(regions.items()):
+        if not isinstance(box, Mapping):
+            ctx.add(p, f"run={key}", "blinded region of a blinded run is not recorded", kind="unsafe")
+            continue
+        if "e_sum_min" in box:  # the visible rule: E_WCAL + E_ECAL in [lo, hi)
+            content = _window_content(h, key, float(box["e_sum_min"]), float(box["e_sum_max"]))
+            if content:
+                ctx.add(p, f"run={key}", f"{content:g} entries inside the box {box['e_sum_min']:g} <= "
+                        f"E_WCAL + E_ECAL < {box['e_sum_max']:g} of a blinded run")
+            continue
+        if "ecal_max" not in box or "hcal_max" not in box:
+            ctx.add(p, f"run={key}", f"blinded region {box} of a blinded run is not understood",
+                    kind="unsafe")
+            continue
         content = _box_content(h, key, box, sels.get(key), name)
         if content:
             ctx.add(p, f"run={key}", f"{content:g} entries inside the box E_ECAL < {box['ecal_max']:g}, "

@@ -19,7 +19,7 @@ import logging
 import re
 import resource
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("iterative", "futures", "dask")
 PROCESSOR_NAMES = ("invisible", "dimuon", "visible", "alp")  # = na64ana.processors.PROCESSORS (lazy: coffea)
+# processors whose blinded region is defined by their packaged selection (selections/<name>.toml)
+REFERENCE_SELECTIONS = ("alp", "visible")
 # 2M events per chunk: coffea reopens the file for every chunk (~0.06 CPU-s), which dominates on fast lz4
 # reads; 2M events cost ~0.8 GB per worker. benchmarks/RESULTS.md: (b)/(a) 0.38 (500k), 0.47 (1M), 0.67 (2M).
 DEFAULT_CHUNKSIZE = 2_000_000
@@ -93,6 +95,9 @@ class Job:
     signal_mass_GeV: float | None = None
     #: the campaign's signal box of this run (datasets.json): what a blinded run must hide
     box: Any = None
+    #: the packaged selection of the processor resolved for this run (ALP, visible): its signal regions /
+    #: visible box are what a blinded run must hide, whatever selection the user gives
+    reference: selmod.Resolved | None = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -129,9 +134,12 @@ def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequen
         raise InputError(str(exc), file=str(datasets_file), field=f"campaigns.{cname}.branch_map") from None
     samples = set(samples)
     jobs: dict[str, Job] = {}
+    packaged = selmod.load(processor) if processor in REFERENCE_SELECTIONS else None
     for rname, run in chosen.items():
         resolved = selmod.resolve(sel_file, campaign=cname, run=rname, hcal0=run.hcal0,
                                   file=str(selmod.selection_path(sel_name)))
+        reference = None if packaged is None else selmod.resolve(
+            packaged, campaign=cname, run=rname, hcal0=run.hcal0, file=str(selmod.selection_path(processor)))
         for i, entry in enumerate(run.files):
             if entry.sample not in samples:
                 continue
@@ -141,7 +149,7 @@ def plan(datasets_file: str | Path, *, campaign: str | None = None, runs: Sequen
                 job = jobs[key] = Job(key, cname, rname, entry.kind, entry.sample, 0.0, run.hcal0,
                                       entry.tree or camp.tree, [], resolved, bmap,
                                       signal_mass_GeV=entry.signal_mass_GeV,
-                                      box=blinding.SignalBox(camp.box_ecal_max(run)))
+                                      box=blinding.SignalBox(camp.box_ecal_max(run)), reference=reference)
             if entry.kind != job.kind or (entry.tree or camp.tree) != job.tree:
                 raise InputError(f"files of '{key}' mix kinds or trees", file=str(datasets_file),
                                  field=f"campaigns.{cname}.runs.{rname}.files.{i}")
@@ -175,12 +183,13 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
     if name == "iterative":
         return processor.IterativeExecutor(status=status, retries=retries), lambda: None
     if name == "futures":
-        return processor.FuturesExecutor(status=status, workers=workers, retries=retries), lambda: None
+        return processor.FuturesExecutor(status=status, workers=workers, retries=retries,
+                                         pool=killing_pool), lambda: None
     if name == "dask":
         from distributed import Client, LocalCluster
 
         if scheduler is not None:
-            client = Client(scheduler)
+            client = connect_scheduler(Client, scheduler)
             cluster = None
         else:
             import dask
@@ -198,6 +207,64 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
 
         return processor.DaskExecutor(client=client, status=status, retries=retries), close
     raise InputError(f"unknown executor '{name}' (choose from {', '.join(EXECUTORS)})", field="--executor")
+
+
+#: how long to try to reach a dask scheduler before the one-line error (dask's default is 30 s)
+SCHEDULER_TIMEOUT_S = 10
+
+
+def connect_scheduler(client_cls: Any, scheduler: str) -> Any:
+    """A dask Client of ``scheduler``; an unreachable or invalid address is one line (InputError naming
+    ``--scheduler``, exit 2) after at most :data:`SCHEDULER_TIMEOUT_S`, not a traceback."""
+    try:
+        return client_cls(scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        why = why if len(why) <= 200 else why[:197] + "..."
+        raise InputError(f"cannot reach the dask scheduler {scheduler} within {SCHEDULER_TIMEOUT_S} s "
+                         f"({why})", field="--scheduler") from None
+
+
+def killing_pool(max_workers: int) -> Any:
+    """coffea's futures pool (loky), but a run that ends by an exception -- KeyboardInterrupt, the
+    SIGTERM of :func:`terminate_as_interrupt`, a failed chunk -- kills its workers instead of waiting for
+    their chunks: no orphan worker keeps reading after the run has stopped. (loky is imported here: the
+    CLI starts without it.)"""
+    import loky
+
+    class KillingPool(loky.ProcessPoolExecutor):
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+            if exc_type is None:
+                return bool(super().__exit__(exc_type, exc, tb))
+            self.shutdown(wait=True, kill_workers=True)
+            return False
+
+    return KillingPool(max_workers=max_workers)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: handled like Ctrl-C (workers stopped, nothing presented as complete)."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (Python's default would end
+    the process at once, without the executor's cleanup). Elsewhere than the main thread: no change."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 _WORK_ITEM = re.compile(r"WorkItem\(.*?filename='(?P<file>[^']+)'.*?entrystart=(?P<start>\d+), "
@@ -253,10 +320,12 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     if (executor != "iterative" or scheduler) and not scheduler and workers < 1:  # dask/futures hang on 0
         raise InputError(f"must be at least 1 (got {workers})", field="--workers")
     proc_cls = PROCESSORS[processor_name]
-    if not unblind and processor_name == "invisible":  # the box belongs to the campaign (#13 item 2)
+    if not unblind:  # the blinded region belongs to the campaign and the search (#13 item 2), every processor
         for j in jobs:
-            if j.kind == "data" and j.box is not None:
-                blinding.check_campaign_box(j.selection, j.box, file=j.selection.name, key=j.key)
+            if j.kind == "data":
+                blinding.check_campaign_region(proc_cls.blinding_rule, j.selection, j.box, j.reference,
+                                               file=j.selection.name, key=j.key,
+                                               search_cuts=processor_name != "dimuon")
     checked = inputs.check_inputs(jobs, proc_cls.extra_variables, on_bad=on_bad_file)
     n_checked = sum(f.nevents for f in checked if f.status == "ok")
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)

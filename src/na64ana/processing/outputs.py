@@ -5,9 +5,9 @@ serialization, readable alone; never a pickle, see :mod:`.safeio`), ``DIR/region
 ``DIR/metrics.json``, ``DIR/provenance.json``, ``DIR/logs/``.
 
 Completeness: a run first removes ``DIR/run.complete``, writes everything into ``DIR/.run-staging/``,
-moves it into place and writes ``run.complete``, then ``provenance.json`` (whose manifest hashes all of
-them). Readers refuse a folder without the flag, so a failed or interrupted run is never presented as
-complete.
+moves it into place, writes ``provenance.json`` (whose manifest hashes all of them and the flag to come),
+then ``run.complete`` last. Readers refuse a folder without the flag, so a failed or interrupted run
+(disk full while writing the provenance included) is never presented as complete.
 """
 
 from __future__ import annotations
@@ -42,13 +42,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or b == 0 else a / b
 
 
-def cutflow_record(job: Job, output: Mapping[str, Any], *, blinded: bool) -> dict[str, Any]:
-    """The cut-flow JSON of one dataset key (rows: all events read, then one per cut)."""
+def cutflow_record(job: Job, output: Mapping[str, Any], *, blinded: bool,
+                   rule: blinding.Rule = "invisible") -> dict[str, Any]:
+    """The cut-flow JSON of one dataset key (rows: all events read, then one per cut); the rows the
+    blinding ``rule`` places in the blinded region are null when ``blinded``."""
     sel = job.selection
     counts = output["cutflow"][job.key]
     events = [int(x) for x in counts["events"]]
     weighted = [float(x) for x in counts["weighted"]]
-    hidden = blinding.hidden_cuts(sel) if blinded else set()
+    hidden = blinding.hidden_cuts(sel, rule) if blinded else set()
     mc = job.kind == "mc"
     rows: list[dict[str, Any]] = []
     names = ["all", *(c.name for c in sel.cuts)]
@@ -70,16 +72,19 @@ def cutflow_record(job: Job, output: Mapping[str, Any], *, blinded: bool) -> dic
            "selection": sel.name, "selection_hash": sel.hash, "blinded": blinded, "kind": job.kind,
            "eot": job.eot, "rows": rows}
     if blinded:
-        rec["note"] = blinding.note(sel)
+        rec["note"] = blinding.note(sel, rule)
         rec["blinded_region"] = blinding.SignalBox(sel.box_ecal_max, sel.box_hcal_max).as_dict()
     return Cutflow.model_validate(rec).to_json()  # the documented record, checked as it is written
 
 
-def regions_record(job: Job, output: Mapping[str, Any], *, blinded: bool) -> dict[str, Any]:
-    """Region counts of one key; regions inside the blinded box are null when blinded."""
+def regions_record(job: Job, output: Mapping[str, Any], *, blinded: bool,
+                   rule: blinding.Rule = "invisible") -> dict[str, Any]:
+    """Region counts of one key (the selection's regions, then those the processor derives); regions
+    inside the blinded region of ``rule`` are null when blinded."""
     got = output["regions"][job.key]
-    hidden = blinding.hidden_regions(job.selection) if blinded else set()
+    hidden = blinding.hidden_regions(job.selection, rule) if blinded else set()
     names = [n for n, _ in job.selection.regions]
+    names += [n for n in got if n not in names]
     rec: dict[str, Any] = {n: (None if n in hidden else int(round(got[n][0]))) for n in names}
     if job.kind == "mc":
         rec["weighted"] = {n: (None if n in hidden else float(got[n][1])) for n in names}
@@ -144,18 +149,19 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
     (stage / "cutflows").mkdir(parents=True)
     (stage / "hists").mkdir()
     out = result.output
+    rule = blinding.rule_of(processor)
     blinded_keys = set(out["blinded"])
     records, regions = {}, {}
     for job in result.jobs:
         blinded = job.key in blinded_keys
         if blinded != blinding.is_blinded(job.kind, unblind):
             raise RuntimeError(f"{job.key}: blinding state of the processor output is inconsistent")
-        rec = records[job.key] = cutflow_record(job, out, blinded=blinded)
+        rec = records[job.key] = cutflow_record(job, out, blinded=blinded, rule=rule)
         provenance.write_json(stage / "cutflows" / f"{job.key}.json", rec)
         (stage / "cutflows" / f"{job.key}.md").write_text(cutflow_markdown(rec))
-        regions[job.key] = regions_record(job, out, blinded=blinded)
+        regions[job.key] = regions_record(job, out, blinded=blinded, rule=rule)
     provenance.write_json(stage / "regions.json", regions)
-    meta = blinding.hist_metadata({j.key: j.selection for j in result.jobs if j.key in blinded_keys})
+    meta = blinding.hist_metadata({j.key: j.selection for j in result.jobs if j.key in blinded_keys}, rule)
     for name, h in sorted(out["hists"].items()):
         h.metadata = {"name": name, "processor": processor, **meta}
         safeio.write_hist(stage / "hists" / f"{name}{safeio.HIST_SUFFIX}", h)
@@ -167,25 +173,28 @@ def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind:
             shutil.rmtree(target)
         os.replace(stage / item, target)
     shutil.rmtree(stage, ignore_errors=True)
-    provenance.write_json(outdir / COMPLETE, {"stage": "run", "keys": sorted(records)})
+    complete = provenance.json_bytes({"stage": "run", "keys": sorted(records)})
     dsha = ds.sha256sum(datasets_file) if datasets_file and Path(datasets_file).exists() else None
     hashes = {j.key: j.selection.hash for j in result.jobs}
     data = [j.key for j in result.jobs if j.kind == "data"]
     m = result.metrics
     opened = [j.key for j in result.jobs if j.kind == "data" and j.key not in blinded_keys]
     log_head = unblinding.append(outdir, opened) if opened else unblinding.head(outdir)
-    # Last: the manifest of provenance.json covers everything above, run.complete included.
+    # The manifest of provenance.json covers everything above and the run.complete written after it:
+    # a folder is complete only once its provenance is written (#13: never run.complete without it).
     provenance.write(
         outdir, "run", inputs=run_inputs(result, datasets_file), outputs=[*ITEMS, COMPLETE],
+        pending={COMPLETE: complete},
         blinding=blinding.state(all(k in blinded_keys for k in data) if data else None),
         **provenance.executor_info(m),
         metrics={k: v for k, v in m.items() if k not in ("executor", "workers", "chunksize", "scheduler")},
-        processor=processor, blinded_keys=sorted(blinded_keys),
+        processor=processor, blinding_rule=rule, blinded_keys=sorted(blinded_keys),
         selection=sorted({j.selection.name for j in result.jobs}), selection_hashes=hashes,
         selections={j.key: j.selection.as_dict() for j in result.jobs},
         datasets_file=str(datasets_file) if datasets_file else None, datasets_sha256=dsha,
         unblinding_log_head=log_head,
     )
+    provenance.write_bytes(outdir / COMPLETE, complete)  # last
     return records
 
 
