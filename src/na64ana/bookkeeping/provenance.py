@@ -265,7 +265,7 @@ STANDARD: dict[str, Any] = {"inputs": [], "blinding": None, "executor": None, "s
 def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str, Any] | None = None,
           outputs: Iterable[str] | None = None, blinding: Blinding | None = None, executor: str | None = None,
           seeds: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-          **info: Any) -> Path:
+          pending: Mapping[str, bytes] | None = None, **info: Any) -> Path:
     """Record ``stage`` in ``outdir/provenance.json`` and refresh the folder's outputs manifest.
 
     Call it after the stage has written all its files: the manifest (sha256 + size of every file of the
@@ -282,6 +282,9 @@ def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str
       Not given: null, which the blinding audit reports as a record that does not say.
     - ``executor`` (+ ``workers``, ``chunksize``, ``scheduler`` in ``info``), ``seeds``, ``metrics``
       (``wall_time_s``, ``events``, ``events_per_s``, ``peak_rss_MB``; see :class:`Clock`).
+    - ``pending``: ``{relative path: content}`` of files the caller writes right *after* this record (a
+      completion flag such as ``run.complete``): listed in the manifest with the hash of that content, so
+      the flag can come last and still be verified (missing flag = the run did not complete).
 
     One record per stage, the latest wins; a stage written twice by the same process is merged.
     """
@@ -308,6 +311,10 @@ def write(outdir: str | Path, stage: str, *, inputs: Iterable[Any] | Mapping[str
         rec.setdefault(k, default)
     previous = data.get("manifest", {}).get("files", {})
     files = manifest(outdir)
+    if pending:
+        for rel, content in pending.items():
+            files[rel] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+        files = dict(sorted(files.items()))
     if outputs is not None:
         written = _expand(outputs, files)
     else:
@@ -338,12 +345,26 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+def json_bytes(obj: Any) -> bytes:
+    """The bytes :func:`write_json` writes for ``obj``."""
+    return (json.dumps(obj, indent=1, default=_default) + "\n").encode()
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically (tmp + rename): a crash never leaves a half-written file behind."""
+    return write_bytes(path, json_bytes(obj))
+
+
+def write_bytes(path: str | Path, content: bytes) -> Path:
+    """Write a file atomically (tmp + rename); a failed write (disk full) leaves no tmp file behind."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_default) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(content)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -402,6 +423,9 @@ class Verification:
     folders: int = 0
     inputs: int = 0
     outputs: int = 0
+    fast: bool = False
+    hashed: int = 0  # files read and hashed (all of them in the full mode)
+    trusted: int = 0  # fast mode: files whose identity the identity store vouches for (not re-read)
 
     @property
     def errors(self) -> list[Problem]:
@@ -412,13 +436,20 @@ LEVELS = ("error", "warning", "info")
 KINDS = ("provenance", "output", "input", "code")
 
 
-def verify(folder: str | Path, *, allow_extra: bool = False) -> list[Problem]:
+def verify(folder: str | Path, *, allow_extra: bool = False, fast: bool = False) -> list[Problem]:
     """Check every provenance.json under ``folder`` against the files; see :func:`check`."""
-    return check(folder, allow_extra=allow_extra).problems
+    return check(folder, allow_extra=allow_extra, fast=fast).problems
 
 
-def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
+def check(folder: str | Path, *, allow_extra: bool = False, fast: bool = False,
+          store_dir: str | Path | None = None) -> Verification:
     """Re-hash every recorded input and every manifest output of every provenance.json under ``folder``.
+
+    ``fast``: identity-based. A file whose identity (device, inode, size, mtime_ns, ctime_ns: any write,
+    even one back-dating mtime, changes ctime) is the one the identity store
+    (:mod:`na64ana.processing.identity`, ``store_dir`` or the user's cache) recorded with its sha256 is not
+    read again; every other file is hashed and remembered, so the next fast check of an unchanged folder
+    reads nothing. It trusts your identity store: check a folder or cache you do not control in full.
 
     Errors: an input missing or changed (sha256), an output missing or modified, a file in a stage folder
     that no manifest lists (a stray file: readers glob ``cutflows/*.json``, ``hists/*.json``,
@@ -427,7 +458,7 @@ def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
     input that was skipped as bad. Info: the code version now differs from the recorded one.
     """
     root = Path(folder)
-    v = Verification(root)
+    v = Verification(root, fast=fast)
     if not root.is_dir():
         v.problems.append(Problem("error", ".", None, "not a folder", kind="provenance"))
         return v
@@ -438,11 +469,23 @@ def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
                                   kind="provenance"))
         return v
     hashes: dict[Path, str] = {}
+    store = None
+    if fast:
+        from ..processing.identity import IdentityStore
+
+        store = IdentityStore(store_dir)
 
     def sha(p: Path) -> str:
         p = p.resolve()
         if p not in hashes:
-            hashes[p] = file_sha256(p, cached=False)
+            if store is not None:
+                before = store.hashed
+                hashes[p] = store.hash_file(p)[0]
+                v.hashed += store.hashed - before
+                v.trusted += store.hashed == before
+            else:
+                hashes[p] = file_sha256(p, cached=False)
+                v.hashed += 1
         return hashes[p]
 
     code: dict[tuple[str | None, str | None], int] = {}
@@ -492,6 +535,8 @@ def check(folder: str | Path, *, allow_extra: bool = False) -> Verification:
             if rel not in man["files"]:
                 v.problems.append(Problem("warning" if allow_extra else "error", name, rel,
                                           "unexpected file (in no manifest)"))
+    if store is not None:
+        store.flush()
     v.problems += _code_info(code)
     v.problems.sort(key=lambda p: (LEVELS.index(p.level), KINDS.index(p.kind), p.folder, p.file or ""))
     return v

@@ -3,7 +3,10 @@
 Walks every provenance.json under RESULTS and re-hashes (sha256) every recorded input that still exists
 and every file of every outputs manifest. Errors: an input missing or changed, an output missing or
 modified, a file no manifest lists (--allow-extra makes those warnings). The code version now vs the
-recorded one is shown as information. Then the blinding audit (na64ana.bookkeeping.audit): in a blinded
+recorded one is shown as information. --fast checks by file identity instead of re-reading: a file
+whose identity (inode, size, mtime, ctime) your identity store already vouches for is not hashed again
+(the others are, and are remembered); the default full mode re-hashes everything.
+Then the blinding audit (na64ana.bookkeeping.audit): in a blinded
 folder any signal-box content in an output (histogram box bins, cut-flow rows, observed counts, report
 tables, logs, HEPData, figure metadata) or a stage record that does not say whether the box was opened is
 an error; an explicitly unblinded folder is shown as information. Exit 0 when everything matches, 3
@@ -21,7 +24,13 @@ from ..errors import DataError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="check a results folder against its recorded inputs and outputs",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", help="results folder (any folder holding provenance.json files)")
+    p.add_argument("results", nargs="?", default=None,
+                   help="results folder (any folder holding provenance.json files)")
+    p.add_argument("--results", dest="results_opt", metavar="DIR", default=None,
+                   help="the results folder, as an option (same as the positional argument)")
+    p.add_argument("--fast", action="store_true",
+                   help="identity-based check: do not re-hash files whose identity (inode, size, mtime, "
+                        "ctime) the identity store already vouches for (default: re-hash everything)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="print only errors and warnings (nothing when everything matches)")
     p.add_argument("--allow-extra", action="store_true",
@@ -62,8 +71,14 @@ def blinding_problems(results: str) -> tuple[list, int]:
 
 def run(args: argparse.Namespace) -> int:
     from ..bookkeeping import provenance
+    from ..errors import InputError
 
-    v = provenance.check(args.results, allow_extra=args.allow_extra)
+    if args.results and args.results_opt and args.results != args.results_opt:
+        raise InputError("give the results folder once (positional or --results)", field="--results")
+    args.results = args.results or args.results_opt
+    if not args.results:
+        raise InputError("which results folder? (na64ana verify DIR or --results DIR)", field="--results")
+    v = provenance.check(args.results, allow_extra=args.allow_extra, fast=args.fast)
     problems = list(v.problems)
     scanned = 0
     if not args.no_blinding_scan:
@@ -72,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
     shown = [p for p in problems if not (args.quiet and p.level == "info")]
     if not args.quiet:
         audit = f", {scanned} outputs audited for signal-box content" if not args.no_blinding_scan else ""
+        how = (f"fast: {v.hashed} file(s) hashed, {v.trusted} unchanged by identity" if v.fast
+               else f"{v.hashed} file(s) re-hashed")
         print(f"verify {args.results}: {v.folders} provenance.json, {v.inputs} inputs, {v.outputs} outputs "
-              f"checked{audit}")
+              f"checked ({how}){audit}")
     if shown:
         print(table(shown))
     errors = [p for p in problems if p.level == "error"]

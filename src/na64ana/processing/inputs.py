@@ -53,6 +53,9 @@ class InputFile:
     sha256: str | None = None
     status: str = "ok"  # "ok" or "skipped"
     reason: str | None = None  # why it was skipped
+    kind: str = "data"  # the dataset kind datasets.json declares ("data" or "mc")
+    #: what the file is by content: "mc" when it carries the simulation truth branches (MC_TRUTH), else "data"
+    content: str | None = None
     #: what os.stat said when the file was checked and hashed (not part of the record: see identity.py)
     identity: Identity | None = field(default=None, repr=False, compare=False)
 
@@ -82,12 +85,27 @@ def check_branch_type(branch: Any, canonical: str) -> str | None:
     return None
 
 
+class MissingBranches(DataError):
+    """Branches missing from one file (all of them, not only the first): ``missing`` lists the names."""
+
+    def __init__(self, missing: list[str], message: str, *, file: str | None = None):
+        self.missing = missing
+        super().__init__(message, file=file, field=missing[0])
+
+
 def check_file(path: str | Path, tree: str, branches: Iterable[str],
                branch_map: dict[str, str] | None = None) -> int:
     """Number of entries of ``tree`` in ``path``; DataError naming the file (and branch) if unusable.
 
     ``branches`` are canonical names: each must exist (after the branch map) with a contract-compatible type.
+    Every missing branch of the file is named at once (:class:`MissingBranches`).
     """
+    return _open_checked(path, tree, branches, branch_map)[0]
+
+
+def _open_checked(path: str | Path, tree: str, branches: Iterable[str],
+                  branch_map: dict[str, str] | None = None) -> tuple[int, set[str]]:
+    """:func:`check_file`, also returning the branch names the tree has."""
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", file=str(path))
@@ -108,17 +126,23 @@ def check_file(path: str | Path, tree: str, branches: Iterable[str],
         if not isinstance(t, uproot.TTree):
             raise DataError(f"'{tree}' is not a TTree", file=str(path), field=tree)
         have = set(t.keys())
+        branches = list(branches)
+        missing = [(contract.resolve(b, branch_map), b) for b in branches]
+        missing = [(name, b) for name, b in missing if name not in have]
+        if missing:
+            shown = ", ".join(f"'{name}'" + (f" (canonical '{b}')" if name != b else "")
+                              for name, b in missing)
+            raise MissingBranches([name for name, _ in missing],
+                                  f"missing branch{'es' if len(missing) > 1 else ''} {shown}", file=str(path))
         for b in branches:
             name = contract.resolve(b, branch_map)
             canon = f" (canonical '{b}')" if name != b else ""
-            if name not in have:
-                raise DataError(f"missing branch '{name}'{canon}", file=str(path), field=name)
             bad = check_branch_type(t[name], b)
             if bad:
                 raise DataError(f"branch '{name}'{canon}: {bad}", file=str(path), field=name)
         if t.num_entries == 0:
             raise DataError(f"empty tree '{tree}'", file=str(path), field=tree)
-        return int(t.num_entries)
+        return int(t.num_entries), have
 
 
 ON_BAD = ("fail", "skip")
@@ -160,6 +184,7 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
                store: IdentityStore) -> list[InputFile]:
     records: list[InputFile] = []
     by_sha: dict[tuple[str, str], InputFile] = {}  # (campaign, sha256) -> first file with that content
+    missing: list[MissingBranches] = []  # fail mode: every file's missing branches, reported together
     for j in jobs:
         needed = selmod.branches_for((*j.selection.variables, *extra))
         if j.kind == "mc":  # data is data by content (#13 item 4): a simulated file carries its truth
@@ -176,8 +201,18 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
         for p, eot in zip(j.files, j.file_eot, strict=True):
             try:
                 before = _identity_or_none(p)
-                n = check_file(p, j.tree, needed, j.branch_map)
+                n, have = _open_checked(p, j.tree, needed, j.branch_map)
                 sha, ident = store.hash_file(p, expect=before)
+            except MissingBranches as exc:
+                if on_bad == "fail":
+                    missing.append(exc)  # go on: name the missing branches of every file in one error
+                    continue
+                if not eot > 0:
+                    raise DataError(f"cannot be skipped: its EOT is {eot:g} in datasets.json, so the "
+                                    f"normalisation of '{j.key}' could not be corrected ({exc.message})",
+                                    file=exc.file or str(p), field=exc.field) from None
+                mine.append(InputFile(j.key, str(p), j.tree, eot, 0, None, "skipped", str(exc), kind=j.kind))
+                continue
             except DataError as exc:
                 if on_bad == "fail":
                     raise
@@ -185,7 +220,7 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
                     raise DataError(f"cannot be skipped: its EOT is {eot:g} in datasets.json, so the "
                                     f"normalisation of '{j.key}' could not be corrected ({exc.message})",
                                     file=exc.file or str(p), field=exc.field) from None
-                mine.append(InputFile(j.key, str(p), j.tree, eot, 0, None, "skipped", str(exc)))
+                mine.append(InputFile(j.key, str(p), j.tree, eot, 0, None, "skipped", str(exc), kind=j.kind))
                 continue
             first = by_sha.get((j.campaign, sha))
             if first is not None:
@@ -195,10 +230,14 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
                                  f"'{first.key}'): a file listed twice would count its events and EOT twice",
                                  file=str(p), field=j.key)
             kept.append((Path(p), eot))
-            rec = InputFile(j.key, str(p), j.tree, eot, n, sha, identity=ident)
+            content = "mc" if all(contract.resolve(b, j.branch_map) in have for b in MC_TRUTH) else "data"
+            rec = InputFile(j.key, str(p), j.tree, eot, n, sha, kind=j.kind, content=content, identity=ident)
             by_sha[(j.campaign, sha)] = rec
             mine.append(rec)
         skipped = [r for r in mine if r.status == "skipped"]
+        if missing and on_bad == "fail":
+            records.extend(mine)
+            continue
         if not kept:
             raise DataError(f"every input file of run '{j.run}' (dataset '{j.key}') is bad, nothing to "
                             f"process; first: {skipped[0].reason}", field=j.key)
@@ -210,7 +249,18 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
                 log.warning("skipped %s (%s: %.4g EOT subtracted, %.4g EOT left): %s", r.path, j.key, r.eot,
                             j.eot, r.reason)
         records.extend(mine)
+    if missing:
+        raise missing_branches_error(missing)
     return records
+
+
+def missing_branches_error(missing: list[MissingBranches]) -> DataError:
+    """One DataError listing every file with its missing branches: ``file -> a, b; file2 -> c``."""
+    listing = "; ".join(f"{m.file} -> {', '.join(m.missing)}" for m in missing)
+    if len(missing) == 1:
+        return DataError(missing[0].message, file=missing[0].file, field=missing[0].field)
+    return DataError(f"missing branches in {len(missing)} files: {listing}", file=missing[0].file,
+                     field=missing[0].field)
 
 
 def confirm_unchanged(records: Iterable[InputFile]) -> None:

@@ -9,9 +9,11 @@ RunOutput` is the typed record handed back.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -40,12 +42,39 @@ def run_stage(datasets_file: str | Path, out: str | Path, *, processor: str = "i
     for ds_file, ds_samples in extra:
         jobs += execute.plan(ds_file, campaign=campaign, runs=runs, samples=ds_samples, selection=selection,
                              processor=processor)
-    outdir = provenance.prepare_outdir(out, stage="run")
-    with folder_lock(outdir):
-        return _run_locked(jobs, outdir, processor=processor, unblind=unblind, executor=executor,
-                           workers=workers, scheduler=scheduler, chunksize=chunksize, retries=retries,
-                           status=status, on_bad_file=on_bad_file, cache_dir=cache_dir,
-                           datasets_file=datasets_file)
+    with output_errors(out):
+        outdir = provenance.prepare_outdir(out, stage="run")
+        with folder_lock(outdir), execute.terminate_as_interrupt():
+            try:
+                return _run_locked(jobs, outdir, processor=processor, unblind=unblind, executor=executor,
+                                   workers=workers, scheduler=scheduler, chunksize=chunksize,
+                                   retries=retries, status=status, on_bad_file=on_bad_file,
+                                   cache_dir=cache_dir, datasets_file=datasets_file)
+            except BaseException:
+                # failed, interrupted or terminated: no run.complete, no half-written staging folder
+                (outdir / outputs.COMPLETE).unlink(missing_ok=True)
+                shutil.rmtree(outdir / outputs.STAGING, ignore_errors=True)
+                raise
+
+
+#: OS errors that are a property of the output folder, reported as one line (OutputError, exit 4)
+_FOLDER_ERRNOS = {errno.EACCES: "not writable", errno.EPERM: "not writable",
+                  errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+                  errno.EDQUOT: "disk quota exceeded"}
+
+
+@contextlib.contextmanager
+def output_errors(out: str | Path) -> Iterator[None]:
+    """A read-only or full output folder is one line (OutputError naming the file, exit 4), not a
+    traceback. Other OS errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        why = _FOLDER_ERRNOS.get(exc.errno or -1)
+        if why is None:
+            raise
+        raise OutputError(f"cannot write: {why} ({exc.strerror}); nothing is marked complete",
+                          file=str(exc.filename or out)) from None
 
 
 @contextlib.contextmanager
