@@ -21,9 +21,10 @@ demo: $(STAMP)  ## simulate runs I-III -> cut flows -> background -> limits -> r
 test: $(STAMP)  ## the whole test suite (unit, integration, regression, notebooks) and the docstring examples
 	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests
 
-test-fast: $(STAMP)  ## unit tests and docstring examples only (the edit loop, < 60 s)
+# test-fast: --dist loadscope keeps each test module on one process, so a module fixture is built once.
+test-fast: $(STAMP)  ## unit tests and docstring examples only (the edit loop), on 2 processes (pytest-xdist)
 	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests -m "not slow and not dask" \
-		--ignore=tests/integration
+		--ignore=tests/integration -n 2 --dist loadscope
 
 lint: $(STAMP)  ## ruff on everything, mypy on the package
 	$(BIN)/ruff check .
