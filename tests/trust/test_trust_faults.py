@@ -218,3 +218,33 @@ def test_stage_helpers_map_only_folder_errors(tmp_path):
     with pytest.raises(OSError) as e, stage.output_errors(tmp_path):
         raise OSError(errno.ENOENT, "No such file or directory", "x")
     assert e.value.errno == errno.ENOENT  # not a folder property: unchanged
+
+
+# -- verify: --results DIR, and the fast (identity-based) mode next to the full re-hash ----------------
+
+def test_verify_fast_mode_trusts_only_unchanged_identities(synth_campaign, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("NA64ANA_CACHE", str(tmp_path / "store"))
+    out = tmp_path / "o"
+    assert _run(synth_campaign.datasets, out) == 0
+    old = time.time() - 60  # written a minute ago: not "racy" for the identity store
+    for p in [*out.rglob("*"), *synth_campaign.paths.values(), synth_campaign.datasets]:
+        if p.is_file():
+            os.utime(p, (old, old))
+    full = provenance.check(out)
+    assert not full.errors and full.hashed > 10 and full.trusted == 0
+    first = provenance.check(out, fast=True)
+    assert not first.errors
+    second = provenance.check(out, fast=True)  # nothing read again
+    assert not second.errors and second.hashed == 0 and second.trusted == first.hashed + first.trusted
+    # a same-size edit with the old mtime put back: ctime changed, so the fast mode re-hashes and catches it
+    target = out / "regions.json"
+    data = bytearray(target.read_bytes())
+    data[data.index(b"1")] = ord("2")
+    target.write_bytes(bytes(data))
+    os.utime(target, (old, old))
+    third = provenance.check(out, fast=True)
+    assert [e.file for e in third.errors] == ["regions.json"] and third.hashed == 1
+    capsys.readouterr()
+    assert cli_main(["verify", "--results", str(out), "--fast"]) == 3
+    assert "regions.json" in _one_error(capsys.readouterr().err)
+    assert cli_main(["verify", str(out), "--results", str(tmp_path)]) == 2  # two different folders
