@@ -20,8 +20,10 @@ from na64ana.processing import outputs
 INVENTORY = {"provenance.json", "metrics.json", "run.complete"}
 
 
-@pytest.fixture
-def pair(synth, tmp_path):
+@pytest.fixture(scope="module")
+def pair(synth, tmp_path_factory):
+    """The two blinded runs, made once for the module (both tests only read them)."""
+    tmp_path = tmp_path_factory.mktemp("differential")
     base, _ = synth.make_arrays(seed=5)
     extra, _ = synth.make_arrays({"box": 9, "box_fail_track": 6, "fail_srd": 7, "fail_track": 5}, seed=6)
     extra["ecal_e"][:] = np.linspace(5.0, 45.0, len(extra["ecal_e"]))  # all inside the box
