@@ -86,9 +86,19 @@ def test_compare_curve_is_drawn_and_bad_curves_are_one_line_errors(folder, tmp_p
 
 def test_hand_written_summary_is_not_labelled_as_na64_data(tmp_path):
     root = make_results(tmp_path / "r", blinded=False, stages=("limits",))
-    shutil.copy(ROOT / "examples" / "summaries" / "prl2019_published.json", root / "summary.json")
+    doc = json.loads((ROOT / "examples" / "summaries" / "prl2019_published.json").read_text())
+    (root / "summary.json").write_text(json.dumps({**doc, "analysis": "BaBar 2017 recast (by hand)"}))
     res = Results(root)
     assert report.hand_written(res) is not None
     assert report._llabel(res).startswith("Reinterpretation of ")
     md = report.render_markdown(res, report.PlotSet(root / "plots"))
     assert "not an NA64 result" in md[: md.index("**Contents**")]
+
+
+def test_na64_published_summary_is_labelled_as_published_inputs(tmp_path):
+    root = make_results(tmp_path / "r", blinded=False, stages=("limits",))
+    shutil.copy(ROOT / "examples" / "summaries" / "prl2019_published.json", root / "summary.json")
+    res = Results(root)
+    assert report._llabel(res) == "published inputs"  # drawn as "NA64 published inputs"
+    md = report.render_markdown(res, report.PlotSet(root / "plots"))
+    assert "NA64's published inputs" in md[: md.index("**Contents**")]

@@ -1,4 +1,5 @@
-"""'na64ana report': every available figure (DIR/plots/, PNG + PDF) and DIR/report.md + report.html.
+"""'na64ana report': every figure the report shows (DIR/plots/, PNG; --pdf adds PDFs) and DIR/report.md
++ report.html.
 
 Stages that did not run appear as "not available" sections; a blinded analysis shows no box content.
 """
@@ -18,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action="append", default=[], metavar="FILE[:LABEL]",
                    help="overlay your own eps(m_A') curve on the limit plot: a CSV with two columns, A' mass "
                    "in GeV and the eps limit ('#' comments and a header line allowed); repeatable")
+    p.add_argument("--pdf", action="store_true",
+                   help="also write every figure as PDF (for a paper; about doubles the drawing time)")
     p.set_defaults(func=run)
 
 
@@ -30,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.results, "report")
     for spec in args.compare:
         report.read_curve(spec)  # a bad curve file is a one-line input error before anything is drawn
-    report.run_stage(args.results, **({"compare": args.compare} if args.compare else {}))
+    report.run_stage(args.results, compare=args.compare or None, pdf=args.pdf)
     return 0

@@ -39,11 +39,12 @@ REACTIONS = {"e-": "E- NUCLEUS --> E- NUCLEUS A'", "e+": "E+ NUCLEUS --> E+ NUCL
 PHRASES = ["Dark photon", "Dark matter", "Missing energy", "Fixed target", "Kinetic mixing", "Exotic"]
 
 
-def keywords(t: Table, *, observables: list[str], beam: str = "e-", beam_GeV: float = BEAM_GEV) -> None:
+def keywords(t: Table, *, observables: list[str], beam: str = "e-", beam_GeV: float = BEAM_GEV,
+             reaction: str | None = None) -> None:
     """The HEPData keywords every table carries: reaction, cmenergies (fixed target, per nucleon),
     observables and phrases."""
     sqrt_s = (2 * beam_GeV * M_NUCLEON_GEV + M_NUCLEON_GEV**2) ** 0.5
-    t.keywords["reactions"] = [REACTIONS.get(beam, REACTIONS["e-"])]
+    t.keywords["reactions"] = [reaction or REACTIONS.get(beam, REACTIONS["e-"])]
     t.keywords["cmenergies"] = [round(sqrt_s, 2)]
     t.keywords["observables"] = observables
     t.keywords["phrases"] = PHRASES
@@ -189,6 +190,63 @@ def eps_table(lim: EpsLimits, *, cl: float = 0.9) -> Table:
     return t
 
 
+# the searches beyond the invisible dark photon: what is produced, the coupling's name and unit
+SEARCH_REACTIONS = {"alp": "E- NUCLEUS --> E- NUCLEUS a (a --> GAMMA GAMMA)",
+                    "vector": "E- NUCLEUS --> E- NUCLEUS Z' (Z' --> NU NUBAR)",
+                    "visible": "E- NUCLEUS --> E- NUCLEUS A' (A' --> E+ E-)"}
+SEARCH_PHRASES = {"alp": ["Axion-like particle", "Fixed target", "Exotic"],
+                  "vector": ["Z' boson", "Missing energy", "Fixed target", "Exotic"],
+                  "visible": ["Dark photon", "X17", "Fixed target", "Exotic"]}
+
+
+def search_tables(rec: Any) -> list[Table]:
+    """Limits of a search record (vector coupling, ALP closed region, visible band): one table per edge
+    of the excluded region (the lower edge; the upper edge where the region closes or is a band), with the
+    expected median, its +-1/2 sigma range (asymmetric) and the observed limit unless blinded."""
+    d = rec.model_dump(mode="json") if hasattr(rec, "model_dump") else dict(rec)
+    search = str(d.get("search"))
+    if search not in SEARCH_REACTIONS:
+        return []
+    var = "eps" if search == "visible" else "coupling"
+    name = str(d.get("coupling") or ("epsilon" if search == "visible" else "coupling"))
+    unit = "GeV$^{-1}$" if search == "alp" else ""
+    cl = f"{100 * float(d.get('cl', 0.9)):.0f}%"
+    pts = [p for p in d.get("points", []) if p.get("error") is None]
+    out = []
+    for edge, suffix in (("lower", ""), ("upper", "_upper")):
+        def col(key: str, suffix: str = suffix) -> np.ndarray:
+            return np.array([np.nan if p.get(key + suffix) is None else float(p[key + suffix]) for p in pts])
+
+        mass = np.array([float(p["mass_GeV"]) for p in pts])
+        exp, obs = col(f"{var}_exp"), (None if d.get("blinded") else col(f"{var}_obs"))
+        bands = {k: col(f"{var}_exp_{k}") for k in ("m1", "p1", "m2", "p2")}
+        have_bands = all(np.isfinite(b).any() for b in bands.values())
+        ok = _finite(mass, exp, obs, *(bands.values() if have_bands else []))
+        if not ok.any():
+            continue
+        t = Table(f"Limits on {name}, {edge} edge" if search != "vector" else f"Limits on {name}")
+        t.description = (f"{cl} CL {'upper' if edge == 'lower' else 'lower'} limits on {name} vs mass "
+                         f"({search} search, {d.get('analysis', '')}): the {edge} edge of the excluded "
+                         "region." + (" Blinded: expected limits only." if obs is None else "")
+                         + " The +-1/2 sigma ranges of the expected limit are asymmetric errors.")
+        t.location = "Report section on the search limits"
+        keywords(t, observables=[name], beam=str(d.get("beam_particle") or "e-"),
+                 beam_GeV=float(d.get("beam_energy_GeV") or BEAM_GEV), reaction=SEARCH_REACTIONS[search])
+        t.keywords["phrases"] = SEARCH_PHRASES[search]
+        t.add_variable(_var("mass", mass[ok], units="GeV", independent=True))
+        v = _var(f"Expected {name}", exp[ok], units=unit, CL=cl)
+        if have_bands:
+            lo1, hi1 = np.minimum(bands["m1"], bands["p1"])[ok], np.maximum(bands["m1"], bands["p1"])[ok]
+            lo2, hi2 = np.minimum(bands["m2"], bands["p2"])[ok], np.maximum(bands["m2"], bands["p2"])[ok]
+            _asym(v, "1 sigma", exp[ok], np.minimum(lo1, exp[ok]), np.maximum(hi1, exp[ok]))
+            _asym(v, "2 sigma", exp[ok], np.minimum(lo2, exp[ok]), np.maximum(hi2, exp[ok]))
+        t.add_variable(v)
+        if obs is not None:
+            t.add_variable(_var(f"Observed {name}", obs[ok], units=unit, CL=cl))
+        out.append(t)
+    return out
+
+
 def curve_table(name: str, desc: str, c: Curve, *, xname: str, yname: str) -> Table | None:
     ok = _finite(c.x, c.y, c.y_exp)
     if not ok.any():
@@ -210,7 +268,11 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
     """All tables available in ``res``; workspaces copied to ``staging`` (unique names) and attached."""
     sub = Submission()
     blinded = res.blinded
-    sub.comment = f"NA64 invisible-mode search (na64ana), campaign {res.campaign()}." + (
+    limits = res.limits()
+    what = (f"campaign {res.campaign()}" if res.campaign() else
+            f"limits from {limits.analysis}" if limits is not None else "no campaign")
+    search = str(limits.search) if limits is not None and limits.search else "dark_photon"
+    sub.comment = f"NA64 {search.replace('_', ' ')} search (na64ana), {what}." + (
         " BLINDED: no signal-box content and no observed limits are included." if blinded else ""
     )
     # the data a reader needs: cut flows of the campaign sample only (signal and benchmark MC samples are
@@ -218,9 +280,10 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
     tables: list[Table | None] = [cutflow_table(r, cf) for r, cf in res.cutflows.items()
                                   if cf.get("sample", "campaign") == "campaign"
                                   and cf.get("selection", "invisible") == "invisible"]
-    bkg, eff, limits = res.background(), res.efficiency(), res.limits()
+    bkg, eff = res.background(), res.efficiency()
     tables += [background_table(e) for e in (bkg.runs if bkg is not None else [])]
     tables += [efficiency_table(r, d) for r, d in (eff.runs if eff is not None else {}).items()]
+    tables += search_tables(limits) if limits is not None else []
     cl = float(limits.cl) if limits is not None else 0.9
     lim = res.eps_limits()
     if lim is not None:

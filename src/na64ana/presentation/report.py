@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import re
 import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,7 +30,9 @@ import numpy as np
 from .. import blinding
 from ..blinding import SignalBox
 from ..bookkeeping import provenance
+from ..errors import InputError
 from ..records import BackgroundRun, SidebandFit, SimplifiedCheck
+from ..summary import validate as validate_summary
 from . import plots
 from .results import (
     BENCHMARK_MASSES_GEV,
@@ -61,6 +65,7 @@ class PlotSet:
     folder: Path
     made: dict[str, Path] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
+    pdf: bool = True  # PDFs next to the PNGs (the report itself shows the PNGs)
 
 
 # --- context shared by plots and report ------------------------------------------------------------
@@ -98,6 +103,9 @@ def summary_doc(res: Results) -> dict[str, Any] | None:
         return summ
     lim = res.limits()
     path = Path(lim.summary_file) if lim is not None and lim.summary_file else None
+    where = res.find("limits.json")
+    if path is not None and not path.is_absolute() and where is not None:
+        path = where.parent / path  # recorded relative to the limits folder (a moved folder still works)
     try:
         doc = json.loads(path.read_text()) if path is not None and path.is_file() else None
     except (OSError, json.JSONDecodeError):
@@ -123,10 +131,19 @@ def hand_written(res: Results) -> str | None:
     return str(summ.get("source") or summ.get("analysis") or "a published summary")
 
 
+def published_inputs(source: str) -> bool:
+    """True for the package's summaries of NA64's own papers (``examples/summaries/*_published.json``,
+    analysis label ``<name>_published (...)``): NA64 numbers, not another experiment's."""
+    return source.split(" (")[0].endswith("_published")
+
+
 def _llabel(res: Results) -> str:
-    """The experiment label's text: "Simulation" only for simulated data; "Reinterpretation" (no NA64
-    claim, see :func:`plots.label`) for a hand-written summary; "Internal" for recorded data."""
+    """The experiment label's text: "Simulation" only for simulated data; "published inputs" for NA64's
+    own published yields; "Reinterpretation" (no NA64 claim, see :func:`plots.label`) for any other
+    hand-written summary; "Internal" for recorded data."""
     src = hand_written(res)
+    if src is not None and published_inputs(src):
+        return "published inputs"
     if src is not None:
         src = src.split(" (")[0]  # the name, not its description
         return "Reinterpretation of " + (src if len(src) <= 32 else src[:31] + "...")
@@ -190,6 +207,18 @@ def _only(h: Any, keys: list[str]) -> Any:
     if not cats or not wanted or len(wanted) == len(cats):
         return h
     return plots.sum_categories(h, wanted)
+
+
+def _runs_only(h: Any, keys: list[str]) -> Any:
+    """The ``run`` categories in ``keys`` kept apart (one line per run; all when none is present)."""
+    cats = plots.categories(h, "run")
+    wanted = list(dict.fromkeys(k for k in keys if k in cats))
+    if not cats or not wanted or len(wanted) == len(cats):
+        return h
+    axis = h.axes["run"]
+    with warnings.catch_warnings():  # hist calls list selection "experimental": removed bins are dropped
+        warnings.simplefilter("ignore", UserWarning)
+        return h[{"run": [axis.index(k) for k in wanted]}]
 
 
 def _intensities(res: Results) -> dict[str, float] | None:
@@ -303,7 +332,18 @@ def cite(text: str, refs: dict[str, str], used: dict[str, str]) -> str:
 
 def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
     """Per-run key numbers of the result: EOT, signal efficiency (range over the mass scan), background
-    with its uncertainty, observed events or "blinded". From summary.json, else the stage records."""
+    with its uncertainty, observed events or "blinded"; plus the background validation verdict per run
+    when background.json carries one. From summary.json, else the stage records."""
+    header, rows = _key_numbers(res)
+    bkg = res.background()
+    verdicts = {r.run: v for r in (bkg.runs if bkg is not None else []) if (v := validation_verdict(r))}
+    if verdicts and rows:
+        header = [*header, "background validation"]
+        rows = [[*row, verdicts[row[0]][0] if row[0] in verdicts else "-"] for row in rows]
+    return header, rows
+
+
+def _key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
     header = ["run", "EOT", "signal efficiency", "background n_b", "observed"]
     rows: list[list[Any]] = []
     summ = summary_doc(res)
@@ -348,16 +388,40 @@ def key_numbers(res: Results) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
+SEARCH_TITLES = {"vector": "Search for a new vector boson Z' (invisible decays, missing energy)",
+                 "alp": "Search for axion-like particles coupling to photons (a → γγ)",
+                 "visible": "Search for A' → e+e- (visible mode)"}
+
+
+def search_kind(res: Results) -> str | None:
+    """The limits record's search when it is not the (invisible) dark photon: vector, alp or visible."""
+    lim = res.limits()
+    kind = str(lim.search) if lim is not None and lim.search else None
+    return kind if kind in SEARCH_TITLES else None
+
+
 def _sec_result(res: Results, ps: PlotSet) -> str:
-    lim = res.eps_limits()
+    search = search_kind(res)
+    lim = res.eps_limits() if search is None else None
     parts = []
     kind = "blinded: expected limits only" if res.blinded else "box opened: observed and expected limits"
     src = hand_written(res)
-    what = (f"a reinterpretation of {src} (hand-written yields summary; not an NA64 result)" if src
-            else {True: "simulated data", False: "recorded data", None: "data of unknown kind"}[
-                simulated(res)])
-    parts.append(f"Search for A' → invisible in the missing-energy signature, {what}; {kind}.")
-    if lim is not None:
+    if src is not None and published_inputs(src):
+        what = f"from NA64's published inputs ({src})"
+    elif src is not None:
+        what = f"a reinterpretation of {src} (hand-written yields summary; not an NA64 result)"
+    else:
+        what = {True: "simulated data", False: "recorded data", None: "data of unknown kind"}[simulated(res)]
+    title = SEARCH_TITLES.get(search or "", "Search for A' → invisible in the missing-energy signature")
+    parts.append(f"{title}, {what}; {kind}.")
+    search_figs = [n for n in ps.made if n.startswith("search_")]
+    if search is not None:
+        fig_at = len(parts)
+        parts.append(_img(ps, search_figs[0], f"{100 * _cl(res):.0f}% CL limits of the search: observed "
+                          "(solid) and expected median (dashed) with its ±1σ/±2σ ranges; numbers in the "
+                          "search section below.") if search_figs
+                     else unavailable("limits", "no search figure could be drawn"))
+    elif lim is not None:
         m = 0.02
         exp = interp_loglog(lim.mass, lim.exp, m)
         if exp is not None:
@@ -378,7 +442,25 @@ def _sec_result(res: Results, ps: PlotSet) -> str:
         parts.insert(fig_at, "Key numbers per run (signal efficiency: range over the mass scan, as defined "
                      "in "
                      "[Signal](#signal-spectra-and-efficiency)):\n\n" + table(header, rows))
+    assumed = assumed_defaults(res)
+    if assumed:
+        parts.insert(fig_at + 1, "> **Assumed** (not given in the yields summary; the defaults of "
+                     "docs/summary_contract.md): " + ", ".join(f"`{k}` = {v}" for k, v in assumed.items()))
     return "\n\n".join(parts) + "\n"
+
+
+def assumed_defaults(res: Results) -> dict[str, Any]:
+    """The contract defaults the (dark-photon) yields summary behind the limits relies on
+    (:meth:`na64ana.summary.Summary.assumed_defaults`); {} when there is none or it is not readable."""
+    doc = summary_doc(res)
+    model = doc.get("model") if doc is not None else None
+    if doc is None or doc.get("signature") == "visible" or (isinstance(model, dict) and model.get("name")
+                                                            not in (None, "dark_photon")):
+        return {}  # the contract defaults are those of the dark-photon summary (stats.limits.summary_kind)
+    try:
+        return validate_summary(doc).assumed_defaults()
+    except InputError:
+        return {}
 
 
 def _dimuon_ratio(res: Results) -> tuple[float, float, float, float] | None:
@@ -469,12 +551,13 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
             h = res.hist(name)
             cut, var = _nminus1_parts(res, name, h)
             return plots.plot_nminus1(
-                _only(h, res.keys(campaign_sample=True)),
+                _runs_only(h, res.keys(campaign_sample=True)),
                 var,
                 window=_cut_window(res, cut, var, h),
                 xlabel=_axis_label(h, var),
                 llabel=ll,
                 blinded=blinded,
+                title=f"{(hist_meta(h) or {}).get('processor', '')} selection, without the {cut} cut".strip(),
             )
 
         jobs.append((name, "run", nm1))
@@ -514,6 +597,8 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
         lim = res.eps_limits()
         if lim is None:
             raise Unavailable("limits.json (eps scan) not found")
+        if search_kind(res) is not None:
+            raise Unavailable(f"limits.json is a {search_kind(res)} search: its figure is the search figure")
         return plots.plot_eps_limits(lim, llabel=ll, rlabel=_rlabel(res), cl=_cl(res), compare=compare)
 
     def ylim():
@@ -566,27 +651,70 @@ def _cl(res: Results) -> float:
     return float(lim.cl) if lim is not None else 0.9
 
 
-def make_plots(results_dir: str | Path, *, compare: list[str] | None = None) -> PlotSet:
-    """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG + PDF), recorded in
-    ``plots/provenance.json`` (stage "plots": the files read, blinding, the figures)."""
+PLOT_WORKERS = 2  # processes drawing the figures (this machine kind has 2 cores); 1 draws in-process
+PlotJob = tuple[str, str, Callable[[], Any]]
+# (name, PNG path or None, why not drawn or None, files read) of one figure
+Drawn = tuple[str, Path | None, str | None, list[Path]]
+_FORKED: dict[str, Any] = {}  # the jobs a forked drawing process inherits (closures are not picklable)
+
+
+def _draw(job: PlotJob, folder: Path, *, pdf: bool) -> tuple[Path | None, str | None]:
+    """Build and save one figure: (PNG path, None) or (None, why it was not drawn)."""
+    import matplotlib.pyplot as plt
+
+    name, stage, build = job
+    try:
+        fig = build()
+    except Unavailable as exc:
+        return None, f"stage {stage} not run: {exc}"
+    except Exception as exc:  # a malformed input must not kill the report: say what failed
+        log.warning("plot %s failed: %s", name, exc)
+        return None, f"could not be drawn ({type(exc).__name__}: {exc})"
+    paths = plots.save(fig, folder, name, pdf=pdf)
+    plt.close(fig)  # a builder using pyplot leaves the figure registered
+    return paths[0], None
+
+
+def _draw_forked(index: int) -> Drawn:
+    """One figure in a forked process (the jobs, the results view and its parsed files are inherited)."""
+    jobs, folder, pdf, res = _FORKED["jobs"], _FORKED["folder"], _FORKED["pdf"], _FORKED["res"]
+    png, why = _draw(jobs[index], folder, pdf=pdf)
+    return jobs[index][0], png, why, sorted(res.read)
+
+
+def draw_all(res: Results, jobs: list[PlotJob], folder: Path, *, pdf: bool, workers: int = PLOT_WORKERS
+             ) -> list[Drawn]:
+    """Draw ``jobs`` into ``folder``, in report order; with ``workers`` > 1 (and fork available) in a
+    process pool that inherits the inputs already read (nothing is read twice), else in this process.
+    The files each figure read come back for the provenance."""
+    if workers > 1 and len(jobs) > 2 and "fork" in mp.get_all_start_methods():
+        _ = res.cutflows, res.blinded, res.selections()  # read once here, inherited by the processes
+        _FORKED.update(jobs=jobs, folder=folder, pdf=pdf, res=res)
+        try:
+            with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+                return pool.map(_draw_forked, range(len(jobs)), chunksize=1)
+        finally:
+            _FORKED.clear()
+    return [(job[0], *_draw(job, folder, pdf=pdf), []) for job in jobs]
+
+
+def make_plots(results_dir: str | Path, *, compare: list[str] | None = None, pdf: bool = True,
+               workers: int = PLOT_WORKERS) -> PlotSet:
+    """Draw every figure whose inputs exist into ``results_dir/plots/`` (PNG, and PDF unless ``pdf`` is
+    False), ``workers`` processes in parallel, recorded in ``plots/provenance.json`` (stage "plots": the
+    files read, blinding, the figures)."""
     clock = provenance.Clock()
     res = Results(results_dir)
-    out = PlotSet(Path(results_dir) / "plots")
+    out = PlotSet(Path(results_dir) / "plots", pdf=pdf)
     written: list[str] = []
     curves = dict(read_curve(c) for c in compare or [])
-    for name, stage, build in _plot_jobs(res, curves):
-        try:
-            fig = build()
-        except Unavailable as exc:
-            out.missing[name] = f"stage {stage} not run: {exc}"
+    for name, png, why, read in draw_all(res, _plot_jobs(res, curves), out.folder, pdf=pdf, workers=workers):
+        res.read.update(read)
+        if png is None:
+            out.missing[name] = str(why)
             continue
-        except Exception as exc:  # a malformed input must not kill the report: say what failed
-            log.warning("plot %s failed: %s", name, exc)
-            out.missing[name] = f"could not be drawn ({type(exc).__name__}: {exc})"
-            continue
-        paths = plots.save(fig, out.folder, name)
-        written += [p.name for p in paths]
-        out.made[name] = paths[0]
+        written += [png.name, *([png.with_suffix(".pdf").name] if pdf else [])]
+        out.made[name] = png
     if out.folder.is_dir():
         state = blinding.state(res.blinded)  # before res.inputs(): the blinding decision reads files too
         provenance.write(out.folder, "plots", inputs=res.inputs(), outputs=written, blinding=state,
@@ -624,7 +752,8 @@ def unavailable(stage: str, what: str) -> str:
 def _img(ps: PlotSet, name: str, caption: str) -> str:
     if name in ps.made:
         rel = ps.made[name].relative_to(ps.folder.parent).as_posix()
-        return f"![{caption}]({rel})\n\n*{caption}* ([PDF]({rel[:-4]}.pdf))\n"
+        pdf = f" ([PDF]({rel[:-4]}.pdf))" if ps.made[name].with_suffix(".pdf").is_file() else ""
+        return f"![{caption}]({rel})\n\n*{caption}*{pdf}\n"
     return f"> **Figure not available** ({name}: {ps.missing.get(name, 'inputs missing')}).\n"
 
 
@@ -842,9 +971,27 @@ def _sec_background(res: Results, ps: PlotSet) -> str:
         cells.append(f"**{_fmt(r.total.value, 3)} ± {_fmt(r.total.unc, 2)}**")
         rows.append(cells)
     parts.append(table(["run", "slope p2 [1/GeV]", "upstream (side band C)", *comps, "total n_b"], rows))
+    verdicts = [(r.run, v) for r in bkg.runs if (v := validation_verdict(r)) is not None]
+    if verdicts:
+        parts.append("Validation of the side-band shape (per run):\n\n" + "\n".join(
+            f"- run {run}: **{flag}** {msg}" for run, (flag, msg) in verdicts))
     for r in bkg.runs:
         parts.append(_img(ps, f"sideband_c_{r.run}", f"Side-band-C fit and extrapolation, run {r.run}."))
     return "\n\n".join(parts) + "\n"
+
+
+VERDICT_WORDS = {"ok": "OK", "warn": "WARNING", "fail": "FAILED"}
+
+
+def validation_verdict(run: BackgroundRun) -> tuple[str, str] | None:
+    """The background validation verdict of a run: (``OK``/``WARNING``/``FAILED``, its one-line message),
+    from the record's ``validation.flag`` and ``message``; None when the record predates them."""
+    v = run.validation
+    flag = getattr(v, "flag", None)
+    if flag is None:
+        return None
+    msg = str(getattr(v, "message", None) or "")
+    return VERDICT_WORDS.get(str(flag), str(flag).upper()), msg
 
 
 def _sec_dimuon(res: Results, ps: PlotSet) -> str:
@@ -1104,12 +1251,13 @@ def build_report(results_dir: str | Path, *, plots_made: PlotSet | None = None) 
     return md_path
 
 
-def run_stage(results_dir: str | Path, *, compare: list[str] | None = None) -> PlotSet:
-    """The report stage: every available figure (``plots/``), then ``report.md`` + ``report.html``, both
-    recorded (stages "plots" and "report"). A folder without our marker is accepted only when the stage
-    outputs inside it carry theirs (a folder assembled from na64ana outputs); else OutputError."""
+def run_stage(results_dir: str | Path, *, compare: list[str] | None = None, pdf: bool = False) -> PlotSet:
+    """The report stage: every figure the report shows (``plots/``, PNG; also PDF with ``pdf``), then
+    ``report.md`` + ``report.html``, both recorded (stages "plots" and "report"). A folder without our
+    marker is accepted only when the stage outputs inside it carry theirs (a folder assembled from na64ana
+    outputs); else OutputError."""
     results = provenance.prepare_results_dir(results_dir, stage="report")
-    made = make_plots(results, compare=compare) if compare else make_plots(results)
+    made = make_plots(results, compare=compare, pdf=pdf)
     for name, why in made.missing.items():
         log.info("figure %s not drawn: %s", name, why)
     md = build_report(results, plots_made=made)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -93,6 +93,8 @@ class Results:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self.read: set[Path] = set()  # every file read through this view (provenance inputs)
+        # every file is read and validated once per view (the report asks for limits.json ~20 times)
+        self._parsed: dict[tuple[str, Path], Any] = {}
 
     def inputs(self) -> list[Path]:
         """The files read so far, for provenance. provenance.json files are left out: they are rewritten
@@ -116,10 +118,12 @@ class Results:
         path = self.find(FILES.get(key, key))
         if path is None:
             return None
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
+        if ("json", path) not in self._parsed:
+            try:
+                self._parsed["json", path] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                self._parsed["json", path] = None
+        return self._parsed["json", path]  # shared: callers read it (never edit)
 
     def record(self, cls: type[R], name: str | None = None) -> R | None:
         """A stage record read and validated (None when absent; an invalid file is logged and skipped, so
@@ -127,11 +131,14 @@ class Results:
         path = self.find(name or cls.file_name)
         if path is None:
             return None
-        try:
-            return cls.load(path)
-        except InputError as exc:
-            log.warning("ignoring %s: %s", path, exc)
-            return None
+        key = (cls.__name__, path)
+        if key not in self._parsed:
+            try:
+                self._parsed[key] = cls.load(path)
+            except InputError as exc:
+                log.warning("ignoring %s: %s", path, exc)
+                self._parsed[key] = None
+        return cast(R | None, self._parsed[key])
 
     def background(self) -> BackgroundTable | None:
         return self.record(BackgroundTable)
@@ -148,10 +155,13 @@ class Results:
     def _dirs(self, name: str) -> list[Path]:
         """``root/name`` and every ``root/*/name`` folder (run outputs of several processors), the run
         outputs of the campaign sample first: a hist name present in several (e.g. ``plane_final`` of the
-        signal MC in the efficiency output) is then read from the campaign run."""
-        dirs = [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
-        return sorted(dirs, key=lambda d: (d.parent != self.root, not _has_campaign_sample(d.parent),
-                                           _processor(d.parent) != "invisible"))
+        signal MC in the efficiency output) is then read from the campaign run. Looked up once per view."""
+        if ("dirs", Path(name)) not in self._parsed:
+            dirs = [d for d in [self.root / name, *sorted(self.root.glob(f"*/{name}"))] if d.is_dir()]
+            self._parsed["dirs", Path(name)] = sorted(
+                dirs, key=lambda d: (d.parent != self.root, not _has_campaign_sample(d.parent),
+                                     _processor(d.parent) != "invisible"))
+        return list(self._parsed["dirs", Path(name)])
 
     @cached_property
     def cutflows(self) -> dict[str, dict]:
@@ -198,14 +208,20 @@ class Results:
             path = folder / f"{name}{safeio.HIST_SUFFIX}"
             if path.exists():
                 self.read.add(path)
-                try:
-                    return safeio.read_hist(path)
-                except (safeio.UnsafeContent, OSError) as exc:
-                    raise InputError(f"not a histogram in the safe format ({exc})", file=str(path)) from None
+                if ("hist", path) not in self._parsed:
+                    try:
+                        self._parsed["hist", path] = safeio.read_hist(path)
+                    except (safeio.UnsafeContent, OSError) as exc:
+                        raise InputError(f"not a histogram in the safe format ({exc})",
+                                         file=str(path)) from None
+                return self._parsed["hist", path].copy()  # callers may fill or slice their copy
         return None
 
     def selections(self) -> dict[str, dict]:
-        """Resolved selections per dataset key, as the run stage recorded them in provenance.json."""
+        """Resolved selections per dataset key, as the run stage recorded them in provenance.json (read
+        once per view)."""
+        if ("selections", self.root) in self._parsed:
+            return cast(dict[str, dict], self._parsed["selections", self.root])
         out: dict[str, dict] = {}
         for p in [self.root / "provenance.json", *sorted(self.root.glob("*/provenance.json"))]:
             try:
@@ -214,6 +230,7 @@ class Results:
                 continue
             for key, sel in (stage.get("selections") or {}).items():
                 out.setdefault(key, sel)
+        self._parsed["selections", self.root] = out
         return out
 
     def workspaces(self) -> list[Path]:

@@ -51,8 +51,21 @@ def _column(points: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if p.get(key) is None else float(p[key]) for p in points], dtype=float)
 
 
+def experiment_label(record: Mapping[str, Any]) -> str:
+    """The experiment label of a search figure, from the record's ``analysis``: NA64's own published
+    inputs (an ``*_published`` summary of the package) say so; a simulated chain says "Simulation"; any
+    other (hand-written) summary is a reinterpretation and never carries the NA64 name."""
+    analysis = str(record.get("analysis") or "")
+    if "_published" in analysis.split(" (")[0]:
+        return "NA64 (published inputs)"
+    if "simulated" in analysis:
+        return "NA64 Simulation"
+    name = analysis.split(" (")[0] or "a yields summary"
+    return "Reinterpretation of " + (name if len(name) <= 32 else name[:31] + "...")
+
+
 def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: str, title: str | None,
-            keys: Sequence[str]) -> None:
+            keys: Sequence[str], experiment: str = "NA64 (published inputs)") -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
@@ -74,8 +87,8 @@ def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: s
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=13, loc="right")
-    ax.text(0.03, 0.97, "NA64 (reinterpreted inputs)", transform=ax.transAxes, ha="left", va="top",
-            fontsize=14, fontweight="bold")
+    ax.text(0.03, 0.97, experiment, transform=ax.transAxes, ha="left", va="top", fontsize=14,
+            fontweight="bold")
 
 
 def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, Any] | None = None,
@@ -93,8 +106,8 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
         for n, color, label in _BANDS:
             ax.fill_between(m, _column(pts, f"coupling_exp_m{n}"), _column(pts, f"coupling_exp_p{n}"),
                             color=color, lw=0, label=label, zorder=1)
-        ax.plot(m, _column(pts, "coupling_exp"), "--", color="k", lw=1.5, label="Expected (median)", zorder=3)
-        top = 10 * np.nanmax(_column(pts, "coupling_exp_p2"))
+        ax.plot(m, _column(pts, "coupling_exp"), "--", color="k", lw=1.5, label="Expected (median)", zorder=5)
+        top = 1e6 * np.nanmax(_column(pts, "coupling_exp_p2"))  # past the axis: the shading reaches its top
         if not record.get("blinded"):
             obs = _column(pts, "coupling_obs")
             ax.fill_between(m, obs, top, color="#3f90da", alpha=0.18, lw=0, zorder=0,
@@ -105,7 +118,7 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
             gm, lo, hi = (np.asarray(x, dtype=float) for x in g2_band)
             ax.fill_between(1e3 * gm, lo, hi, color="#bd1f01", alpha=0.35, lw=0, zorder=2, label=g2_label)
         label = COUPLING_LABELS.get(str(record.get("coupling")), str(record.get("coupling")))
-        _finish(ax, pts, label, r"$m_{Z'}$ [MeV]", title, keys)
+        _finish(ax, pts, label, r"$m_{Z'}$ [MeV]", title, keys, experiment_label(record))
         ax.legend(fontsize=10, loc="lower right", frameon=True, framealpha=0.9)
         fig.tight_layout()
     return fig
@@ -127,8 +140,8 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
                             label=label)
             ax.fill_between(m, np.where(np.isnan(b_hi), a_lo, b_hi), a_hi, color=color, lw=0, zorder=1)
         e_lo, e_hi = _column(pts, "coupling_exp"), _column(pts, "coupling_exp_upper")
-        ax.plot(m, e_lo, "--", color="k", lw=1.5, label="Expected (median)", zorder=3)
-        ax.plot(m, e_hi, "--", color="k", lw=1.5, zorder=3)
+        ax.plot(m, e_lo, "--", color="k", lw=1.5, label="Expected (median)", zorder=5)  # over the observed
+        ax.plot(m, e_hi, "--", color="k", lw=1.5, zorder=5)
         if not record.get("blinded"):
             o_lo, o_hi = _column(pts, "coupling_obs"), _column(pts, "coupling_obs_upper")
             ax.fill_between(m, o_lo, o_hi, color="#3f90da", alpha=0.25, lw=0, zorder=0,
@@ -140,7 +153,7 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
                 k = ok[-1]
                 ax.plot([m[k], m[k]], [o_lo[k], o_hi[k]], "-", color="#1f4e8c", lw=2.5, zorder=4)
         keys = ["coupling_exp_m2", "coupling_exp_m2_upper", "coupling_obs", "coupling_obs_upper"]
-        _finish(ax, pts, COUPLING_LABELS["g_agg"], r"$m_a$ [MeV]", title, keys)
+        _finish(ax, pts, COUPLING_LABELS["g_agg"], r"$m_a$ [MeV]", title, keys, experiment_label(record))
         ax.legend(fontsize=10, loc="upper right", frameon=True, framealpha=0.9)
         fig.tight_layout()
     return fig
@@ -182,7 +195,7 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
             ax.fill_between(m, _column(pts, f"eps_exp_m{n}"), _column(pts, f"eps_exp_p{n}"), color=color,
                             lw=0, label=label, zorder=1)
         ax.plot(m, _column(pts, "eps_exp"), "-", color="k", lw=1.5,
-                label="Expected (median), " + " + ".join(rec.get("production") or ["brem"]), zorder=3)
+                label="Expected (median), " + " + ".join(rec.get("production") or ["brem"]), zorder=5)
         brem = _column(pts, "eps_exp_brem_only")
         if np.any(np.isfinite(brem)):
             ax.plot(m, brem, "--", color="#bd1f01", lw=1.8, label="Expected, bremsstrahlung only", zorder=3)
@@ -196,7 +209,7 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
             ax.plot(m, _column(pts, "eps_obs"), "-", color="#1f4e8c", lw=2.5, label="Observed", zorder=4)
             keys.append("eps_obs")
         ttl = title or f"{rec.get('beam_particle', 'e-')} beam, {rec.get('beam_energy_GeV', 100):g} GeV"
-        _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys)
+        _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys, experiment_label(rec))
         ax.legend(fontsize=10, loc="lower right", frameon=True, framealpha=0.9)
         fig.tight_layout()
     return fig
@@ -312,7 +325,7 @@ def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
     name, fig, caption = made
     from . import plots
 
-    paths = plots.save(fig, ps.folder, name)
+    paths = plots.save(fig, ps.folder, name, pdf=getattr(ps, "pdf", True))
     ps.made[name] = paths[0]
     rel = paths[0].relative_to(Path(ps.folder).parent).as_posix()
     title = {"visible": "Visible-mode band", "alp": "ALP closed region",
