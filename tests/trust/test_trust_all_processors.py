@@ -247,3 +247,40 @@ def test_moved_signal_region_refused(attack, tmp_path, capsys):
     assert not (out / "cutflows").exists()
     if "nan" not in attack:
         assert cli_main([*argv, "--unblind"]) == 0  # an opened region hides nothing: allowed, and recorded
+
+
+def _plant(o: Path, name: str, **axes: float) -> None:
+    from na64ana.processing import safeio
+
+    p = o / "hists" / f"{name}.json"
+    h = safeio.read_hist(p)
+    (key,) = list(h.axes["run"])
+    h.fill(run=key, **{a: np.array([v]) for a, v in axes.items()})
+    safeio.write_hist(p, h)
+
+
+def test_audit_catches_box_content_planted_in_each_processor(runs):
+    """The audit applies each run's rule: a number in a hidden region or row, or an entry in a box bin,
+    is a leak for that processor (a planted value stands for a processor bug)."""
+    proc, folders = runs
+    o = folders[1]
+    hidden = {"invisible": "signal_box", "alp": "hcal_decay", "visible": "signal_box"}[proc]
+    regions = json.loads((o / "regions.json").read_text())
+    (key,) = regions
+    regions[key][hidden] = 3
+    (o / "regions.json").write_text(json.dumps(regions))
+    found = [f for f in audit.scan(o).findings if f.kind == "leak"]
+    assert [(f.file, f.where) for f in found] == [("regions.json", f"{key}.{hidden}")]
+    if proc == "visible":  # box bins of the E_WCAL + E_ECAL axis and of the (E_WCAL, E_ECAL) plane
+        _plant(o, "esum_final", esum=100.5)
+        _plant(o, "plane_final", wcal=40.2, ecal=60.2)
+        _plant(o, "plane_final", wcal=20.2, ecal=60.2)  # 80 GeV: outside the box, not a leak
+        leaks = {f.file for f in audit.scan(o).findings if f.kind == "leak"}
+        assert leaks == {"regions.json", "hists/esum_final.json", "hists/plane_final.json"}
+        cf_file = next((o / "cutflows").glob("*.json"))
+        cf = json.loads(cf_file.read_text())
+        row = next(r for r in cf["rows"] if r["cut"] == "energy_sum")
+        row.update(events=0, blinded=False)
+        cf_file.write_text(json.dumps(cf))
+        assert any(f.file == cf_file.relative_to(o).as_posix() and "energy_sum" in f.what
+                   for f in audit.scan(o).findings if f.kind == "leak")
