@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -108,11 +109,20 @@ def test_is_blinded_and_hidden_rows():
 # --- na64ana.bookkeeping.audit.scan_blinding: it finds what it is meant to find ------------------------
 
 
+@pytest.fixture(scope="module")
+def audited_template(synth, tmp_path_factory):
+    """A blinded run output whose input has signal-like events in the box, made once (read-only)."""
+    d = tmp_path_factory.mktemp("audited") / "signal"
+    return _run(d, _inputs(d, synth, "signal"))
+
+
 @pytest.fixture
-def audited(pair, capsys):
-    """A blinded run output whose input has signal-like events in the box (the scan must stay quiet)."""
-    d, dsets = pair["signal"]
-    return _run(d, dsets)
+def audited(audited_template, tmp_path):
+    """A private copy of audited_template (the scan must stay quiet on it); the input is copied along, so
+    the recorded relative input path still holds."""
+    dst = tmp_path / "signal"
+    shutil.copytree(audited_template.parent, dst)
+    return dst / audited_template.name
 
 
 def _pickle_hist(out: Path, name: str, fill: dict) -> None:
