@@ -52,7 +52,8 @@ ANNIHILATION_MASSES_GEV = (0.237, 0.26, 0.285, 0.31)
 ANNIHILATION_SCAN_GEV = tuple(float(m) for m in np.linspace(0.2, 0.33, 14))
 QUOTED_MASSES_GEV = (0.01, 0.1, 0.237, 0.3)
 ALP_EFFICIENCY_MASSES_GEV = (0.005, 0.02, 0.05)  # the ALP signal MC (both signal regions, 1-80 MeV scan)
-VISIBLE_EFFICIENCY_MASSES_GEV = (0.01, 0.0167, 0.025)  # around X17 (the summary takes the one at 16.7 MeV)
+X17_MASS_GEV = 0.0167  # the ATOMKI X17 (brief_extensions 6), where the closing note quotes the band
+VISIBLE_EFFICIENCY_MASSES_GEV = (0.01, X17_MASS_GEV, 0.025)  # around X17 (the summary takes 16.7 MeV)
 # Box-edge scan: the two ends of the signal E_ECAL shape (light A' put most signal near the edge).
 OPTIMISATION_MASSES_GEV = (0.002, 0.5)
 OPTIMISATION_CUTS_GEV = tuple(30.0 + 2.5 * i for i in range(17))  # 30 ... 70 GeV
@@ -264,7 +265,8 @@ def _signal_couplings(chain: Chain, masses: dict[str, list[float]]) -> dict[floa
 
 def _limit_masses(chain: Chain, masses: Sequence[float] | None) -> list[float]:
     """The limit scan: the given masses, else the search's grid (plus the annihilation window, densely, and
-    the masses quoted in the closing note, when the search has annihilation) or the analysis grid."""
+    the masses quoted in the closing note, when the search has annihilation; plus X17 for the visible
+    mode) or the analysis grid."""
     if masses is not None:
         return [float(m) for m in masses]
     if chain.search is None:
@@ -272,6 +274,8 @@ def _limit_masses(chain: Chain, masses: Sequence[float] | None) -> list[float]:
     grid = [float(m) for m in chain.search.masses()]
     if "annihilation" in chain.productions:
         grid += [*ANNIHILATION_SCAN_GEV, *QUOTED_MASSES_GEV]
+    if chain.kind == "visible":
+        grid.append(X17_MASS_GEV)
     return sorted({round(m, 9) for m in grid})
 
 
