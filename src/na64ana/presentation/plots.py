@@ -787,10 +787,12 @@ def plot_alpha_d(alims: Mapping[str, Curve], *, llabel: str = "Simulation", cl: 
     ax = fig.subplots()
     for i, (model, c) in enumerate(alims.items()):
         name = MODEL_LABEL.get(model, model)
-        if c.y is not None:
-            ax.plot(c.x, c.y, color=COLORS[i], lw=2, label=f"{name} ({100 * cl:.0f}% CL)")
+        if c.y is not None:  # wide and light under the expected: both stay visible where they coincide
+            ax.plot(c.x, c.y, color=COLORS[i], lw=4, alpha=0.55, label=f"{name} ({100 * cl:.0f}% CL)",
+                    zorder=2)
         if c.y_exp is not None:
-            ax.plot(c.x, c.y_exp, color=COLORS[i], ls="--", label=f"{name}, expected")
+            ax.plot(c.x, c.y_exp, color=COLORS[i], ls=(0, (4, 2)), lw=1.3, label=f"{name}, expected",
+                    zorder=3)
     ax.axhline(1.0, color="grey", ls=":", lw=1)
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -41,10 +41,12 @@ _BANDS = (("2", "#ffdf00", r"Expected $\pm 2\sigma$"), ("1", "#00c000", r"Expect
 
 
 def _style() -> Any:
+    """The style of every other figure of the report (fonts with all the Greek letters of the labels)."""
     import matplotlib.style
-    import mplhep
 
-    return matplotlib.style.context(mplhep.style.ROOT)
+    from . import plots as pp
+
+    return matplotlib.style.context(pp.STYLE)
 
 
 def _column(points: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
@@ -87,8 +89,11 @@ def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: s
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=13, loc="right")
-    ax.text(0.03, 0.97, experiment, transform=ax.transAxes, ha="left", va="top", fontsize=14,
-            fontweight="bold")
+    from . import plots as pp
+
+    # the report's experiment label above the axes: "NA64 <status>", or a reinterpretation without NA64
+    status = experiment.removeprefix("NA64").strip().strip("()")
+    pp.label(ax, llabel=status if experiment.startswith("NA64") else experiment)
 
 
 def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, Any] | None = None,
@@ -210,7 +215,7 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
             keys.append("eps_obs")
         ttl = title or f"{rec.get('beam_particle', 'e-')} beam, {rec.get('beam_energy_GeV', 100):g} GeV"
         _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys, experiment_label(rec))
-        ax.legend(fontsize=10, loc="lower right", frameon=True, framealpha=0.9)
+        ax.legend(fontsize=9, loc="upper left", frameon=True, framealpha=0.9)
         fig.tight_layout()
     return fig
 
@@ -281,7 +286,8 @@ def search_figure(record: Any) -> tuple[str, Any, str] | None:
     name = str((rec.get("model") or {}).get("name", ""))
     cl = f"{100 * float(rec.get('cl', 0.9)):.0f}% CL"
     if search == "visible":
-        return ("search_visible_band", plot_band(rec, llabel="Published inputs", rlabel=None),
+        status = experiment_label(rec).removeprefix("NA64").strip().strip("()")
+        return ("search_visible_band", plot_band(rec, llabel=status, rlabel=None),
                 f"{cl} excluded band in eps for A' -> e+e- (lower and upper edges); X17 at 16.7 MeV marked.")
     if search == "alp":
         return ("search_alp_region", plot_closed_region(rec),
