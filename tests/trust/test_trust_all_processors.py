@@ -284,3 +284,29 @@ def test_audit_catches_box_content_planted_in_each_processor(runs):
         cf_file.write_text(json.dumps(cf))
         assert any(f.file == cf_file.relative_to(o).as_posix() and "energy_sum" in f.what
                    for f in audit.scan(o).findings if f.kind == "leak")
+
+
+@pytest.mark.parametrize("proc,selection,field", [("alp", "invisible", "regions.hcal_decay"),
+                                                   ("visible", "invisible", "cuts.energy_sum"),
+                                                   ("visible", "alp", "cuts.energy_sum")])
+def test_another_searchs_selection_cannot_switch_the_rule_off(proc, selection, field, tmp_path, capsys):
+    """The rule is the processor's: running it with a selection that lacks its signal regions / box window
+    (so nothing would be blinded) is refused, not run unblinded."""
+    arrays = _alp(4, 1) if proc == "alp" else _visible(4, 1)
+    dsets = (_datasets_alp if proc == "alp" else _datasets_visible)(tmp_path / "d", arrays)
+    out = tmp_path / "out"
+    assert cli_main(["run", "--datasets", str(dsets), "--out", str(out), "--processor", proc, "--selection",
+                     selection, "--no-cache"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and field in errors[0]
+    assert not (out / "cutflows").exists()
+
+
+def test_dimuon_processor_keeps_the_campaign_box(synth_campaign, tmp_path, capsys):
+    sel = tmp_path / "dimuon_moved.toml"
+    override = '\n[[override]]\ncampaign = "test"\ntarget = "box.ecal_max"\nvalue = 0.0\nsource = "x"\n'
+    sel.write_text((SELECTIONS / "dimuon.toml").read_text() + override)
+    argv = ["run", "--datasets", str(synth_campaign.datasets), "--out", str(tmp_path / "o"), "--processor",
+            "dimuon", "--selection", str(sel), "--no-cache"]
+    assert cli_main(argv) == 2
+    assert "box.ecal_max" in capsys.readouterr().err
