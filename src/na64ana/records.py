@@ -573,3 +573,85 @@ def update_docs(path: str | Path = "docs/interfaces.md") -> bool:
     if new != text:
         path.write_text(new)
     return new != text
+
+
+# ------------------------------------------------------------------------------------------------------
+# Studies (optimise, closure): typed results, not stage records of the chain (not in SCHEMA_MODELS)
+
+
+class OptimisationMass(Record):
+    """One mass of the box-edge optimisation: per cut the expected eps limit, signal and background."""
+
+    mass_GeV: float
+    cut_GeV: list[float]
+    eps_exp: list[float | None]
+    eps_exp_m1: list[float | None]
+    eps_exp_p1: list[float | None]
+    signal_events: list[float]
+    background: list[float]
+    background_unc: list[float]
+    method: list[str]
+    signal_source: list[str]
+    sample_eps: float
+    optimum_GeV: float | None
+    eps_exp_at_optimum: float | None
+    eps_exp_at_box: float | None
+
+
+class OptimisationRecord(Record):
+    """``optimisation.json`` of :mod:`na64ana.studies.optimise` (blinded: side band C and signal MC only)."""
+
+    file_name: ClassVar[str] = "optimisation.json"
+    campaign: str
+    blinded: bool
+    cl: float
+    box_ecal_max_GeV: float
+    signal_mc_coverage_GeV: float
+    signal_ea_min_fraction: float | None = Field(
+        None, description="the signal MC's generation coverage read from efficiency.json")
+    runs: list[str]
+    systematics: dict[str, Any]
+    method: str
+    optimisation: dict[str, OptimisationMass]
+    background_fits: dict[str, list[dict[str, Any]]]
+
+
+class ClosureSample(Record):
+    """One simulated campaign of the closure through the chain (injected or null)."""
+
+    summary: str
+    observed: dict[str, int | None]
+    background: dict[str, float]
+    background_unc: dict[str, float]
+    # injected sample: the fitted signal strength against the injected one
+    eps_ref: float | None = None
+    n_ref: float | None = None
+    mu_injected: float | None = None
+    mu_hat: float | None = None
+    mu_hesse_unc: float | None = None
+    mu_interval_68: list[float] | None = None
+    pull: float | None = None
+    agree_2sigma: bool | None = None
+    agree_3sigma: bool | None = None
+    expected_signal: dict[str, float] | None = None
+    eps_fitted: float | None = None
+    eps_interval_68: list[float] | None = None
+    # null sample: the observed limit against the expected band
+    limit: dict[str, Any] | None = None
+    within_1sigma: bool | None = None
+    within_2sigma: bool | None = None
+
+
+class ClosureRecord(Record):
+    """``closure.json`` of :mod:`na64ana.studies.closure`."""
+
+    file_name: ClassVar[str] = "closure.json"
+    campaign: str
+    mass_GeV: float
+    eps_injected: float
+    seed: int | None = None
+    eot_scale: float = 1.0
+    n_signal_mc: int | None = None
+    injected: ClosureSample
+    null: ClosureSample
+    definition: str = ""

@@ -10,11 +10,16 @@ the observation is n = 0 in ~90% of the seeds and then sits on the median).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from scipy import stats
 
 from na64ana import datasets
+from na64ana.bookkeeping import provenance
+from na64ana.errors import InputError
+from na64ana.records import ClosureRecord
 from na64ana.studies import closure
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -46,42 +51,68 @@ def test_scaled_datasets_scale_every_run(tmp_path):
             assert new.campaigns[cname].runs[rname].eot == pytest.approx(0.25 * run.eot)
 
 
+def test_the_studies_never_import_the_simulator():
+    """The closure receives simulated inputs from its caller (the CLI), the optimisation reads the signal-MC
+    coverage from efficiency.json: importing either study loads no na64ana.simulation module."""
+    code = ("import sys, na64ana.studies.closure, na64ana.studies.optimise; "
+            "print(sorted(m for m in sys.modules if m.startswith('na64ana.simulation')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]"
+
+
+def test_run_closure_needs_an_efficiency_output(tmp_path):
+    inputs = closure.ClosureInputs(injected_datasets=tmp_path / "i.json", null_datasets=tmp_path / "n.json",
+                                   efficiency_dir=tmp_path / "no_eff", campaign="prd2018", mass_GeV=MASS,
+                                   eps_injected=EPS, source_datasets=tmp_path / "d.json")
+    with pytest.raises(InputError, match="efficiency.json"):
+        closure.run_closure(inputs, out=tmp_path / "c")
+
+
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
-    out = tmp_path_factory.mktemp("closure") / "c"
-    return closure.run_closure("datasets.json", mass=MASS, eps=EPS, out=out, seed=7, campaign="prd2018",
-                               eot_scale=SCALE, n_signal_mc=3000), out
+    """The CLI's simulation half (the study itself never simulates), then the study."""
+    from na64ana.cli.closure import simulate_inputs
+
+    out = provenance.prepare_outdir(tmp_path_factory.mktemp("closure") / "c", stage="closure")
+    inputs = simulate_inputs("datasets.json", mass=MASS, eps=EPS, out=out, seed=7, campaign="prd2018",
+                             runs=None, eot_scale=SCALE, n_signal_mc=3000, efficiency_dir=None,
+                             executor="iterative", workers=2)
+    return closure.run_closure(inputs, out=out), out
 
 
 @pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_injected_signal_is_recovered(rec):
     r, out = rec
-    inj = r["injected"]
-    assert inj["mu_injected"] == pytest.approx((EPS / inj["eps_ref"]) ** 2)
-    exp_sig = sum(inj["expected_signal"].values())
+    assert isinstance(r, ClosureRecord)
+    inj = r.injected
+    assert inj.eps_ref is not None and inj.mu_hat is not None and inj.mu_interval_68 is not None
+    assert inj.expected_signal is not None and inj.pull is not None
+    assert inj.mu_injected == pytest.approx((EPS / inj.eps_ref) ** 2)
+    exp_sig = sum(inj.expected_signal.values())
     assert 10 < exp_sig < 25  # the injection is well above N90 = 2.3
-    lo, hi = inj["mu_interval_68"]
-    assert lo < inj["mu_hat"] < hi
-    assert abs(inj["pull"]) < 3.0, inj
+    lo, hi = inj.mu_interval_68
+    assert lo < inj.mu_hat < hi
+    assert abs(inj.pull) < 3.0, inj
     # the box count itself is a Poisson draw of signal + background (two-sided p-value > 0.3%)
-    n, mu = sum(inj["observed"].values()), exp_sig + sum(inj["background"].values())
+    n, mu = sum(int(v or 0) for v in inj.observed.values()), exp_sig + sum(inj.background.values())
     assert min(stats.poisson.cdf(n, mu), stats.poisson.sf(n - 1, mu)) > 0.0015
 
 
 @pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_null_limit_is_inside_the_expected_band(rec):
     r, out = rec
-    null = r["null"]
-    assert null["limit"]["eps_obs"] is not None
-    assert null["within_2sigma"] is True
-    assert null["limit"]["eps_obs"] < r["eps_injected"]  # the injected eps would have been excluded
+    null = r.null
+    assert null.limit is not None and null.limit["eps_obs"] is not None
+    assert null.within_2sigma is True
+    assert null.limit["eps_obs"] < r.eps_injected  # the injected eps would have been excluded
 
 
 @pytest.mark.slow  # `rec` runs the whole closure (simulate, run, background, limits twice)
 def test_outputs_and_provenance(rec):
     r, out = rec
-    on_disk = json.loads((out / "closure.json").read_text())
-    assert on_disk["injected"]["mu_hat"] == pytest.approx(r["injected"]["mu_hat"])
+    on_disk = ClosureRecord.load(out)  # the typed record reads back what was written
+    assert on_disk.injected.mu_hat == pytest.approx(r.injected.mu_hat)
+    assert on_disk.seed == 7 and on_disk.eot_scale == SCALE
     assert "closure" in json.loads((out / "provenance.json").read_text())["stages"]
     assert (out / "closure.md").read_text().startswith("### Signal-injection closure")
     for label in ("injected", "null"):

@@ -9,7 +9,9 @@ import hist
 import numpy as np
 import pytest
 
+from na64ana.errors import InputError
 from na64ana.presentation import results
+from na64ana.records import EfficiencyTable, OptimisationRecord
 from na64ana.stats import cls
 from na64ana.studies import optimise as opt
 
@@ -102,13 +104,36 @@ def test_best_cut_prefers_the_loosest_of_equal_limits():
     assert opt.best_cut([40, 45], [None, None]) is None
 
 
+def test_an_efficiency_output_without_the_signal_mc_coverage_is_one_error(tmp_path):
+    """The signal-MC coverage comes from efficiency.json (the study never imports the simulator)."""
+    (tmp_path / "eff").mkdir()
+    EfficiencyTable(campaign="prd2018", runs={}).dump(tmp_path / "eff" / "efficiency.json")
+    with pytest.raises(InputError) as err:
+        opt.load_inputs(tmp_path / "run", tmp_path / "eff")
+    assert err.value.field == "signal_ea_min_fraction" and "efficiency.json" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_expected_limits_of_one_model_are_computed_once(monkeypatch):
+    """Every mass of a one-run scan is the same CLs model at a cut (signal normalised): one computation."""
+    opt._exact_expected_mu.cache_clear()
+    calls = []
+    real = cls.limits
+    monkeypatch.setattr(cls, "limits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = opt.expected_limit([3.0], [0.2], [0.05], [0.1], shared_rel=0.1, cl=0.9)
+    b = opt.expected_limit([7.0], [0.2], [0.05], [0.1], shared_rel=0.1, cl=0.9)
+    assert len(calls) == 1 and a["mu"] == b["mu"] and a["scale"] != b["scale"]
+
+
 @pytest.fixture(scope="module")
 def optimised(tmp_path_factory):
-    """Run III of prd2018 (full EOT) + a small signal MC at one mass, through the CLI."""
+    """Run III of prd2018 at a tenth of its EOT + a small signal MC at one mass, through the CLI."""
     from na64ana.cli import main
+    from na64ana.studies.closure import scaled_datasets
 
     root = tmp_path_factory.mktemp("opt")
-    common = ["--datasets", "datasets.json", "--campaign", "prd2018", "--runs", "III"]
+    small = scaled_datasets("datasets.json", root / "datasets_tenth.json", 0.1)
+    common = ["--datasets", str(small), "--campaign", "prd2018", "--runs", "III"]
     assert main(["simulate", *common, "--out", str(root / "sim"), "--seed", "5"]) == 0
     assert main(["run", "--datasets", str(root / "sim" / "datasets.json"), "--campaign", "prd2018",
                  "--out", str(root / "run")]) == 0
@@ -119,10 +144,15 @@ def optimised(tmp_path_factory):
     return root
 
 
-@pytest.mark.slow  # `optimised` simulates prd2018 run III at full EOT and runs the chain (~100 s CPU)
+@pytest.mark.slow  # `optimised` simulates prd2018 run III (a tenth of its EOT) and runs the chain
 def test_cli_output_is_read_by_the_plotting_adapter(optimised):
     rec = json.loads((optimised / "opt" / "optimisation.json").read_text())
     assert rec["blinded"] is True and (optimised / "opt" / "provenance.json").exists()
+    typed = OptimisationRecord.load(optimised / "opt")
+    eff = EfficiencyTable.load(optimised / "eff")
+    assert typed.signal_ea_min_fraction == eff.signal_ea_min_fraction is not None
+    assert typed.signal_mc_coverage_GeV == pytest.approx(opt.coverage_GeV(
+        float(eff.beam_energy_GeV or 0), float(eff.emiss_min_GeV or 0), eff.signal_ea_min_fraction))
     parsed = results.Results(optimised / "opt").optimisation()
     assert set(parsed) == {"0.01"}
     d = rec["optimisation"]["0.01"]
@@ -131,7 +161,7 @@ def test_cli_output_is_read_by_the_plotting_adapter(optimised):
     assert d["eps_exp_at_box"] == d["eps_exp"][2]
 
 
-@pytest.mark.slow  # the full-EOT chain of `optimised`
+@pytest.mark.slow  # the chain of `optimised`
 def test_signal_and_background_grow_with_the_cut(optimised):
     d = json.loads((optimised / "opt" / "optimisation.json").read_text())["optimisation"]["0.01"]
     assert np.all(np.diff(d["signal_events"]) > 0)
@@ -139,7 +169,7 @@ def test_signal_and_background_grow_with_the_cut(optimised):
     assert d["signal_source"][-1] == "physics x eff(box)" and d["signal_source"][0] == "signal MC"
 
 
-@pytest.mark.slow  # the full-EOT chain of `optimised`
+@pytest.mark.slow  # the chain of `optimised`
 def test_limit_at_the_box_matches_the_limits_stage(optimised):
     """Same inputs through stats.limits.scan (summary with the cut-flow efficiency): same expected eps."""
     from na64ana import summary

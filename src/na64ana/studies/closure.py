@@ -12,6 +12,10 @@ the injected signal strength is ``mu_inj = (eps_inj / eps_ref)^2``.
 
 Both are statistical statements: for a fixed seed they are deterministic, and a correct chain fails the
 2 sigma (3 sigma) criterion for ~5% (0.3%) of the seeds.
+
+The study never simulates (the analysis does not import the simulator): its caller (``na64ana closure``,
+:mod:`na64ana.cli.closure`) simulates the two campaigns and the signal MC and hands over
+:class:`ClosureInputs` -- the datasets files written and the truth injected.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +33,11 @@ from scipy import optimize
 
 from .. import background as bg
 from .. import datasets as dsets
-from .. import efficiency as effmod
 from .. import summary as summ
 from ..bookkeeping import provenance
 from ..errors import InputError
 from ..processing.stage import run_stage as run_events
-from ..simulation import simulate_campaign
+from ..records import ClosureRecord, ClosureSample
 from ..stats import cls
 from ..stats import limits as lim
 from ..stats.limits import EPS0, mass_spec, yields_per_eot
@@ -130,39 +134,49 @@ def _chain(sim_ds: Path, out: Path, eff_dir: Path, *, campaign: str, runs: Seque
     return s
 
 
-def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str | Path, seed: int = 2019,
-                campaign: str | None = None, runs: Sequence[str] | None = None, eot_scale: float = 1.0,
-                n_signal_mc: int = 20_000, executor: str = "iterative", workers: int = 2,
-                efficiency_dir: str | Path | None = None) -> dict[str, Any]:
-    """The closure test end to end; writes ``out/closure.json`` and ``out/closure.md``, returns the record.
+@dataclass(frozen=True)
+class ClosureInputs:
+    """What the caller simulated for the closure, and the truth it injected.
 
-    Built from the stages (run, background, efficiency, summary, limits: the same code as the analysis),
-    each writing its own folder under ``out/<injected|null>/``."""
+    ``injected_datasets`` / ``null_datasets``: datasets files of the two simulated campaigns (the first with
+    A' events of (``mass_GeV``, ``eps_injected``)); ``efficiency_dir``: an efficiency output holding
+    ``mass_GeV``; ``source_datasets``: the datasets file the simulation started from (provenance);
+    ``seeds``: the simulation seeds by sample (recorded)."""
+
+    injected_datasets: Path
+    null_datasets: Path
+    efficiency_dir: Path
+    campaign: str
+    mass_GeV: float
+    eps_injected: float
+    source_datasets: Path
+    seeds: dict[str, int] = field(default_factory=dict)
+    eot_scale: float = 1.0
+    n_signal_mc: int | None = None
+
+
+def run_closure(inputs: ClosureInputs, *, out: str | Path, runs: Sequence[str] | None = None,
+                executor: str = "iterative", workers: int = 2) -> ClosureRecord:
+    """The closure test on already-simulated campaigns; writes ``out/closure.json`` and ``out/closure.md``.
+
+    Built from the stages (run, background, summary, limits: the same code as the analysis), each writing
+    its own folder under ``out/<injected|null>/``."""
     out = provenance.prepare_outdir(out, stage="closure")
     clock = provenance.Clock()
-    src = Path(datasets_file)
-    external_eff = None if efficiency_dir is None else Path(efficiency_dir) / "efficiency.json"
-    cname = campaign or dsets.load(src).default_campaign
-    base = src if eot_scale == 1.0 else scaled_datasets(src, out / "datasets_scaled.json", eot_scale)
-    sims = {"injected": simulate_campaign(base, out_dir=out / "injected" / "sim", campaign=cname, runs=runs,
-                                          seed=seed, signal_mass=mass, signal_eps=eps),
-            "null": simulate_campaign(base, out_dir=out / "null" / "sim", campaign=cname, runs=runs,
-                                      seed=seed + 1)}
-    if efficiency_dir is None:
-        effmod.run_stage(base, out / "efficiency", signal_dir=out / "signal_mc", masses=[mass],
-                         n_events=n_signal_mc, campaign=cname, runs=runs, seed=seed + 2, executor=executor,
-                         workers=workers)
-        efficiency_dir = out / "efficiency"
-    record: dict[str, Any] = {"campaign": cname, "mass_GeV": mass, "eps_injected": eps, "seed": seed,
-                              "eot_scale": eot_scale, "n_signal_mc": n_signal_mc}
+    mass, eps, cname = inputs.mass_GeV, inputs.eps_injected, inputs.campaign
+    eff_file = Path(inputs.efficiency_dir) / "efficiency.json"
+    if not eff_file.exists():
+        raise InputError("no efficiency.json (run 'na64ana efficiency' first)", file=str(eff_file))
+    sims = {"injected": Path(inputs.injected_datasets), "null": Path(inputs.null_datasets)}
+    samples: dict[str, dict[str, Any]] = {}
     summaries: dict[str, Summary] = {}
     for label, sim_ds in sims.items():
-        sd = summaries[label] = _chain(sim_ds, out / label, Path(efficiency_dir), campaign=cname, runs=runs,
-                                       mass=mass, label=label, executor=executor, workers=workers)
-        record[label] = {"summary": f"{label}/{summ.FILE}",
-                         "observed": {r.name: r.observed for r in sd.runs},
-                         "background": {r.name: r.background for r in sd.runs},
-                         "background_unc": {r.name: r.background_unc for r in sd.runs}}
+        sd = summaries[label] = _chain(sim_ds, out / label, Path(inputs.efficiency_dir), campaign=cname,
+                                       runs=runs, mass=mass, label=label, executor=executor, workers=workers)
+        samples[label] = {"summary": f"{label}/{summ.FILE}",
+                          "observed": {r.name: r.observed for r in sd.runs},
+                          "background": {r.name: r.background for r in sd.runs},
+                          "background_unc": {r.name: r.background_unc for r in sd.runs}}
     # injected: MLE of mu vs mu_inj
     s_inj = summaries["injected"]
     eps_ref, n_ref = eps_reference(s_inj, mass)
@@ -172,7 +186,7 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
     p = pull(fit["mu_hat"], fit["mu_interval_68"], mu_inj)
     shares = signal_shares(s_inj, mass)
     norm = n_ref / float(sum(s.sum() for s in shares))
-    record["injected"].update({
+    samples["injected"].update({
         "eps_ref": eps_ref, "n_ref": n_ref, "mu_injected": mu_inj, **fit, "pull": p,
         "agree_2sigma": abs(p) <= 2.0, "agree_3sigma": abs(p) <= 3.0,
         "expected_signal": {r.name: float(s.sum() * norm * mu_inj) for r, s in zip(s_inj.runs, shares,
@@ -182,31 +196,38 @@ def run_closure(datasets_file: str | Path, *, mass: float, eps: float, out: str 
     # null: observed limit inside the expected band (the limits stage on the null summary)
     point = lim.run_stage(out / "null" / summ.FILE, out / "null" / "limits").points[0]
     pt = point.model_dump(exclude_unset=True)
-    record["null"].update({"limit": pt, "within_1sigma": within_band(pt, 1),
-                           "within_2sigma": within_band(pt, 2)})
-    record["definition"] = (__doc__ or "").split("\n\n")[1]
-    provenance.write_json(out / "closure.json", record)
+    samples["null"].update({"limit": pt, "within_1sigma": within_band(pt, 1),
+                            "within_2sigma": within_band(pt, 2)})
+    record = ClosureRecord(campaign=cname, mass_GeV=mass, eps_injected=eps, seed=inputs.seeds.get("injected"),
+                           eot_scale=inputs.eot_scale, n_signal_mc=inputs.n_signal_mc,
+                           injected=ClosureSample.model_validate(samples["injected"]),
+                           null=ClosureSample.model_validate(samples["null"]),
+                           definition=(__doc__ or "").split("\n\n")[1])
+    record.dump(out / ClosureRecord.file_name)
     (out / "closure.md").write_text(markdown(record))
     # the pseudo-data are opened on purpose (closure on simulation)
-    provenance.write(out, "closure", inputs=[src, *([external_eff] if external_eff else [])],
+    # inputs from outside the closure folder (what the caller simulated into it is part of the output)
+    outside = [f for f in (inputs.source_datasets, sims["injected"], sims["null"], eff_file)
+               if not Path(f).resolve().is_relative_to(out.resolve())]
+    provenance.write(out, "closure", inputs=outside,
                      outputs=["closure.json", "closure.md"], blinding="unblinded",
-                     seeds={"injected": seed, "null": seed + 1, "signal_mc": seed + 2},
-                     executor=executor, workers=workers, metrics=clock.metrics(),
-                     datasets=str(src), mass_GeV=mass, eps=eps, seed=seed,
-                     eot_scale=eot_scale, n_signal_mc=n_signal_mc, campaign=cname)
+                     seeds=dict(inputs.seeds) or None, executor=executor, workers=workers,
+                     metrics=clock.metrics(), datasets=str(inputs.source_datasets), mass_GeV=mass, eps=eps,
+                     eot_scale=inputs.eot_scale, n_signal_mc=inputs.n_signal_mc, campaign=cname)
     return record
 
 
-def markdown(rec: Mapping[str, Any]) -> str:
+def markdown(record: ClosureRecord | Mapping[str, Any]) -> str:
     """A short human-readable closure report."""
+    rec = record.to_json() if isinstance(record, ClosureRecord) else record
     inj, null = rec["injected"], rec["null"]
     lo, hi = inj["mu_interval_68"]
     lim = null["limit"]
     f = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
     return "\n".join([
         f"### Signal-injection closure: m_A' = {rec['mass_GeV'] * 1e3:g} MeV, "
-        f"eps = {rec['eps_injected']:.3g} ({rec['campaign']}, EOT x {rec['eot_scale']:g}, "
-        f"seed {rec['seed']})", "",
+        f"eps = {rec['eps_injected']:.3g} ({rec['campaign']}, EOT x {rec.get('eot_scale', 1.0):g}, "
+        f"seed {rec.get('seed')})", "",
         "| | injected | null |", "|---|---|---|",
         f"| observed in box | {sum(inj['observed'].values())} | {sum(null['observed'].values())} |",
         f"| background | {sum(inj['background'].values()):.3g} | {sum(null['background'].values()):.3g} |",

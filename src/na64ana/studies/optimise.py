@@ -5,7 +5,8 @@ For each candidate edge ``c`` and mass, per run:
 * signal: weighted signal MC with E_ECAL < c after every other cut (``signal_ecal`` of the efficiency
   output, weight = A' per EOT at the sample's eps), times the run's EOT. This already contains the physics
   yield, the efficiency and the migrations. The samples only contain A' with E_A' above
-  ``MIGRATION_FRACTION * emiss_min``, so above ``coverage_GeV`` the MC is incomplete; there the signal is
+  ``signal_ea_min_fraction * emiss_min`` (recorded in efficiency.json), so above ``coverage_GeV`` the MC
+  is incomplete; there the signal is
   the physics yield with E_miss > E0 - c times the efficiency measured at the nominal box (labelled
   ``physics x eff(box)`` in ``signal_source``).
 * background: the side-band-C exponential extrapolated into [0, c). Blinded: the fit never uses bins below
@@ -22,10 +23,12 @@ while P(0 | b) > 1/2, i.e. b < ln 2), so the optimum often sits where the total 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,7 @@ from ..efficiency import expected_signal_vs_cut
 from ..errors import InputError
 from ..physics.yields import signal_yield_per_eot
 from ..processing import outputs
-from ..records import EfficiencyTable
-from ..simulation.signal import MIGRATION_FRACTION
+from ..records import EfficiencyTable, OptimisationMass, OptimisationRecord
 from ..stats import cls
 from ..stats.limits import EPS0
 from ..stats.model import counting_model_from_spec, workspace_spec
@@ -132,9 +134,16 @@ def expected_limit(signal: Sequence[float], background: Sequence[float], backgro
                  "signal_sys": {f"sig_{i}": ri}, "background_sys": {f"bkg_{i}": ui / bi} if bi > 0 else {}}
                 for i, (si, bi, ui, ri) in enumerate(zip(s, b, u, signal_rel, strict=True))]
     spec = workspace_spec(channels, shared={"xsec": shared_rel})
-    res = cls.limits(counting_model_from_spec(spec), cl, method="exact")
-    return {"mu": {k: float(v) for k, v in res.mu_exp.items()}, "scale": scale, "background_total": b_tot,
-            "method": "exact hybrid CLs"}
+    return {"mu": dict(_exact_expected_mu(json.dumps(spec, sort_keys=True), cl)), "scale": scale,
+            "background_total": b_tot, "method": "exact hybrid CLs"}
+
+
+@lru_cache(maxsize=512)
+def _exact_expected_mu(spec_json: str, cl: float) -> tuple[tuple[str, float], ...]:
+    """Expected mu quantiles of one workspace, cached on the workspace itself: the signal is normalised
+    to N_REF, so every mass with the same run shares at a cut (one run: every mass) is the same model."""
+    res = cls.limits(counting_model_from_spec(json.loads(spec_json)), cl, method="exact")
+    return tuple((k, float(v)) for k, v in res.mu_exp.items())
 
 
 def best_cut(cuts: Sequence[float], eps: Sequence[float | None]) -> float | None:
@@ -149,8 +158,9 @@ def best_cut(cuts: Sequence[float], eps: Sequence[float | None]) -> float | None
 def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str, Any]],
               masses: Sequence[float], cuts: Sequence[float], *, sample_eps: Mapping[str, float],
               e0: float, emiss_min: float, box: float, coverage: float, shared_rel: float, cl: float = 0.9,
-              xsec: str = "etl", fit_max: float | None = None) -> dict[str, Any]:
-    """The optimisation record: per mass the expected eps limit vs cut, and the optimum.
+              xsec: str = "etl", fit_max: float | None = None
+              ) -> tuple[dict[str, OptimisationMass], dict[str, list[dict[str, Any]]]]:
+    """Per mass the expected eps limit vs cut and the optimum; the background fits per run and cut.
 
     ``signal_hists[mass_key][run]``: the run's 1D signal E_ECAL histogram; ``sample_eps[mass_key]``: eps
     of the sample weights."""
@@ -158,7 +168,7 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
     cuts = [float(c) for c in cuts]
     bkg: dict[str, list[tuple[float, float, dict]]] = {
         r.name: [background_at_cut(r, c, fit_max=fit_max) for c in cuts] for r in runs}
-    out: dict[str, Any] = {}
+    out: dict[str, OptimisationMass] = {}
     for m in masses:
         mkey = f"{m:g}"
         eps_s = sample_eps[mkey]
@@ -191,13 +201,14 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
                      sum(s), eps_s, lim["background_total"], rec["eps_exp"][-1] or math.nan, lim["method"])
         opt = best_cut(cuts, rec["eps_exp"])
         nominal = [e for c, e in zip(cuts, rec["eps_exp"], strict=True) if abs(c - box) < 1e-9]
-        out[mkey] = {"mass_GeV": float(m), "cut_GeV": cuts, **rec, "signal_source": src,
-                     "sample_eps": eps_s, "optimum_GeV": opt,
-                     "eps_exp_at_optimum": (rec["eps_exp"][cuts.index(opt)] if opt is not None else None),
-                     "eps_exp_at_box": nominal[0] if nominal else None}
+        out[mkey] = OptimisationMass.model_validate({
+            "mass_GeV": float(m), "cut_GeV": cuts, **rec, "signal_source": src, "sample_eps": eps_s,
+            "optimum_GeV": opt, "eps_exp_at_optimum": (rec["eps_exp"][cuts.index(opt)] if opt is not None
+                                                       else None),
+            "eps_exp_at_box": nominal[0] if nominal else None})
     fits = {r.name: [{"cut_GeV": c, **info, "events": v, "unc": u}
                      for c, (v, u, info) in zip(cuts, bkg[r.name], strict=True)] for r in runs}
-    return {"optimisation": out, "background_fits": fits}
+    return out, fits
 
 
 def _mass_key_in(table_masses: Sequence[float], m: float) -> float | None:
@@ -217,6 +228,10 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
     if not (efficiency_dir / EfficiencyTable.file_name).exists():
         raise InputError("no efficiency.json (run 'na64ana efficiency' first)", file=str(efficiency_dir))
     eff = EfficiencyTable.load(efficiency_dir)
+    if eff.signal_ea_min_fraction is None:  # the signal MC's generation coverage (no simulator import)
+        raise InputError("no signal_ea_min_fraction (the signal MC's E_A' coverage; re-run 'na64ana "
+                         "efficiency')", file=str(efficiency_dir / EfficiencyTable.file_name),
+                         field="signal_ea_min_fraction")
     sc = outputs.load_hist(run_dir, "ecal_sideband_c")
     sig_h = outputs.load_hist(efficiency_dir, "signal_ecal")
     eot_unc = float(published.get("systematics.eot_rel")) if eot_unc is None else eot_unc
@@ -272,52 +287,59 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
                     sorted(edges))
     return {"runs": runs, "signal_hists": hists, "sample_eps": sample_eps, "masses": wanted, "e0": e0,
             "emiss_min": emiss_min, "box": runs[0].box_edge, "campaign": campaign,
-            "coverage": coverage_GeV(e0, emiss_min, MIGRATION_FRACTION),
+            "coverage": coverage_GeV(e0, emiss_min, float(eff.signal_ea_min_fraction)),
+            "signal_ea_min_fraction": float(eff.signal_ea_min_fraction),
             "blinded": all(rec.blinded for rec in recs), "eot_unc": eot_unc}
 
 
 def compute(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequence[float] | None = None,
             cuts: Sequence[float], xsec_unc: float | None = None, eot_unc: float | None = None,
-            cl: float = 0.9) -> dict[str, Any]:
+            cl: float = 0.9) -> OptimisationRecord:
     """The optimisation record (reads the run and efficiency outputs, writes nothing)."""
-    inp = load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc)
+    return _compute(load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc), cuts=cuts,
+                    xsec_unc=xsec_unc, cl=cl)
+
+
+def _compute(inp: Mapping[str, Any], *, cuts: Sequence[float], xsec_unc: float | None, cl: float
+             ) -> OptimisationRecord:
     xsec = float(published.get("systematics.xsec_rel")) if xsec_unc is None else xsec_unc
-    res = scan_cuts(inp["runs"], inp["signal_hists"], inp["masses"], list(cuts), sample_eps=inp["sample_eps"],
-                    e0=inp["e0"], emiss_min=inp["emiss_min"], box=inp["box"], coverage=inp["coverage"],
-                    shared_rel=xsec, cl=cl)
-    return {"campaign": inp["campaign"], "blinded": True, "cl": cl, "box_ecal_max_GeV": inp["box"],
-            "signal_mc_coverage_GeV": inp["coverage"], "runs": [r.name for r in inp["runs"]],
-            "systematics": {"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
-                            "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
-            "method": (__doc__ or "").split("\n\n")[1], "masses": inp["masses"],
-            "data_blinded": inp["blinded"], **res}
+    per_mass, fits = scan_cuts(inp["runs"], inp["signal_hists"], inp["masses"], list(cuts),
+                               sample_eps=inp["sample_eps"], e0=inp["e0"], emiss_min=inp["emiss_min"],
+                               box=inp["box"], coverage=inp["coverage"], shared_rel=xsec, cl=cl)
+    return OptimisationRecord(
+        campaign=inp["campaign"], blinded=True, cl=cl, box_ecal_max_GeV=inp["box"],
+        signal_mc_coverage_GeV=inp["coverage"], signal_ea_min_fraction=inp["signal_ea_min_fraction"],
+        runs=[r.name for r in inp["runs"]],
+        systematics={"xsec_rel": xsec, "eot_rel": inp["eot_unc"],
+                     "signal_rel_per_run": {r.name: r.signal_rel for r in inp["runs"]}},
+        method=(__doc__ or "").split("\n\n")[1], optimisation=per_mass, background_fits=fits)
 
 
 def run_stage(run_dir: str | Path, efficiency_dir: str | Path, out: str | Path, *,
               masses: Sequence[float] | None = None, cuts: Sequence[float], xsec_unc: float | None = None,
-              eot_unc: float | None = None, cl: float = 0.9) -> dict[str, Any]:
+              eot_unc: float | None = None, cl: float = 0.9) -> OptimisationRecord:
     """The optimise stage: :func:`compute`, then ``out/optimisation.json`` + ``.md`` and the provenance (the
     run and efficiency outputs recorded whole: folder inputs with every file's sha256)."""
     clock = provenance.Clock()
     out = provenance.prepare_outdir(out, stage="optimise")
-    record = compute(run_dir, efficiency_dir, masses=masses, cuts=cuts, xsec_unc=xsec_unc, eot_unc=eot_unc,
-                     cl=cl)
-    data_blinded = record.pop("data_blinded")
-    used_masses = record.pop("masses")
-    provenance.write_json(out / "optimisation.json", record)
+    inp = load_inputs(run_dir, efficiency_dir, masses=masses, eot_unc=eot_unc)
+    record = _compute(inp, cuts=cuts, xsec_unc=xsec_unc, cl=cl)
+    record.dump(out / OptimisationRecord.file_name)
     (out / "optimisation.md").write_text(markdown(record))
     provenance.write(out, "optimise", inputs=[run_dir, efficiency_dir],
-                     outputs=["optimisation.json", "optimisation.md"], blinding=blinding.state(data_blinded),
+                     outputs=["optimisation.json", "optimisation.md"],
+                     blinding=blinding.state(inp["blinded"]),
                      metrics=clock.metrics(), run_dir=str(run_dir), efficiency_dir=str(efficiency_dir),
-                     cuts=list(cuts), masses=used_masses)
+                     cuts=list(cuts), masses=inp["masses"])
     return record
 
 
 optimise = run_stage  # the name the notebooks and older callers use
 
 
-def markdown(record: dict) -> str:
+def markdown(rec: OptimisationRecord | Mapping[str, Any]) -> str:
     """One table per mass: cut, S, B, expected eps (median, +-1 sigma), method; the optimum."""
+    record = rec.to_json() if isinstance(rec, OptimisationRecord) else rec
     lines = [f"### Box-edge optimisation, campaign {record['campaign']} (blinded: side band + MC only)", ""]
     for mkey, d in record["optimisation"].items():
         at_box = d["eps_exp_at_box"] or float("nan")
