@@ -71,7 +71,8 @@ def tree(tmp_path_factory) -> Path:
     for r in blind["runs"]:
         r["observed"] = None
     (inp / "summary.json").write_text(json.dumps(blind))
-    limits.run_stage(inp / "summary.json", res / "limits", yields=np.full(16, 1e-10))
+    # no pyhf toy cross-check (~10 s CPU; tests/stats/test_crosscheck.py tests it): provenance is tested here
+    limits.run_stage(inp / "summary.json", res / "limits", yields=np.full(16, 1e-10), crosscheck_toys=0)
     hepdata.export_hepdata(res, res / "hepdata")
     return top
 
