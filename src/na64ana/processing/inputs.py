@@ -203,17 +203,10 @@ def _check_all(jobs: Iterable[Job], extra: tuple[str, ...], on_bad: str,
                 before = _identity_or_none(p)
                 n, have = _open_checked(p, j.tree, needed, j.branch_map)
                 sha, ident = store.hash_file(p, expect=before)
-            except MissingBranches as exc:
-                if on_bad == "fail":
+            except DataError as exc:
+                if on_bad == "fail" and isinstance(exc, MissingBranches):
                     missing.append(exc)  # go on: name the missing branches of every file in one error
                     continue
-                if not eot > 0:
-                    raise DataError(f"cannot be skipped: its EOT is {eot:g} in datasets.json, so the "
-                                    f"normalisation of '{j.key}' could not be corrected ({exc.message})",
-                                    file=exc.file or str(p), field=exc.field) from None
-                mine.append(InputFile(j.key, str(p), j.tree, eot, 0, None, "skipped", str(exc), kind=j.kind))
-                continue
-            except DataError as exc:
                 if on_bad == "fail":
                     raise
                 if not eot > 0:
