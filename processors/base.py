@@ -1,5 +1,11 @@
 """Shared machinery of the na64ana processors: columns -> declarative masks -> cut flow, N-1, histograms.
 
+Every processor (invisible, dimuon, ALP, visible) runs this one chunk loop; a concrete processor only
+declares its blinding rule (:attr:`SelectionProcessor.blinding_rule`, applied through
+:meth:`SelectionProcessor.blinded_region` = :func:`na64ana.blinding.blinded_mask`: blinded data lose their
+blinded region before anything is counted or filled), its plane axes, the regions it derives and its extra
+histograms.
+
 The processor is deliberately thin: it reads only the branches the resolved selection needs (through the
 branch map), converts them once to flat numpy, evaluates the requirement masks, and fills ``hist.Hist``
 objects. No per-event Python and no awkward records, so it runs near plain uproot + numpy speed.
