@@ -226,8 +226,9 @@ def search_tables(rec: Any) -> list[Table]:
             continue
         t = Table(f"Limits on {name}, {edge} edge" if search != "vector" else f"Limits on {name}")
         t.description = (f"{cl} CL {'upper' if edge == 'lower' else 'lower'} limits on {name} vs mass "
-                         f"({search} search, {d.get('analysis', '')}): the {edge} edge of the excluded "
-                         "region." + (" Blinded: expected limits only." if obs is None else "")
+                         f"({search} search, {d.get('analysis', '')})"
+                         + (f": the {edge} edge of the excluded region." if search != "vector" else ".")
+                         + (" Blinded: expected limits only." if obs is None else "")
                          + " The +-1/2 sigma ranges of the expected limit are asymmetric errors.")
         t.location = "Report section on the search limits"
         keywords(t, observables=[name], beam=str(d.get("beam_particle") or "e-"),
@@ -285,7 +286,7 @@ def build_submission(res: Results, *, staging: Path) -> Submission:
     tables += [efficiency_table(r, d) for r, d in (eff.runs if eff is not None else {}).items()]
     tables += search_tables(limits) if limits is not None else []
     cl = float(limits.cl) if limits is not None else 0.9
-    lim = res.eps_limits()
+    lim = res.eps_limits() if search not in SEARCH_REACTIONS else None  # a search has its own tables
     if lim is not None:
         tables.append(eps_table(lim, cl=cl))
     for key, c in res.y_limits().items():

@@ -1174,8 +1174,16 @@ TOC_SKIP = ("Result",)
 def render_markdown(res: Results, ps: PlotSet) -> str:
     """The report text; each section is built independently so one bad input costs one section."""
     src = hand_written(res)
-    camp = res.campaign() or (f"reinterpretation: {src}" if src else "unknown campaign")
-    head = [f"# NA64 invisible-mode search: analysis report ({camp})", ""]
+    if res.campaign():
+        camp = str(res.campaign())
+    elif src is not None:
+        camp = (f"published inputs: {src.split(' (')[0]}" if published_inputs(src)
+                else f"reinterpretation: {src.split(' (')[0]}")
+    else:
+        camp = "unknown campaign"
+    what = {"vector": "Z' search", "alp": "ALP search", "visible": "visible-mode search"}.get(
+        search_kind(res) or "", "invisible-mode search")
+    head = [f"# NA64 {what}: analysis report ({camp})", ""]
     if res.blinded:
         head += ["> **BLINDED**: signal-box content is not shown; limits are expected limits only.", ""]
     _USED_REFS.clear()
