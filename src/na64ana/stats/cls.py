@@ -54,6 +54,7 @@ _CHUNK_CELLS = 8_000_000  # Poisson terms held in memory at once
 BAND_TOYS = 4000  # background-only toys of the expected band when exact enumeration is over budget
 BAND_SEED = 1
 FALLBACK_OUTCOMES = 20_000  # enumerated outcomes for the observed limit when the band comes from toys
+LARGE_COUNT_OUTCOMES = 50_000  # above this (and a diffuse count distribution) the exact method uses toys
 
 
 def log_width(rel: float | np.ndarray) -> np.ndarray:
@@ -296,7 +297,8 @@ def _probabilities_at(model: CountingModel, mu: float, outcomes: np.ndarray, kma
     """:func:`probabilities` at a fixed value of the shared background nuisance (per-channel log factor)."""
     x, wx, lx = prior_rule(model.sig_shared, model.sig_shared, kmax)
     k = np.arange(kmax + 1)
-    total = np.broadcast_to(wx[:, None], (x.size, outcomes.shape[0])).copy()
+    # (outcomes, x nodes): the per-channel tables are gathered row-wise (contiguous), summed over x last
+    total = np.broadcast_to(wx[None, :], (outcomes.shape[0], x.size)).copy()
     bdn = model.bkg_dn
     for c in range(model.sig_chan.size):
         bins = np.flatnonzero(model.channel == c)
@@ -316,7 +318,7 @@ def _probabilities_at(model: CountingModel, mu: float, outcomes: np.ndarray, kma
                 step = max(1, _CHUNK_CELLS // (wu.size * wv.size * k.size))
                 table = np.concatenate([np.einsum("xuvk,xuv->xk", _pois(k, lam[i:i + step]), wb[i:i + step])
                                         for i in range(0, x.size, step)])
-            total *= table[:, outcomes[:, j]]
+            total *= np.take(np.ascontiguousarray(table.T), outcomes[:, j], axis=0)
         else:
             step = max(1, _CHUNK_CELLS // max(cube, 1))
             for r0 in range(0, outcomes.shape[0], step):
@@ -326,9 +328,9 @@ def _probabilities_at(model: CountingModel, mu: float, outcomes: np.ndarray, kma
                     lam = mu * model.signal[j] * fs + model.background[j] * fb
                     logp = logp + _logpois(k, lam)[..., rows[:, j]]  # (x,u,v,M)
                 logp = np.asarray(logp)
-                total[:, r0:r0 + step] *= np.einsum("xuvm,xuv->xm", np.exp(logp),
-                                                    np.broadcast_to(w, logp.shape[:3]))
-    return total.sum(axis=0)
+                total[r0:r0 + step] *= np.einsum("xuvm,xuv->mx", np.exp(logp),
+                                                 np.broadcast_to(w, logp.shape[:3]))
+    return total.sum(axis=1)
 
 
 def _quad_cells(model: CountingModel, kmax: int) -> int:
@@ -535,6 +537,22 @@ class _Design:
     def npar(self) -> int:
         return self.A.shape[1]
 
+    @property
+    def AA(self) -> np.ndarray:
+        """(bins, P*P): per bin the outer product of its signal loadings (Hessian by one matrix product)."""
+        return (self.A[:, :, None] * self.A[:, None, :]).reshape(self.A.shape[0], -1)
+
+    @property
+    def CC(self) -> np.ndarray:
+        """(bins, P*P): the same for the background loadings (symmetric priors)."""
+        return (self.C[:, :, None] * self.C[:, None, :]).reshape(self.C.shape[0], -1)
+
+    @property
+    def AC(self) -> np.ndarray:
+        """(bins, P*P): A_j C_j^T + C_j A_j^T per bin (the signal-background cross term of the Hessian)."""
+        ac = self.A[:, :, None] * self.C[:, None, :]
+        return (ac + np.swapaxes(ac, 1, 2)).reshape(self.A.shape[0], -1)
+
     def bkg_log(self, th: np.ndarray) -> np.ndarray:
         """ln(background factor) per row and bin (code1: piecewise linear in theta)."""
         if self.sym:
@@ -588,19 +606,30 @@ def _fit(d: _Design, n: np.ndarray, mu: np.ndarray | None, th0: np.ndarray, mu0:
             r = np.where(li > 0, ni / li, 0.0)
             r2 = np.where(li > 0, ni / li**2, 0.0)
         w = 1.0 - r
-        Cl = d.bkg_loading(thi)
-        dth = Si[:, :, None] * d.A + Bi[:, :, None] * Cl  # (m,bins,P)
-        g = np.einsum("mj,mjp->mp", w, dth) + thi
-        Hb = (np.einsum("mj,jp,jq->mpq", w * Bi, Cl, Cl) if d.sym
-              else np.einsum("mj,mjp,mjq->mpq", w * Bi, Cl, Cl))
-        H = (np.einsum("mj,jp,jq->mpq", w * Si, d.A, d.A) + Hb
-             + np.einsum("mj,mjp,mjq->mpq", r2, dth, dth)) + np.eye(P)
+        # d lambda_j / d theta = S_j A_j + B_j C_j; with symmetric priors every sum over bins is a 2-D
+        # matrix product with the fixed (bins, P) / (bins, P*P) loadings (BLAS; no (rows, bins, P) arrays)
+        if d.sym:
+            g = (w * Si) @ d.A + (w * Bi) @ d.C + thi
+            r2S, r2B = r2 * Si, r2 * Bi
+            H = ((w * Si + r2S * Si) @ d.AA + (w * Bi + r2B * Bi) @ d.CC
+                 + (r2S * Bi) @ d.AC).reshape(idx.size, P, P)
+        else:
+            Cl = d.bkg_loading(thi)
+            dth = Si[:, :, None] * d.A + Bi[:, :, None] * Cl  # (m,bins,P)
+            g = np.matmul(w[:, None, :], dth)[:, 0, :] + thi
+            H = (((w * Si) @ d.AA).reshape(idx.size, P, P)
+                 + np.matmul(np.swapaxes(Cl, 1, 2) * (w * Bi)[:, None, :], Cl)
+                 + np.matmul(np.swapaxes(dth, 1, 2) * r2[:, None, :], dth))
+        H += np.eye(P)
         if free:
             mi = mu_v[idx]
             e = Si / np.maximum(mi, 1e-300)[:, None]
             gm = np.sum(w * e, axis=1)
             hmm = np.sum(r2 * e * e, axis=1)
-            hmt = np.einsum("mj,jp->mp", w * e, d.A) + np.einsum("mj,mjp->mp", r2 * e, dth)
+            if d.sym:
+                hmt = (w * e + r2 * e * Si) @ d.A + (r2 * e * Bi) @ d.C
+            else:
+                hmt = (w * e) @ d.A + np.matmul((r2 * e)[:, None, :], dth)[:, 0, :]
             g = np.column_stack([g, gm])
             Hf = np.zeros((idx.size, P + 1, P + 1))
             Hf[:, :P, :P] = H
@@ -772,8 +801,37 @@ class ExactCLs:
             self.outcomes = np.vstack([self.outcomes, obs])
             match = np.array([self.outcomes.shape[0] - 1])
         self.obs_index = int(match[0])
-        self.prof = _free_fits(self.design, self.outcomes)
+        # free fits on demand (:meth:`_profiles`): only the outcomes that ever carry probability > 1e-14
+        # are fitted (about a third of a 5-run enumeration); each row's fit is independent of the others
+        n_rows, npar = self.outcomes.shape[0], self.design.npar
+        self.prof = _Profiles(np.zeros(n_rows), np.zeros(n_rows), np.zeros((n_rows, npar)))
+        self._fitted = np.zeros(n_rows, dtype=bool)
         self.p_b = probabilities(model, 0.0, self.outcomes)
+
+    def _profiles(self, idx: np.ndarray) -> _Profiles:
+        """Free-fit results of the outcome rows ``idx``, fitting the rows not fitted yet."""
+        fitted = getattr(self, "_fitted", None)
+        if fitted is not None:
+            miss = idx[~fitted[idx]]
+            if miss.size:
+                new = _free_fits(self.design, self.outcomes[miss])
+                self.prof.nll_min[miss], self.prof.mu_hat[miss] = new.nll_min, new.mu_hat
+                self.prof.th_start[miss] = new.th_start
+                fitted[miss] = True
+        return _Profiles(self.prof.nll_min[idx], self.prof.mu_hat[idx], self.prof.th_start[idx])
+
+    @property
+    def band_rows_cover(self) -> float:
+        """Background-only probability of the outcomes the band is read from (p_b > 0.1 BAND_COVER)."""
+        return float(self.p_b[self.p_b > 0.1 * _BAND_COVER].sum())
+
+    @property
+    def large_counts(self) -> bool:
+        """Counts of tens of events per run: more than LARGE_COUNT_OUTCOMES outcomes, spread so thinly that
+        the outcomes the band is read from cannot reach its +2 sigma quantile (the enumerated band would be
+        infinite) -- and each scan point fits hundreds of thousands of outcomes (minutes per mass).
+        :func:`limits` then uses :class:`ToyCLs` (same hybrid CLs, seeded toys) and says so."""
+        return bool(self.outcomes.shape[0] > LARGE_COUNT_OUTCOMES and self.band_rows_cover < QUANTILES["p2"])
 
     def _relevant(self, p_sb: np.ndarray, extra: np.ndarray) -> np.ndarray:
         keep = (p_sb > 1e-14) | (self.p_b > 1e-14)
@@ -789,19 +847,23 @@ class ExactCLs:
         which = np.array([self.obs_index]) if which is None else np.asarray(which)
         p_sb = probabilities(self.model, mu, self.outcomes)
         idx = np.flatnonzero(self._relevant(p_sb, which))
-        sub = _Profiles(self.prof.nll_min[idx], self.prof.mu_hat[idx], self.prof.th_start[idx])
+        sub = self._profiles(idx)
         q, _ = qtilde(self.design, self.outcomes[idx], sub, mu)
         return _tails(q, p_sb[idx], self.p_b[idx], q[np.searchsorted(idx, which)])
 
     def _grid_scan(self, mus: np.ndarray, which: np.ndarray) -> np.ndarray:
         """CLs(mu) on a grid for all outcome rows in ``which`` (shape (len(mus), len(which)))."""
         out = np.empty((mus.size, which.size))
-        th = self.prof.th_start.copy()
+        th = np.zeros_like(self.prof.th_start)
+        seeded = np.zeros(th.shape[0], dtype=bool)  # th starts at the free fit's theta (mu = 0)
         for i, mu in enumerate(mus):
             p_sb = probabilities(self.model, mu, self.outcomes)
             keep = self._relevant(p_sb, which)
             idx = np.flatnonzero(keep)
-            sub = _Profiles(self.prof.nll_min[idx], self.prof.mu_hat[idx], self.prof.th_start[idx])
+            sub = self._profiles(idx)
+            fresh = ~seeded[idx]
+            th[idx[fresh]] = sub.th_start[fresh]
+            seeded[idx] = True
             q, th_new = qtilde(self.design, self.outcomes[idx], sub, mu, th_start=th[idx])
             th[idx] = th_new
             out[i] = _cls_for(q, p_sb[idx], self.p_b[idx], q[np.searchsorted(idx, which)])
@@ -980,7 +1042,15 @@ def limits(model: CountingModel, cl: float = 0.9, *, method: str = "exact", expe
     if not 0 < cl < 1:
         raise ValueError("cl must be in (0, 1)")
     if method == "exact":
-        return ExactCLs(model).limits(cl, expected=expected)
+        exact = ExactCLs(model)
+        if exact.large_counts:  # see ExactCLs.large_counts: seeded toys, recorded as such
+            res = ToyCLs(model, ntoys=ntoys, seed=seed).limits(cl, expected=expected)
+            res.method = (f"toys-hybrid({ntoys}, seed {seed}): large counts, {exact.outcomes.shape[0]} "
+                          f"outcomes, background-only outcomes above {0.1 * _BAND_COVER:g} cover "
+                          f"{exact.band_rows_cover:.3f} < {QUANTILES['p2']:.3f}")
+            res.info["large_counts"] = True
+            return res
+        return exact.limits(cl, expected=expected)
     if method == "toys":
         res = ToyCLs(model, ntoys=ntoys, seed=seed).limits(cl, expected=expected)
         res.method = f"toys-hybrid({ntoys})"
@@ -1012,6 +1082,7 @@ class ToyCLs(ExactCLs):
         self.n_hi = n_hi
         self.t_max = float(n_hi + 4.0 + 4.0 * math.sqrt(n_hi + 1.0) + 2.0 * b_tot)
         self.kmax = -1
+        self.band_fallback = False  # the toys are the band (ExactCLs.limits reads it)
         # one column per nuisance (the shared background one only if present: same stream as before)
         ncol = 1 + 2 * model.sig_chan.size + int(model.has_shared_background)
         self._z = self.rng.standard_normal((ntoys, ncol))
@@ -1080,7 +1151,7 @@ class ToyCLs(ExactCLs):
         which = np.array([self.obs_index]) if which is None else np.asarray(which)
         p_sb = self._freq(self._sample(mu))
         idx = np.flatnonzero((p_sb > 0) | (self.p_b > 0) | np.isin(np.arange(p_sb.size), which))
-        sub = _Profiles(self.prof.nll_min[idx], self.prof.mu_hat[idx], self.prof.th_start[idx])
+        sub = self._profiles(idx)
         q, _ = qtilde(self.design, self.outcomes[idx], sub, mu)
         return _tails(q, p_sb[idx], self.p_b[idx], q[np.searchsorted(idx, which)])
 
