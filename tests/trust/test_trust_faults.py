@@ -182,6 +182,7 @@ def slow_campaign(synth, tmp_path):
                                 {"A": (False, [synth.file_entry(f, len(big["ecal_e"]))])})
 
 
+@pytest.mark.slow  # a subprocess running a 2-worker futures pool on ~30k events, then a signal
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_futures_run_leaves_nothing(sig, slow_campaign, tmp_path):
     out = tmp_path / "o"
