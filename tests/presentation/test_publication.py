@@ -132,3 +132,16 @@ def test_many_sample_cutflow_legend_groups_samples_and_runs():
     fig = plots.plot_cutflow(cfs, efficiency=True)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["A' 1 MeV", "A' 10 MeV", "A' 100 MeV", "run I", "run II", "run III"]
+
+
+def test_search_chain_plane_uses_its_own_axes_and_the_search_hist_is_drawn(tmp_path):
+    import hist as hist_mod
+
+    h = hist_mod.Hist(hist_mod.axis.StrCategory(["I"], name="run", growth=True),
+                      hist_mod.axis.Regular(10, 0, 100, name="ecal"),
+                      hist_mod.axis.Regular(10, 0, 100, name="hcal234"))
+    h.fill(run="I", ecal=[10, 60], hcal234=[5, 20])
+    fig = plots.plot_planes([("after all cuts", h)], blinded=True)
+    assert "modules 2-4" in fig.axes[0].get_ylabel()
+    assert not any(t.get_text() == "C" for t in fig.axes[0].texts)  # no invisible-box regions drawn
+    assert set(report.SEARCH_HISTS) == {"hcal1_final", "esum_final"}

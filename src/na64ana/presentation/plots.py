@@ -206,6 +206,10 @@ def _draw_regions(ax: Any, box: SignalBox, ymax: float, *, blinded: bool) -> Non
     ax.text(0.75 * xmax, 0.6 * min(ymax, xmax), "III", fontsize=14, weight="bold")
 
 
+PLANE_LABELS = {"ecal": r"$E_{\mathrm{ECAL}}$ [GeV]", "hcal": r"$E_{\mathrm{HCAL}}$ [GeV]",
+                "hcal234": r"$E_{\mathrm{HCAL}}$, modules 2-4 [GeV]", "wcal": r"$E_{\mathrm{WCAL}}$ [GeV]"}
+
+
 @styled
 def plot_planes(
     panels: Sequence[tuple[str, Any]],
@@ -224,10 +228,14 @@ def plot_planes(
     fig = new_figure((7 * len(panels), 6.3))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, h) in zip(axes, panels, strict=True):
-        h2 = project(h, "ecal", "hcal")
-        xe, ye = np.asarray(h2.axes["ecal"].edges), np.asarray(h2.axes["hcal"].edges)
+        # the invisible search's (ecal, hcal); another processor's own pair, e.g. ALP (ecal, hcal234),
+        # visible (wcal, ecal): its regions are not the invisible ones, so none are drawn
+        xname, yname = [a.name for a in h.axes if a.name != "run"][:2]
+        invisible = (xname, yname) == ("ecal", "hcal")
+        h2 = project(h, xname, yname)
+        xe, ye = np.asarray(h2.axes[xname].edges), np.asarray(h2.axes[yname].edges)
         vals = np.asarray(h2.values(), dtype=float)
-        if blinded:
+        if blinded and invisible:  # other processors drop their box before filling
             vals = mask_box(vals, xe, ye, box)
         vals = np.where(vals > 0, vals, np.nan)
         if np.isfinite(vals).any():
@@ -241,11 +249,12 @@ def plot_planes(
             )
             fig.colorbar(mesh, ax=ax, label="Events / bin")
         ymax = float(ye[-1])
-        _draw_regions(ax, box, ymax, blinded=blinded)
+        if invisible:
+            _draw_regions(ax, box, ymax, blinded=blinded)
         ax.set_xlim(xe[0], xe[-1])
         ax.set_ylim(ye[0], ymax)
-        ax.set_xlabel(r"$E_{\mathrm{ECAL}}$ [GeV]")
-        ax.set_ylabel(r"$E_{\mathrm{HCAL}}$ [GeV]")
+        ax.set_xlabel(PLANE_LABELS.get(xname, xname))
+        ax.set_ylabel(PLANE_LABELS.get(yname, yname))
         ax.text(
             0.97,
             0.97,
@@ -256,7 +265,8 @@ def plot_planes(
             fontsize=13,
             bbox={"fc": "white", "ec": "none", "alpha": 0.8},
         )
-        label(ax, llabel=llabel, rlabel=rlabel)
+        # the exposure once, above the last panel (three labels collided with the status text)
+        label(ax, llabel=llabel, rlabel=rlabel if ax is axes[-1] else None)
     return fig
 
 

@@ -37,6 +37,7 @@ from . import plots
 from .results import (
     BENCHMARK_MASSES_GEV,
     Results,
+    hist_blinded,
     hist_meta,
     interp_loglog,
     model_info,
@@ -561,6 +562,17 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
             )
 
         jobs.append((name, "run", nm1))
+    for name, (xlabel, title, _) in SEARCH_HISTS.items():
+        if name not in res.hist_names():
+            continue
+
+        def search_hist(name: str = name, xlabel: str = xlabel, title: str = title) -> Any:
+            h = res.hist(name)
+            var = next(a.name for a in h.axes if a.name != "run")
+            return plots.plot_nminus1(_runs_only(h, res.keys(campaign_sample=True)), var, xlabel=xlabel,
+                                      llabel=ll, blinded=blinded and hist_blinded(h), title=title)
+
+        jobs.append((name, "run", search_hist))
     bkg = res.background()
     for entry in bkg.runs if bkg is not None else []:
 
@@ -934,14 +946,33 @@ def _sec_planes(res: Results, ps: PlotSet) -> str:
     return text + _img(ps, "planes", "(E_ECAL, E_HCAL): loose SRD-tagged, after (i)-(iv), after all cuts.")
 
 
+# The distribution each search chain is about (its processor's histogram), drawn per run
+SEARCH_HISTS = {
+    "hcal1_final": (r"$E_{\mathrm{HCAL1}}$ [GeV]", "ALP selection, every cut but the ECAL one",
+                    "E_HCAL1 after every cut of the ALP selection before the ECAL one (a → γγ decaying in "
+                    "the first HCAL module)"),
+    "esum_final": (r"$E_{\mathrm{WCAL}} + E_{\mathrm{ECAL}}$ [GeV]", "visible selection, before the box",
+                   "E_WCAL + E_ECAL after every cut of the visible-mode selection before the blind box "
+                   "(A' → e+e-: the sum is the beam energy)"),
+}
+
+
+def _sec_search_hists(res: Results, ps: PlotSet) -> str:
+    """The search chain's own distribution (ALP: E_HCAL1; visible: E_WCAL + E_ECAL), when drawn."""
+    return "\n".join(_img(ps, n, SEARCH_HISTS[n][2] + (" Blinded: the signal-box events are removed."
+                                                         if res.blinded else "."))
+                     for n in SEARCH_HISTS if n in ps.made)
+
+
 def _sec_nminus1(res: Results, ps: PlotSet) -> str:
     names = [n for n in [*ps.made, *ps.missing] if n.startswith("nminus1_")]
+    search_figs = _sec_search_hists(res, ps)
     if not names:
-        return unavailable("run", "no nminus1_* histograms")
+        return search_figs or unavailable("run", "no nminus1_* histograms")
     note = ("The analysis is blinded: events inside the signal box are removed before these histograms "
             "are filled, so distributions of variables that only matter inside the box are empty or shaped "
             "by the removal (marked *blinded region removed* on the figure).\n\n" if res.blinded else "")
-    return note + "\n".join(
+    return (search_figs + "\n" if search_figs else "") + note + "\n".join(
         _img(ps, n, f"N-1 distribution of {plots.physics_label(n[len('nminus1_') :], plain=True)}: every cut "
              "but this "
              "one applied; the kept window is shaded.") for n in names
