@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 
@@ -114,9 +115,11 @@ def _datasets_invisible(synth, d: Path, a: dict[str, np.ndarray]) -> Path:
 SIZES = (0, 4, 13)  # events inside the blinded region: none, a few, more (each at several cut levels)
 
 
-@pytest.fixture(params=["invisible", "alp", "visible"])
-def runs(request, synth, tmp_path):
+@pytest.fixture(scope="module", params=["invisible", "alp", "visible"])
+def runs_made(request, synth, tmp_path_factory):
+    """The three blinded runs of one processor, made once per module (read-only: see ``runs``)."""
     proc = request.param
+    tmp_path = tmp_path_factory.mktemp(f"runs_{proc}")
     folders = []
     for i, n_in in enumerate(SIZES):
         d = tmp_path / f"s{i}"
@@ -131,6 +134,17 @@ def runs(request, synth, tmp_path):
                          "--chunksize", "7", "--no-cache"]) == 0
         folders.append(o)
     return proc, folders
+
+
+@pytest.fixture
+def runs(runs_made, tmp_path):
+    """A private copy of runs_made (inputs copied along, same layout): a test may plant values in it."""
+    proc, folders = runs_made
+    copies = []
+    for o in folders:
+        shutil.copytree(o.parent, tmp_path / o.parent.name)
+        copies.append(tmp_path / o.parent.name / o.name)
+    return proc, copies
 
 
 def _run_record(o: Path) -> dict:
