@@ -32,19 +32,15 @@ from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    StrictInt,
     ValidationError,
-    field_validator,
-    model_validator,
 )
 from scipy import optimize
 
 from ..errors import InputError, from_validation
 from ..physics import visible as vis
 from . import cls as _cls
+from .summaries import CountingChannel, CountingSummaryChecks
 
 __all__ = [
     "BAND_KEYS",
@@ -78,32 +74,15 @@ X17_MASS_GeV = 0.0167
 # The visible yields summary
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class VisibleRun(_Strict):
+class VisibleRun(CountingChannel):
     """One run of a visible-mode summary; ``setup`` names its configuration in the setup file."""
 
-    name: str = Field(min_length=1)
     setup: str = Field(min_length=1, description="configuration name in visible_setup.toml")
-    eot: float = Field(gt=0)
-    eot_unc: float = Field(0.0, ge=0, lt=1)
     efficiency: float = Field(gt=0, le=1)
-    efficiency_unc: float = Field(0.0, ge=0, lt=1)
-    background: float = Field(ge=0)
-    background_unc: float = Field(0.0, ge=0)
-    observed: StrictInt | None = Field(ge=0)
     notes: dict[str, str] | str | None = None
 
-    @model_validator(mode="after")
-    def _bkg(self) -> VisibleRun:
-        if self.background == 0 and self.background_unc != 0:
-            raise ValueError("background = 0 needs background_unc = 0")
-        return self
 
-
-class VisibleSummary(_Strict):
+class VisibleSummary(CountingSummaryChecks):
     """The visible-mode yields summary (``signature: "visible"``)."""
 
     analysis: str
@@ -115,35 +94,6 @@ class VisibleSummary(_Strict):
     runs: list[VisibleRun] = Field(min_length=1)
     masses_GeV: list[float] = Field(default_factory=list)
     notes: dict[str, str] | str | None = None
-
-    @field_validator("correlated")
-    @classmethod
-    def _rel(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if not (math.isfinite(x) and 0 <= x < 1):
-                raise ValueError(f"relative uncertainty '{k}' must be in [0, 1)")
-        return v
-
-    @field_validator("masses_GeV")
-    @classmethod
-    def _masses(cls, v: list[float]) -> list[float]:
-        if any(not (math.isfinite(m) and m > 0) for m in v):
-            raise ValueError("masses must be finite and > 0 GeV")
-        return v
-
-    @field_validator("runs")
-    @classmethod
-    def _runs(cls, v: list[VisibleRun]) -> list[VisibleRun]:
-        names = [r.name for r in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"run names must be unique, got {names}")
-        if len({r.observed is None for r in v}) > 1:
-            raise ValueError("either every run is blinded (observed: null) or none")
-        return v
-
-    @property
-    def blinded(self) -> bool:
-        return self.runs[0].observed is None
 
 
 def validate_summary(data: Any, *, file: str | None = None,

@@ -50,10 +50,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from scipy import optimize
 
@@ -65,6 +63,7 @@ from ..physics.models import AlpPhoton, VectorMediator
 from ..summary import MassCurve, Summary
 from ..summary import validate as validate_summary
 from . import band
+from .summaries import CountingChannel, CountingSummaryChecks
 
 __all__ = [
     "ALP_GRID",
@@ -435,24 +434,13 @@ class _RunsView:
 # ALPs: the closed region
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AlpRun(_Strict):
+class AlpRun(CountingChannel):
     """One channel of the ALP search: a run (or run period) in one signal region."""
 
-    name: str = Field(min_length=1)
     region: Literal["hcal", "beyond"] = Field(
         description="'hcal' (decay in HCAL2-4) or 'beyond' (the A' box)"
     )
-    eot: float = Field(gt=0)
-    eot_unc: float = Field(0.0, ge=0, lt=1)
     efficiency: float | MassCurve
-    efficiency_unc: float = Field(0.0, ge=0, lt=1)
-    background: float = Field(ge=0)
-    background_unc: float = Field(0.0, ge=0)
-    observed: StrictInt | None = Field(ge=0)
     notes: str | dict[str, str] | None = None
 
     @field_validator("efficiency")
@@ -463,12 +451,6 @@ class AlpRun(_Strict):
             raise ValueError("efficiency must be in (0, 1]")
         return v
 
-    @model_validator(mode="after")
-    def _bkg(self) -> AlpRun:
-        if self.background == 0 and self.background_unc != 0:
-            raise ValueError("background = 0 needs background_unc = 0")
-        return self
-
     def efficiency_at(self, mass: float) -> float:
         return (
             float(self.efficiency.at(mass))
@@ -477,7 +459,7 @@ class AlpRun(_Strict):
         )
 
 
-class AlpSummary(_Strict):
+class AlpSummary(CountingSummaryChecks):
     """The ALP yields summary: channels = runs x signal regions, a ``model`` block (``alp_photon``)."""
 
     analysis: str = Field(min_length=1)
@@ -488,35 +470,6 @@ class AlpSummary(_Strict):
     runs: list[AlpRun] = Field(min_length=1)
     masses_GeV: list[float] = Field(default_factory=list)
     notes: str | dict[str, Any] | None = None
-
-    @field_validator("correlated")
-    @classmethod
-    def _rel(cls, v: dict[str, float]) -> dict[str, float]:
-        for k, x in v.items():
-            if not (math.isfinite(x) and 0 <= x < 1):
-                raise ValueError(f"relative uncertainty '{k}' must be in [0, 1)")
-        return v
-
-    @field_validator("masses_GeV")
-    @classmethod
-    def _masses(cls, v: list[float]) -> list[float]:
-        if any(not (math.isfinite(m) and m > 0) for m in v):
-            raise ValueError("masses must be finite and > 0 GeV")
-        return v
-
-    @field_validator("runs")
-    @classmethod
-    def _runs(cls, v: list[AlpRun]) -> list[AlpRun]:
-        names = [r.name for r in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"run names must be unique, got {names}")
-        if len({r.observed is None for r in v}) > 1:
-            raise ValueError("either every run is blinded (observed: null) or none")
-        return v
-
-    @property
-    def blinded(self) -> bool:
-        return self.runs[0].observed is None
 
 
 def _alp_summary(rest: Mapping[str, Any], file: str | None) -> AlpSummary:
