@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..stats import limits
 
         if search is None:
-            raise InputError("--published-inputs needs --search NAME", field="--published-inputs")
+            raise InputError("needs --search NAME", field="--published-inputs")
         toys = limits.DEFAULT_CROSSCHECK_TOYS if args.crosscheck_toys is None else args.crosscheck_toys
         timings = pipeline.search_demo(search, args.out, masses=args.limit_masses, crosscheck_toys=toys)
         log.info("search %s from its published inputs (not the simulated chain): %s", args.search,
