@@ -145,3 +145,15 @@ def test_search_chain_plane_uses_its_own_axes_and_the_search_hist_is_drawn(tmp_p
     assert "modules 2-4" in fig.axes[0].get_ylabel()
     assert not any(t.get_text() == "C" for t in fig.axes[0].texts)  # no invisible-box regions drawn
     assert set(report.SEARCH_HISTS) == {"hcal1_final", "esum_final"}
+
+
+def test_garwood_interval_equals_hist_poisson_interval():
+    import hist.intervals
+
+    vals = np.array([0.0, 1.0, 2.0, 7.0, 40.0, 3.0])
+    var = np.array([0.0, 1.0, 2.0, 7.0, 40.0, 6.0])  # the last bin weighted
+    lo, hi = plots.garwood_interval(vals, var)
+    ref = hist.intervals.poisson_interval(vals, var)
+    np.testing.assert_allclose(lo[1:], ref[0][1:], rtol=1e-10)
+    np.testing.assert_allclose(hi[1:], ref[1][1:], rtol=1e-10)
+    assert lo[0] == 0.0

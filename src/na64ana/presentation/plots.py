@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import hist.intervals
 import matplotlib
 import matplotlib.style
 import mplhep
@@ -28,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from scipy import special
 
 from .. import published
 from ..blinding import SignalBox
@@ -537,8 +537,8 @@ def plot_sideband_fit(
     ok = (centres >= box.ecal_max) & (vals > 0)
     # Poisson (Garwood) 68% intervals: a bin of 1 event has a lower error < its value, so the bar stays on
     # the log axis instead of running to its bottom
-    lo68, hi68 = hist.intervals.poisson_interval(vals[ok], np.maximum(err[ok], 0.0) ** 2)
-    yerr = np.vstack([vals[ok] - np.nan_to_num(lo68, nan=0.0), np.nan_to_num(hi68, nan=0.0) - vals[ok]])
+    lo68, hi68 = garwood_interval(vals[ok], np.maximum(err[ok], 0.0) ** 2)
+    yerr = np.vstack([vals[ok] - lo68, hi68 - vals[ok]])
     ax.errorbar(
         centres[ok],
         vals[ok] / width[ok],
@@ -577,6 +577,21 @@ def plot_sideband_fit(
     ax.legend(fontsize=10, loc="lower right")
     label(ax, llabel=llabel)
     return fig
+
+
+def garwood_interval(values: np.ndarray, variances: np.ndarray, coverage: float = 0.682689492137
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Frequentist (Garwood) Poisson interval of counts, scaled for weighted bins through the effective
+    count n = value^2 / variance (what ``hist.intervals.poisson_interval`` does, without importing
+    scipy.stats: ~0.6 CPU-s of the report's start-up)."""
+    values, variances = np.asarray(values, float), np.asarray(variances, float)
+    tail = 0.5 * (1.0 - coverage)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(values > 0, variances / values, 1.0)
+        n = np.where(variances > 0, values**2 / variances, values)
+    lo = np.where(n > 0, scale * special.gammaincinv(np.maximum(n, 1e-300), tail), 0.0)
+    hi = scale * special.gammaincinv(n + 1.0, 1.0 - tail)
+    return lo, hi
 
 
 # --- dimuons, signal spectra, efficiency ---------------------------------------------------------------
