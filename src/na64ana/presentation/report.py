@@ -564,7 +564,8 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
                 xlabel=_axis_label(h, var),
                 llabel=ll,
                 blinded=blinded,
-                title=f"{(hist_meta(h) or {}).get('processor', '')} selection, without the {cut} cut".strip(),
+                title=(f"{(hist_meta(h) or {}).get('processor', '')} selection, without the "
+                       f"{cut.replace('_', ' ')} cut").strip(),
             )
 
         jobs.append((name, "run", nm1))
