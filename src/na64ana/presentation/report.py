@@ -128,7 +128,7 @@ def hand_written(res: Results) -> str | None:
         if lim is None or not lim.summary_file:
             return None
         return str(lim.analysis or Path(lim.summary_file).name)
-    return str(summ.get("source") or summ.get("analysis") or "a published summary")
+    return str(summ.get("source") or summ.get("analysis") or "an unnamed yields summary")
 
 
 def published_inputs(source: str) -> bool:
