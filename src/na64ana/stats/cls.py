@@ -548,6 +548,15 @@ class _Design:
         return (self.C[:, :, None] * self.C[:, None, :]).reshape(self.C.shape[0], -1)
 
     @property
+    def hessian_loadings(self) -> np.ndarray:
+        """(3 bins, P*P): AA, CC and AC stacked (the symmetric-prior Hessian in one matrix product)."""
+        cached = self.__dict__.get("_hessian_loadings")
+        if cached is None:
+            cached = np.vstack([self.AA, self.CC, self.AC])
+            object.__setattr__(self, "_hessian_loadings", cached)
+        return cached
+
+    @property
     def AC(self) -> np.ndarray:
         """(bins, P*P): A_j C_j^T + C_j A_j^T per bin (the signal-background cross term of the Hessian)."""
         ac = self.A[:, :, None] * self.C[:, None, :]
@@ -610,9 +619,10 @@ def _fit(d: _Design, n: np.ndarray, mu: np.ndarray | None, th0: np.ndarray, mu0:
         # matrix product with the fixed (bins, P) / (bins, P*P) loadings (BLAS; no (rows, bins, P) arrays)
         if d.sym:
             g = (w * Si) @ d.A + (w * Bi) @ d.C + thi
-            r2S, r2B = r2 * Si, r2 * Bi
-            H = ((w * Si + r2S * Si) @ d.AA + (w * Bi + r2B * Bi) @ d.CC
-                 + (r2S * Bi) @ d.AC).reshape(idx.size, P, P)
+            r2S = r2 * Si
+            # one product: [signal, background, cross] weights (rows, 3 bins) x stacked loadings
+            H = (np.concatenate([(w + r2S) * Si, (w + r2 * Bi) * Bi, r2S * Bi], axis=1)
+                 @ d.hessian_loadings).reshape(idx.size, P, P)
         else:
             Cl = d.bkg_loading(thi)
             dth = Si[:, :, None] * d.A + Bi[:, :, None] * Cl  # (m,bins,P)
@@ -640,7 +650,9 @@ def _fit(d: _Design, n: np.ndarray, mu: np.ndarray | None, th0: np.ndarray, mu0:
         gnorm = np.max(np.abs(g), axis=1) if g.shape[1] else np.zeros(idx.size)
         done = gnorm < tol
         scale = np.maximum(np.abs(np.diagonal(H, axis1=1, axis2=2)), 1e-12)
-        Hd = H + damp[idx, None, None] * scale[:, :, None] * eye
+        Hd = H  # damped in place (H is not used again): the diagonal gets damp * scale, as H + damp scale 1
+        diag = np.arange(eye.shape[0])
+        Hd[:, diag, diag] += damp[idx, None] * scale
         try:
             step = -np.linalg.solve(Hd, g[..., None])[..., 0]
         except np.linalg.LinAlgError:
