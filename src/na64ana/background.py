@@ -392,7 +392,13 @@ def validate_shape(counts: Any, edges: Any | None = None, *, sideband_fit: FitRe
     largest pull, and given the side-band-C fit the slope difference in sigma; ``flag`` = "ok" | "warn" |
     "fail" (:func:`verdict`), the thresholds, both slopes and a one-line ``message``."""
     rng = fit_range or validation_fit_range(sideband_fit)
-    r = fit_sideband(counts, edges, model=VALIDATION_MODEL, fit_range=rng)
+    thresholds = {"fail_p_value": VALIDATION_FAIL_P, "warn_p_value": VALIDATION_WARN_P,
+                  "fail_slope_sigma": VALIDATION_FAIL_SIGMA, "warn_slope_sigma": VALIDATION_WARN_SIGMA}
+    try:
+        r = fit_sideband(counts, edges, model=VALIDATION_MODEL, fit_range=rng)
+    except ValueError as exc:  # e.g. no events in the fit range: the check cannot be made, and says so
+        return {"flag": "warn", "thresholds": thresholds, "fit_range": [float(x) for x in rng],
+                "message": f"validation region{' run ' + run if run else ''}: not checked ({exc}): WARNING"}
     dev, ndf, nbins = merged_gof(r)
     p_value = _chi2_sf(dev, ndf)
     out: dict[str, Any] = {"fit": r.as_dict(), "chi2_ndf": dev / ndf if ndf > 0 else None,
@@ -408,8 +414,7 @@ def validate_shape(counts: Any, edges: Any | None = None, *, sideband_fit: FitRe
                    sideband_slope_unc=float(math.sqrt(sideband_fit.cov[1, 1])))
     flag = verdict(p_value, sd)
     out["flag"] = flag
-    out["thresholds"] = {"fail_p_value": VALIDATION_FAIL_P, "warn_p_value": VALIDATION_WARN_P,
-                         "fail_slope_sigma": VALIDATION_FAIL_SIGMA, "warn_slope_sigma": VALIDATION_WARN_SIGMA}
+    out["thresholds"] = thresholds
     slope_txt = f"slope {r.params[1]:.3f} +- {math.sqrt(r.cov[1, 1]):.3f}/GeV"
     if sd is not None:
         slope_txt += (f" vs side band C {sideband_fit.params[1]:.3f} +- "  # type: ignore[union-attr]

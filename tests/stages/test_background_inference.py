@@ -218,3 +218,27 @@ def test_summary_from_the_background_record_carries_the_nuisances():
         assert r.background_unc == pytest.approx(row.nuisances.uncorrelated)
         assert r.background_shape_unc_down == pytest.approx(row.nuisances.shape_down)
         assert r.notes["background_validation"].startswith(f"validation region run {r.name}")
+
+
+def test_validation_without_events_in_the_fit_range_is_not_checked_and_says_so():
+    side, _ = _validation_pair(8)
+    low = np.where(EDGES[:-1] < 40, 5.0, 0.0)  # events only below the box edge
+    v = bg.validate_shape(low, EDGES, sideband_fit=bg.fit_sideband(side, EDGES), run="II")
+    assert v["flag"] == "warn" and "not checked" in v["message"] and "run II" in v["message"]
+
+
+def test_a_failed_validation_is_a_warning_or_with_strict_an_error(tiny_run, tiny_campaign, monkeypatch,
+                                                                  caplog):
+    """The background stage wiring: a run whose validation fails is logged as a warning and recorded;
+    strict_validation makes it an error naming the run."""
+    def failing(*args, **kwargs):
+        return {"flag": "fail", "message": f"validation region run {kwargs.get('run')}: (test) FAILED"}
+
+    monkeypatch.setattr(bg, "validate_shape", failing)
+    table = bg.compute(tiny_run, tiny_campaign.datasets)
+    checked = [r for r in table.runs if r.validation.flag is not None]
+    assert checked, "the tiny campaign has events in the validation region"
+    assert all(r.validation.flag == "fail" for r in checked)
+    assert any("FAILED" in rec.getMessage() and rec.levelname == "WARNING" for rec in caplog.records)
+    with pytest.raises(bg.ValidationFailed, match="FAILED"):
+        bg.compute(tiny_run, tiny_campaign.datasets, strict_validation=True)
