@@ -181,7 +181,10 @@ def test_closure_calls_the_study(patch, monkeypatch, tmp_path):
 def test_report_calls_its_stage(patch, tmp_path):
     rec = patch(report, "run_stage")
     assert main(["report", "--results", str(tmp_path)]) == 0
-    assert rec.once == ((str(tmp_path),), {})
+    assert rec.once == ((str(tmp_path),), {"compare": None, "pdf": False})  # PNG only: what the report shows
+    rec.calls.clear()
+    assert main(["report", "--results", str(tmp_path), "--pdf"]) == 0
+    assert rec.once == ((str(tmp_path),), {"compare": None, "pdf": True})
 
 
 def test_report_and_export_refuse_a_missing_folder(patch, tmp_path):

@@ -61,13 +61,17 @@ def _say_assumed_defaults(summary_file: str) -> None:
     import logging
 
     from ..datasets import read_json
+    from ..errors import InputError
     from ..stats.limits import summary_kind
     from ..summary import validate
 
-    data = read_json(summary_file)
-    if summary_kind(data) != "dark_photon":
-        return
-    assumed = validate(data, file=summary_file).assumed_defaults()
+    try:
+        data = read_json(summary_file)
+        if summary_kind(data) != "dark_photon":
+            return
+        assumed = validate(data, file=summary_file).assumed_defaults()
+    except InputError:
+        return  # the limits stage reports a bad or missing summary itself (one error, not two)
     if assumed:
         logging.getLogger("na64ana.limits").warning(
             "%s: not given, assumed (docs/summary_contract.md): %s", summary_file,
