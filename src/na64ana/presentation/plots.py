@@ -23,6 +23,7 @@ import matplotlib
 import matplotlib.style
 import mplhep
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
@@ -158,6 +159,10 @@ def mask_box(values: np.ndarray, xedges: np.ndarray, yedges: np.ndarray, box: Si
 
 
 # --- (E_ECAL, E_HCAL) planes ----------------------------------------------------------------------------
+# a white outline keeps the region labels readable on top of the coloured 2D histogram
+HALO = [patheffects.withStroke(linewidth=3, foreground="white")]
+
+
 def _draw_regions(ax: Any, box: SignalBox, ymax: float, *, blinded: bool) -> None:
     xmax = BEAM_GEV
     kw: dict[str, Any] = {"fill": False, "lw": 1.6}
@@ -194,16 +199,17 @@ def _draw_regions(ax: Any, box: SignalBox, ymax: float, *, blinded: bool) -> Non
     ax.add_patch(
         Rectangle((0, box.hcal_max), box.ecal_max, ymax - box.hcal_max, ec="tab:blue", ls="--", **kw)
     )
-    ax.text(2, 0.55 * ymax, "A", color="tab:blue", fontsize=14, weight="bold")
+    ax.text(2, 0.55 * ymax, "A", color="tab:blue", fontsize=14, weight="bold", path_effects=HALO)
     ax.add_patch(
         Rectangle((box.ecal_max, 0), xmax - box.ecal_max, box.hcal_max, ec="tab:green", ls="--", **kw)
     )
-    ax.text(box.ecal_max + 2, 0.05 * ymax, "C", color="tab:green", fontsize=14, weight="bold")
+    ax.text(box.ecal_max + 2, 0.05 * ymax, "C", color="tab:green", fontsize=14, weight="bold",
+            path_effects=HALO)
     # Event classes of PRD 97 072002 Fig. 7: I dimuons, II hadrons (E_ECAL + E_HCAL ~ E0), III pile-up.
     ax.plot([0, xmax], [xmax, 0], color="k", ls=":", lw=1)
-    ax.text(20, 10, "I", fontsize=14, weight="bold", va="center")
-    ax.text(0.62 * xmax, 0.43 * xmax, "II", fontsize=14, weight="bold", rotation=-45)
-    ax.text(0.75 * xmax, 0.6 * min(ymax, xmax), "III", fontsize=14, weight="bold")
+    ax.text(20, 10, "I", fontsize=14, weight="bold", path_effects=HALO, va="center")
+    ax.text(0.62 * xmax, 0.43 * xmax, "II", fontsize=14, weight="bold", path_effects=HALO, rotation=-45)
+    ax.text(0.75 * xmax, 0.6 * min(ymax, xmax), "III", fontsize=14, weight="bold", path_effects=HALO)
 
 
 PLANE_LABELS = {"ecal": r"$E_{\mathrm{ECAL}}$ [GeV]", "hcal": r"$E_{\mathrm{HCAL}}$ [GeV]",
