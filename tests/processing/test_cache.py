@@ -190,7 +190,11 @@ def test_unblind_and_chunk_boundaries_are_part_of_the_key(synth_campaign, tmp_pa
     assert res.metrics["cache"]["hits"] == 1 and res.metrics["cache"]["misses"] == 9
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+# "flip" (one bit, caught by the lz4 checksum) stays fast; the other damages take the same decode-failure
+# path and run in make test (each case processes the campaign twice)
+@pytest.mark.parametrize("damage", [pytest.param("truncate", marks=pytest.mark.slow), "flip",
+                                    pytest.param("garbage", marks=pytest.mark.slow),
+                                    pytest.param("empty", marks=pytest.mark.slow)])
 def test_corrupt_entry_is_a_logged_miss(synth_campaign, tmp_path, probe, caplog, damage):
     cdir = tmp_path / "cache"
     first = _run(synth_campaign.datasets, cdir)
