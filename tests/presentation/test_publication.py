@@ -45,6 +45,10 @@ def test_key_numbers_gain_the_verdict_column_only_when_the_record_has_one(tmp_pa
     monkeypatch.setattr(Results, "background", lambda self: flagged)
     header2, rows2 = report.key_numbers(Results(root))
     assert header2[-1] == "background validation"
+    assert "Background validation FAILED" not in report._sec_result(Results(root), report.PlotSet(root))
+    flagged.runs[0].validation.flag = "fail"
+    assert f"Background validation FAILED** for run(s) {bkg.runs[0].run}:" in report._sec_result(
+        Results(root), report.PlotSet(root))
     assert [r[-1] for r in rows2][: len(bkg.runs)] == ["WARNING"] + ["OK"] * (len(bkg.runs) - 1)
 
 

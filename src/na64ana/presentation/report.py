@@ -442,6 +442,14 @@ def _sec_result(res: Results, ps: PlotSet) -> str:
         parts.insert(fig_at, "Key numbers per run (signal efficiency: range over the mass scan, as defined "
                      "in "
                      "[Signal](#signal-spectra-and-efficiency)):\n\n" + table(header, rows))
+    bkg = res.background()
+    failed = [r.run for r in (bkg.runs if bkg is not None else [])
+              if (v := validation_verdict(r)) is not None and v[0] == "FAILED"]
+    if failed:
+        parts.insert(fig_at, f"> **Background validation FAILED** for run(s) {', '.join(failed)}: the "
+                     "side-band shape does not describe its validation region (details in "
+                     "[Background](#background-side-band-c-fit)); the background estimate of these runs is "
+                     "not validated.")
     assumed = assumed_defaults(res)
     if assumed:
         parts.insert(fig_at + 1, "> **Assumed** (not given in the yields summary; the defaults of "
