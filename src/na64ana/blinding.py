@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from . import published
+from .errors import InputError
 from .selection import Resolved, region_masks
 
 NOTE = ("blinded: row 0 counts all events read; every later row counts only events outside the blinded "
@@ -256,8 +257,6 @@ def check_campaign_box(sel: Resolved, box: SignalBox, *, file: str | None = None
     cut requirement on E_ECAL/E_HCAL from above must be at the box edge, and a region bounded from above
     in both E_ECAL and E_HCAL (a box-like region) must use exactly the box edges. Only ``--unblind`` lifts
     this (then nothing is hidden anyway)."""
-    from .errors import InputError
-
     _check_box_edges(sel, box, file=file, key=key)
     where = f" (dataset {key})" if key else ""
     edge = {"ecal_e": box.ecal_max, "hcal_e": box.hcal_max}
@@ -280,8 +279,6 @@ def check_campaign_box(sel: Resolved, box: SignalBox, *, file: str | None = None
 
 def _check_box_edges(sel: Resolved, box: SignalBox, *, file: str | None, key: str) -> None:
     """The selection's [box] edges are the campaign's (InputError naming the field otherwise)."""
-    from .errors import InputError
-
     overridden = {t for t, _ in sel.sources}
     where = f" (dataset {key})" if key else ""
     for name, got, want in (("ecal_max", sel.box_ecal_max, box.ecal_max),
@@ -302,8 +299,6 @@ def check_campaign_region(rule: Rule, sel: Resolved, box: SignalBox | None, refe
     are the campaign's and the signal regions (:data:`ALP_SIGNAL_REGIONS`) are those of the packaged
     selection ``reference`` resolved for the same campaign and run. Visible: the ``energy_sum`` window is
     the packaged one. Only ``--unblind`` lifts it."""
-    from .errors import InputError
-
     where = f" (dataset {key})" if key else ""
     if rule == "invisible":
         if box is not None and search_cuts:
