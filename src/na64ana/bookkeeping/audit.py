@@ -60,6 +60,7 @@ import numpy as np
 import yaml
 
 from .. import blinding
+from ..processing import safeio
 
 PROVENANCE = "provenance.json"
 INPUT_STAGES = frozenset({"simulate", "simulate_signal", "simulate_dimuon", "data"})
@@ -469,14 +470,10 @@ def _window_content(h: Any, key: str, lo: float, hi: float) -> float:
 
 def _check_pickle(ctx: _Ctx, p: Path) -> None:
     """Never unpickled (reading a pickle can execute code): its presence is the finding."""
-    from ..processing import safeio
-
     ctx.add(p, "file", f"pickle not read: {safeio.LEGACY_MESSAGE}", kind="unsafe")
 
 
 def _check_hist(ctx: _Ctx, p: Path) -> None:
-    from ..processing import safeio
-
     try:
         h = safeio.read_hist(p)
     except (safeio.UnsafeContent, OSError) as exc:

@@ -35,8 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..blinding import BLINDING_STATES, Blinding
 from ..errors import OutputError
+from ..processing.identity import IdentityStore
+from . import unblinding
 
 MARKER = ".na64ana"
 PROVENANCE = "provenance.json"
@@ -98,8 +101,6 @@ def package_version() -> str:
     try:
         return metadata.version("na64ana")
     except metadata.PackageNotFoundError:
-        from .. import __version__  # the package's __init__ (a cycle at module level)
-
         return __version__
 
 
@@ -471,8 +472,6 @@ def check(folder: str | Path, *, allow_extra: bool = False, fast: bool = False,
     hashes: dict[Path, str] = {}
     store = None
     if fast:
-        from ..processing.identity import IdentityStore
-
         store = IdentityStore(store_dir)
 
     def sha(p: Path) -> str:
@@ -520,7 +519,6 @@ def check(folder: str | Path, *, allow_extra: bool = False, fast: bool = False,
             elif sha(p) != m.get("sha256"):
                 v.problems.append(Problem("error", name, rel, "output modified", recorded=m.get("sha256"),
                                           actual=sha(p)))
-        from . import unblinding
 
         entries, broken = unblinding.check(d)
         if broken:

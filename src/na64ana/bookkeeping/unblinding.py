@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError
+
 LOG = "unblinding.log"
 GENESIS = "0" * 64
 
@@ -55,8 +57,6 @@ def append(outdir: str | Path, keys: Iterable[str], *, stage: str = "run") -> st
     outdir = Path(outdir)
     entries, problem = read(outdir)
     if problem:
-        from ..errors import OutputError
-
         raise OutputError(f"the unblinding log is damaged ({problem}); it is never rewritten: restore it",
                           file=str(outdir / LOG))
     e: dict[str, Any] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stage": stage,
