@@ -27,6 +27,7 @@ from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from scipy import special
 
@@ -398,8 +399,6 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
     if title:
         ax.set_title(title, fontsize=12, loc="right", pad=22)
     if grouped:
-        from matplotlib.lines import Line2D
-
         handles = [Line2D([], [], color=SAMPLE_COLORS[j % len(SAMPLE_COLORS)], lw=2, label=_sample_label(smp))
                    for j, smp in enumerate(samples)]
         handles += [Line2D([], [], color="grey", marker="os^vD<>p"[j % 8], ls="none", label=f"run {r}")
@@ -478,8 +477,7 @@ def plot_nminus1(
 def _model(name: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     if name == "exp":
         return lambda e, p: np.exp(p[0] + p[1] * e)
-    # lazy: na64ana.background reads run outputs (the processing stack, coffea); the figures need only
-    # its model functions, and only for the alternative shapes
+    # local: na64ana.background loads awkward/uproot/iminuit (+0.9 s CPU), needed for alternative shapes only
     from ..background import MODELS
 
     return MODELS[name][0]

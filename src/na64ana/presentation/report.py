@@ -11,6 +11,7 @@ blinded outputs contain; box counts and observed limits are printed as "blinded"
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing as mp
@@ -25,14 +26,16 @@ from typing import Any, cast
 
 import hist
 import markdown
+import matplotlib.pyplot as plt
 import numpy as np
+from markdown.extensions.toc import slugify
 
 from .. import blinding
 from ..blinding import SignalBox
 from ..bookkeeping import provenance
 from ..errors import InputError
 from ..records import BackgroundRun, SidebandFit, SimplifiedCheck
-from . import plots
+from . import plots, search_plots
 from .results import (
     BENCHMARK_MASSES_GEV,
     Results,
@@ -96,8 +99,6 @@ def simulated(res: Results) -> bool | None:
 
 def summary_doc(res: Results) -> dict[str, Any] | None:
     """The yields summary behind the limits: the folder's summary.json, else the file limits.json names."""
-    import json
-
     summ = res.json("summary")
     if isinstance(summ, dict):
         return summ
@@ -153,8 +154,6 @@ def _llabel(res: Results) -> str:
 def _all_stages(res: Results) -> dict[str, dict[str, Any]]:
     """Every stage record of every provenance.json in the folder (root first, then ``*/``; a stage seen
     twice keeps its first record, with the folder in ``_where``)."""
-    import json
-
     out: dict[str, dict[str, Any]] = {}
     for p in [res.root / "provenance.json", *sorted(res.root.glob("*/provenance.json"))]:
         try:
@@ -463,8 +462,7 @@ def assumed_defaults(res: Results) -> dict[str, Any]:
     for the chain's own summary (``na64ana summary`` writes every field)."""
     if hand_written(res) is None:
         return {}
-    # imported here: na64ana.summary imports datasets -> physics.yields -> scipy (~1 CPU-s), which the
-    # report of the analysis chain never needs
+    # local: na64ana.summary loads physics.yields and scipy (+0.3 s CPU), only hand-written summaries need it
     from ..summary import validate as validate_summary
 
     doc = summary_doc(res)
@@ -498,8 +496,6 @@ def _dimuon_ratio(res: Results) -> tuple[float, float, float, float] | None:
 def read_curve(spec: str) -> tuple[str, tuple[np.ndarray, np.ndarray]]:
     """``FILE[:label]`` -> (label, (mass GeV, eps)): a CSV of two columns (m_A' in GeV, eps limit), with
     '#' comments and an optional header line; the label defaults to the file name."""
-    from ..errors import InputError
-
     path, _, name = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     rows = []
     try:
@@ -687,8 +683,6 @@ _FORKED: dict[str, Any] = {}  # the jobs a forked drawing process inherits (clos
 
 def _draw(job: PlotJob, folder: Path, *, pdf: bool) -> tuple[Path | None, str | None]:
     """Build and save one figure: (PNG path, None) or (None, why it was not drawn)."""
-    import matplotlib.pyplot as plt
-
     name, stage, build = job
     try:
         fig = build()
@@ -1251,21 +1245,14 @@ def render_markdown(res: Results, ps: PlotSet) -> str:
 
 def slug(title: str) -> str:
     """The HTML id the markdown ``toc`` extension gives a heading (links in the table of contents)."""
-    from markdown.extensions.toc import slugify
-
     return slugify(title, "-")
 
 
 def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, PlotSet], str]]]:
     """SECTIONS plus the extra search sections (hook: ``search_sections(res, ps)`` in
-    presentation/search_plots.py, when present, inserted after "Limits")."""
+    presentation/search_plots.py, inserted after "Limits")."""
     out = list(SECTIONS)
-    try:
-        from . import search_plots
-
-        extra = list(getattr(search_plots, "search_sections", lambda res, ps: [])(res, ps))
-    except ImportError:
-        extra = []
+    extra = list(search_plots.search_sections(res, ps))
     if extra:
         i = [t for t, _ in out].index("Limits") + 1
         out[i:i] = extra

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..blinding import SignalBox
 from ..errors import InputError
+from ..processing import safeio
 from ..records import (
     AlphaDLimits,
     BackgroundTable,
@@ -193,15 +194,11 @@ class Results:
         return out
 
     def hist_names(self) -> list[str]:
-        from ..processing import safeio
-
         return sorted({p.stem for d in self._dirs("hists") for p in d.glob(f"*{safeio.HIST_SUFFIX}")})
 
     def hist(self, name: str) -> Any:
         """One ``hist.Hist`` (uhi JSON, read alone, as outputs.load_hist does), or None. A folder of
         pickled histograms (written before the safe format) is refused, never unpickled."""
-        from ..processing import safeio
-
         for folder in self._dirs("hists"):
             if any(folder.glob(f"*{safeio.LEGACY_HIST_SUFFIX}")):
                 raise InputError(safeio.LEGACY_MESSAGE, file=str(folder))

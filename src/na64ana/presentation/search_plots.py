@@ -1,8 +1,8 @@
 """Figures of the searches beyond the bremsstrahlung dark photon, and the report hook that shows them.
 
-Why here and physics free: the figures only read the limits records (``points`` with ``coupling_*`` keys)
-and, for the muon g-2 band, arrays the caller computes (:func:`na64ana.physics.g2.preferred_band`), so the
-module imports matplotlib/mplhep only and nothing of the physics or statistics layers.
+Why here: the figures only read the limits records (``points`` with ``coupling_*`` keys) and, for the muon
+g-2 band, arrays from :func:`na64ana.physics.g2.preferred_band` (its only physics import, light: numpy), so
+the module imports matplotlib/mplhep and nothing of the statistics layer.
 
 * :func:`plot_coupling_limits`: a vector model's coupling vs mass (L_mu - L_tau, B-L, user vector), the
   observed limit, the expected median with its +-1/+-2 sigma bands and, optionally, the g-2 band;
@@ -24,7 +24,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+import matplotlib.style
 import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from ..physics import g2
+from . import plots as pp
 
 __all__ = ["COUPLING_LABELS", "X17_MASS_GeV", "plot_band", "plot_closed_region", "plot_coupling_limits",
            "plot_eps_production", "save", "search_figure", "search_sections"]
@@ -42,10 +48,6 @@ _BANDS = (("2", "#ffdf00", r"Expected $\pm 2\sigma$"), ("1", "#00c000", r"Expect
 
 def _style() -> Any:
     """The style of every other figure of the report (fonts with all the Greek letters of the labels)."""
-    import matplotlib.style
-
-    from . import plots as pp
-
     return matplotlib.style.context(pp.STYLE)
 
 
@@ -68,8 +70,6 @@ def experiment_label(record: Mapping[str, Any]) -> str:
 
 def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: str, title: str | None,
             keys: Sequence[str], experiment: str = "NA64 (published inputs)") -> None:
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     ax.set_xscale("log")
     ax.set_yscale("log")
     m_all = 1e3 * _column(points, "mass_GeV")
@@ -89,7 +89,6 @@ def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: s
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=13, loc="right")
-    from . import plots as pp
 
     # the report's experiment label above the axes: "NA64 <status>", or a reinterpretation without NA64
     status = experiment.removeprefix("NA64").strip().strip("()")
@@ -102,8 +101,6 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
     """Coupling limit vs mass (MeV) of a vector-model record; ``g2_band`` = (masses GeV, g_low, g_high).
 
     Excluded: above the curves. Returns a matplotlib Figure."""
-    import matplotlib.pyplot as plt
-
     pts = [p for p in record["points"] if "error" not in p]
     m = 1e3 * _column(pts, "mass_GeV")
     with _style():
@@ -131,8 +128,6 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
 
 def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -> Any:
     """The closed excluded region of an ALP record in (m_a [MeV], g_agg [GeV^-1]). Returns a Figure."""
-    import matplotlib.pyplot as plt
-
     pts = [p for p in record["points"] if "error" not in p]
     m = 1e3 * _column(pts, "mass_GeV")
     with _style():
@@ -166,8 +161,6 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
 
 def save(fig: Any, path: str | Path) -> list[Path]:
     """Write ``path`` as .png (150 dpi) and .pdf; returns the written files."""
-    import matplotlib.pyplot as plt
-
     base = Path(path).with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     out = []
@@ -188,8 +181,6 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
     """eps(m_A') of a dark-photon record with several production mechanisms: expected median with its
     +-1/2 sigma bands, observed (unless blinded) and the bremsstrahlung-only expected limit (dashed), the
     mass range where the resonant annihilation contributes shaded. Returns a Figure."""
-    import matplotlib.pyplot as plt
-
     rec = _as_dict(record)
     pts = sorted((p for p in rec["points"] if p.get("error") is None and p.get("eps_exp")),
                  key=lambda p: p["mass_GeV"])
@@ -228,11 +219,6 @@ def _curve(points: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, n
 def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: str | None = None) -> Any:
     """The excluded band in (m_A', eps), log-log (mass in MeV): observed (filled, solid edges), expected
     median (dashed) with its +-1/+-2 sigma bands, X17 (16.7 MeV) marked. Returns a matplotlib Figure."""
-    import matplotlib.style
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    from . import plots as pp
-
     rec = _as_dict(record)
     pts = [p for p in rec["points"] if p.get("error") is None]
     cl = float(rec.get("cl", 0.9))
@@ -296,8 +282,6 @@ def search_figure(record: Any) -> tuple[str, Any, str] | None:
     if search == "vector":
         band = None
         if name in ("lmu_ltau", "b_l"):
-            from ..physics import g2
-
             masses = [p["mass_GeV"] for p in rec["points"] if p.get("error") is None]
             if masses:
                 lo, hi = g2.preferred_band(np.asarray(masses, dtype=float))
@@ -329,9 +313,8 @@ def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
     if made is None:
         return extra
     name, fig, caption = made
-    from . import plots
 
-    paths = plots.save(fig, ps.folder, name, pdf=getattr(ps, "pdf", True))
+    paths = pp.save(fig, ps.folder, name, pdf=getattr(ps, "pdf", True))
     ps.made[name] = paths[0]
     rel = paths[0].relative_to(Path(ps.folder).parent).as_posix()
     title = {"visible": "Visible-mode band", "alp": "ALP closed region",
