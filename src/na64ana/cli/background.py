@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", default="datasets.json", help="datasets file for the EOT per run")
     p.add_argument("--thresholds", nargs="*", type=float, default=[0.5, 2.0], metavar="GEV",
                    help="alternative HCAL zero thresholds for the systematic (default: %(default)s)")
+    p.add_argument("--strict-validation", action="store_true",
+                   help="a FAILED validation-region verdict (runs[].validation.flag) is an error (exit 3), "
+                        "not only a warning recorded in background.json")
     p.set_defaults(func=run)
 
 
@@ -22,5 +25,6 @@ def run(args: argparse.Namespace) -> int:
     from .. import background
 
     setup_logging(args.out, "background")
-    background.run_stage(args.run_dir, args.datasets, args.out, thresholds=args.thresholds)
+    background.run_stage(args.run_dir, args.datasets, args.out, thresholds=args.thresholds,
+                         strict_validation=args.strict_validation)
     return 0
