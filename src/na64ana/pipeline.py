@@ -32,11 +32,11 @@ from .errors import InputError
 from .physics.production.annihilation import resonance_energy
 from .presentation import hepdata, report
 from .processing.stage import run_stage as run_events
-from .records import RunOutput
+from .records import ClosureRecord, EfficiencyTable, RunOutput
 from .searches import SearchDefinition
 from .simulation import campaign as sim
 from .stats import limits
-from .studies import optimise
+from .studies import closure, optimise
 
 log = logging.getLogger("na64ana.pipeline")
 T = TypeVar("T")
@@ -287,6 +287,72 @@ def _limit_masses(chain: Chain, masses: Sequence[float] | None) -> list[float]:
     if chain.kind == "visible":
         grid.append(X17_MASS_GEV)
     return sorted({round(m, 9) for m in grid})
+
+
+def signal_efficiency(datasets_file: str | Path, out: str | Path, *, masses: Sequence[float] | None = None,
+                      n_events: int = 20_000, eps: float = 1e-4, campaign: str | None = None,
+                      runs: Sequence[str] | None = None, seed: int = 2019, production: str | None = None,
+                      signal_datasets: str | Path | None = None, executor: str = "iterative",
+                      workers: int = 2, scheduler: str | None = None, chunksize: int | None = None,
+                      syst: bool = True, progress: bool = False) -> EfficiencyTable:
+    """``na64ana efficiency``: the signal MC (simulated into ``out/signal_mc/`` unless ``signal_datasets``
+    lists existing samples) -> :func:`na64ana.efficiency.run_stage`. The simulator is called here, the
+    efficiency stage only reads signal-MC datasets. ``production`` None: brem, or visible for a visible-mode
+    campaign; ``masses`` None: the analysis grid."""
+    if signal_datasets is None:
+        if production is None:
+            camp = datasets.load(datasets_file).campaign(campaign, file=str(datasets_file))
+            production = "visible" if camp.selection == "visible" else "brem"
+        provenance.prepare_outdir(out, stage="efficiency")  # claimed before signal_mc/ goes inside
+        signal_datasets = sim.simulate_signal_samples(
+            datasets_file, out_dir=Path(out) / "signal_mc",
+            masses_GeV=list(EFFICIENCY_MASSES_GEV if masses is None else masses), n_events=n_events, eps=eps,
+            campaign=campaign, runs=runs, seed=seed, production=production, progress=progress)
+        masses = None  # exactly the simulated samples
+    return efficiency.run_stage(signal_datasets, out, masses=masses, campaign=campaign, runs=runs,
+                                production=production, executor=executor, workers=workers,
+                                scheduler=scheduler, chunksize=chunksize, syst=syst)
+
+
+def closure_inputs(datasets_file: str | Path, *, mass: float, eps: float, out: Path, seed: int,
+                    campaign: str | None, runs: list[str] | None, eot_scale: float, n_signal_mc: int,
+                    efficiency_dir: str | None, executor: str, workers: int) -> closure.ClosureInputs:
+    """The simulation half of the closure (the pipeline calls the simulator; the study may not): the
+    injected and the null campaigns (seeds ``seed``, ``seed + 1``) and, unless ``efficiency_dir`` is
+    given, the signal MC (``seed + 2``) through the efficiency stage, all under ``out``."""
+    src = Path(datasets_file)
+    cname = campaign or datasets.load(src).default_campaign
+    base = src if eot_scale == 1.0 else closure.scaled_datasets(src, out / "datasets_scaled.json", eot_scale)
+    injected = sim.simulate_campaign(base, out_dir=out / "injected" / "sim", campaign=cname, runs=runs,
+                                     seed=seed, signal_mass=mass, signal_eps=eps)
+    null = sim.simulate_campaign(base, out_dir=out / "null" / "sim", campaign=cname, runs=runs,
+                                 seed=seed + 1)
+    seeds = {"injected": seed, "null": seed + 1}
+    if efficiency_dir is None:
+        signal = sim.simulate_signal_samples(base, out_dir=out / "signal_mc", masses_GeV=[mass],
+                                             n_events=n_signal_mc, campaign=cname, runs=runs, seed=seed + 2,
+                                             production="brem")
+        efficiency.run_stage(signal, out / "efficiency", campaign=cname, runs=runs, production="brem",
+                             executor=executor, workers=workers)
+        efficiency_dir = str(out / "efficiency")
+        seeds["signal_mc"] = seed + 2
+    return closure.ClosureInputs(injected_datasets=injected, null_datasets=null,
+                                 efficiency_dir=Path(efficiency_dir), campaign=cname, mass_GeV=mass,
+                                 eps_injected=eps, source_datasets=src, seeds=seeds, eot_scale=eot_scale,
+                                 n_signal_mc=n_signal_mc if "signal_mc" in seeds else None)
+
+
+def closure_study(datasets_file: str | Path, out: str | Path, *, mass: float, eps: float, seed: int = 2019,
+                  campaign: str | None = None, runs: list[str] | None = None, eot_scale: float = 1.0,
+                  n_signal_mc: int = 20_000, efficiency_dir: str | None = None, executor: str = "iterative",
+                  workers: int = 2) -> ClosureRecord:
+    """``na64ana closure``: :func:`closure_inputs` (the simulations) ->
+    :func:`na64ana.studies.closure.run_closure` into ``out`` (claimed first: the simulations go inside)."""
+    dest = provenance.prepare_outdir(out, stage="closure")
+    inputs = closure_inputs(datasets_file, mass=mass, eps=eps, out=dest, seed=seed, campaign=campaign,
+                            runs=runs, eot_scale=eot_scale, n_signal_mc=n_signal_mc,
+                            efficiency_dir=efficiency_dir, executor=executor, workers=workers)
+    return closure.run_closure(inputs, out=dest, runs=runs, executor=executor, workers=workers)
 
 
 def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Sequence[str]) -> Path:

@@ -87,11 +87,11 @@ def test_background_calls_its_stage(patch, tmp_path):
     rec = patch(background, "run_stage")
     assert main(["background", "--run-dir", "r", "--datasets", "d.json", "--out", str(tmp_path / "b"),
                  "--thresholds", "0.7"]) == 0
-    assert rec.once == (("r", "d.json", str(tmp_path / "b")), {"thresholds": [0.7]})
+    assert rec.once == (("r", "d.json", str(tmp_path / "b")), {"thresholds": [0.7], "strict_validation": False})
 
 
 def test_efficiency_calls_its_stage(patch, monkeypatch, tmp_path, capsys):
-    rec = patch(efficiency, "run_stage", "REC")
+    rec = patch(pipeline, "signal_efficiency", "REC")
     monkeypatch.setattr(efficiency, "markdown", lambda r: f"table of {r}\n")
     assert main(["efficiency", "--datasets", "d.json", "--out", str(tmp_path / "e"), "--masses", "0.01",
                  "0.1", "--n-events", "100", "--seed", "3", "--no-syst", "--campaign", "prd2018"]) == 0
@@ -99,14 +99,36 @@ def test_efficiency_calls_its_stage(patch, monkeypatch, tmp_path, capsys):
     assert args == ("d.json", str(tmp_path / "e"))
     assert kw["masses"] == [0.01, 0.1] and kw["n_events"] == 100 and kw["seed"] == 3
     assert kw["syst"] is False and kw["signal_datasets"] is None and kw["campaign"] == "prd2018"
+    assert kw["production"] is None  # the library picks brem, or visible for a visible-mode campaign
     assert capsys.readouterr().out == "table of REC\n"
 
 
 def test_efficiency_with_existing_signal_samples(patch, monkeypatch, tmp_path):
-    rec = patch(efficiency, "run_stage", "REC")
+    rec = patch(pipeline, "signal_efficiency", "REC")
     monkeypatch.setattr(efficiency, "markdown", lambda r: "")
     assert main(["efficiency", "--signal-datasets", "sig.json", "--out", str(tmp_path / "e")]) == 0
     assert rec.once[1]["signal_datasets"] == "sig.json" and rec.once[1]["syst"] is True
+    assert rec.once[1]["masses"] is None  # the analysis grid
+
+
+def test_efficiency_refuses_a_negative_mass(patch, tmp_path):
+    rec = patch(pipeline, "signal_efficiency", "REC")
+    code = main(["efficiency", "--masses", "0.01", "-1", "--out", str(tmp_path / "e")])
+    assert code == InputError.exit_code
+    assert rec.calls == []
+
+
+def test_signal_efficiency_simulates_then_measures(patch, tmp_path):
+    """The library call behind the CLI: signal MC (simulator) first, then the efficiency stage on it."""
+    sim = patch(pipeline.sim, "simulate_signal_samples", tmp_path / "signal_mc" / "datasets.json")
+    stage = patch(efficiency, "run_stage", "REC")
+    out = tmp_path / "e"
+    assert pipeline.signal_efficiency("datasets.json", out, campaign="prd2018", n_events=10, seed=4) == "REC"
+    s_args, s_kw = sim.once
+    assert s_args == ("datasets.json",) and s_kw["out_dir"] == out / "signal_mc"
+    assert s_kw["masses_GeV"] == list(pipeline.EFFICIENCY_MASSES_GEV) and s_kw["production"] == "brem"
+    e_args, e_kw = stage.once
+    assert e_args == (tmp_path / "signal_mc" / "datasets.json", out) and e_kw["masses"] is None
 
 
 def test_summary_calls_its_stage(patch, tmp_path):
@@ -168,12 +190,12 @@ def test_optimise_refuses_a_bad_grid(patch, tmp_path):
 
 
 def test_closure_calls_the_study(patch, monkeypatch, tmp_path):
-    rec = patch(closure, "run_closure", {})
+    rec = patch(pipeline, "closure_study", {})
     monkeypatch.setattr(closure, "markdown", lambda r: "")
     assert main(["closure", "--mass", "0.01", "--eps", "3e-4", "--out", str(tmp_path / "c"),
                  "--eot-scale", "0.5", "--n-signal-mc", "100", "--seed", "7"]) == 0
     args, kw = rec.once
-    assert args == ("datasets.json",)
+    assert args == ("datasets.json", str(tmp_path / "c"))
     got = (kw["mass"], kw["eps"], kw["eot_scale"], kw["n_signal_mc"], kw["seed"])
     assert got == (0.01, 3e-4, 0.5, 100, 7)
 

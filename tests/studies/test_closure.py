@@ -70,11 +70,11 @@ def test_run_closure_needs_an_efficiency_output(tmp_path):
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory):
-    """The CLI's simulation half (the study itself never simulates), then the study."""
-    from na64ana.cli.closure import simulate_inputs
+    """The pipeline's simulation half (the study itself never simulates), then the study."""
+    from na64ana.pipeline import closure_inputs
 
     out = provenance.prepare_outdir(tmp_path_factory.mktemp("closure") / "c", stage="closure")
-    inputs = simulate_inputs("datasets.json", mass=MASS, eps=EPS, out=out, seed=7, campaign="prd2018",
+    inputs = closure_inputs("datasets.json", mass=MASS, eps=EPS, out=out, seed=7, campaign="prd2018",
                              runs=None, eot_scale=SCALE, n_signal_mc=3000, efficiency_dir=None,
                              executor="iterative", workers=2)
     return closure.run_closure(inputs, out=out), out

@@ -12,22 +12,21 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import InputError
 from . import common
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..efficiency import DEFAULT_EPS, DEFAULT_MASSES_GeV
-
     p = sub.add_parser("efficiency", help="signal efficiency per run and A' mass (efficiency.json)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_campaign(p)
     common.add_out(p)
     common.add_seed(p)
-    p.add_argument("--masses", nargs="+", type=float, default=list(DEFAULT_MASSES_GeV), metavar="GEV",
-                   help="A' masses in GeV (default: 1 MeV - 1 GeV, 10 points)")
+    p.add_argument("--masses", nargs="+", type=float, default=None, metavar="GEV",
+                   help="A' masses in GeV (default: the analysis grid, 1 MeV - 1 GeV, 10 points)")
     p.add_argument("--n-events", type=int, default=20_000,
                    help="generated A' per run and mass (default: %(default)s)")
-    p.add_argument("--eps", type=float, default=DEFAULT_EPS,
+    p.add_argument("--eps", type=float, default=1e-4,
                    help="eps of the sample weights; the efficiency does not depend on it "
                    "(default: %(default)s)")
     p.add_argument("--signal-datasets", default=None, metavar="FILE",
@@ -41,32 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .. import datasets, efficiency
+    from .. import efficiency, pipeline
 
     common.setup_logging(args.out, "efficiency")
-    signal = args.signal_datasets
-    production = args.production  # None: the stage's default (brem; visible for a visible-mode campaign)
-    masses = args.masses
-    if signal is None:
-        if production is None:
-            visible = datasets.load(args.datasets).campaign(args.campaign).selection == "visible"
-            production = "visible" if visible else "brem"
-        from ..bookkeeping import provenance
-        from ..simulation import simulate_signal_samples
-
-        provenance.prepare_outdir(args.out, stage="efficiency")  # claimed before signal_mc/ goes inside
-
-        signal = simulate_signal_samples(args.datasets, out_dir=Path(args.out) / "signal_mc",
-                                         masses_GeV=masses,
-                                         n_events=args.n_events, eps=args.eps, campaign=args.campaign,
-                                         runs=args.runs, seed=args.seed, production=production,
-                                         progress=common.show_progress())
-        masses = None  # exactly the simulated samples
-    rec = efficiency.run_stage(signal_datasets=signal, out=args.out, masses=masses, campaign=args.campaign,
-                               runs=args.runs, production=production, executor=args.executor,
-                               workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize,
-                               syst=not args.no_syst)
+    if args.masses is not None and not all(m > 0 for m in args.masses):
+        raise InputError(f"--masses: every mass must be > 0 GeV, got {args.masses}", field="--masses")
+    rec = pipeline.signal_efficiency(
+        args.datasets, args.out, masses=args.masses, n_events=args.n_events, eps=args.eps,
+        campaign=args.campaign, runs=args.runs, seed=args.seed, production=args.production,
+        signal_datasets=args.signal_datasets, executor=args.executor, workers=args.workers,
+        scheduler=args.scheduler, chunksize=args.chunksize, syst=not args.no_syst,
+        progress=common.show_progress())
     print(efficiency.markdown(rec), end="")
     return 0
