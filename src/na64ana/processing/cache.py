@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 import uuid
@@ -41,6 +42,9 @@ from typing import Any, cast
 
 import lz4.frame
 from coffea.processor import CheckpointerABC
+
+import na64ana
+import na64ana.processors
 
 from . import safeio
 
@@ -63,9 +67,6 @@ TMP_SUFFIX = ".tmp"
 def code_files() -> list[Path]:
     """The source files :func:`code_version` hashes: processors/*.py and the selection/blinding/contract
     modules. Report, plotting and output code are not among them, so editing those keeps the cache."""
-    import na64ana
-    import na64ana.processors
-
     pkg = Path(na64ana.__file__).resolve().parent
     procs = Path(na64ana.processors.__file__).resolve().parent
     return sorted(procs.glob("*.py")) + [pkg / name for name in CODE_MODULES]
@@ -146,8 +147,6 @@ class ChunkCache(CheckpointerABC):
         """Delete every unblinded entry (and pre-namespace entries of older formats). Called by a blinded
         run: a folder whose current state is blinded keeps no chunk output of an opened box. Returns the
         number of top-level items removed."""
-        import shutil
-
         n = 0
         if not self.directory.is_dir():
             return 0

@@ -14,15 +14,20 @@ checkpointer): an interrupted run resumes, and a change re-processes only the ch
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import logging
 import re
 import resource
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import loky
 
 from .. import blinding, contract
 from .. import datasets as ds
@@ -64,8 +69,6 @@ def tune_malloc() -> bool:
     if _MALLOC_TUNED:
         return True
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3  # glibc malloc.h
         ok = bool(libc.mallopt(m_trim_threshold, 2**28)) and bool(libc.mallopt(m_mmap_threshold, 2**25))
@@ -176,7 +179,7 @@ def fileset(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
 def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, retries: int = 2,
                   status: bool = False) -> tuple[Any, Any]:
     """``(coffea executor, closer)``; call ``closer()`` when done (shuts a LocalCluster down)."""
-    from coffea import processor
+    from coffea import processor  # local: coffea.processor (+0.3 s CPU) must not load with outputs' Job
 
     if scheduler is not None:
         name = "dask"
@@ -186,13 +189,13 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
         return processor.FuturesExecutor(status=status, workers=workers, retries=retries,
                                          pool=killing_pool), lambda: None
     if name == "dask":
-        from distributed import Client, LocalCluster
+        from distributed import Client, LocalCluster  # local: dask/distributed only for --executor dask
 
         if scheduler is not None:
             client = connect_scheduler(Client, scheduler)
             cluster = None
         else:
-            import dask
+            import dask  # local: dask/distributed only for --executor dask
 
             env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
             with dask.config.set(env):
@@ -228,10 +231,7 @@ def connect_scheduler(client_cls: Any, scheduler: str) -> Any:
 def killing_pool(max_workers: int) -> Any:
     """coffea's futures pool (loky), but a run that ends by an exception -- KeyboardInterrupt, the
     SIGTERM of :func:`terminate_as_interrupt`, a failed chunk -- kills its workers instead of waiting for
-    their chunks: no orphan worker keeps reading after the run has stopped. (loky is imported here: the
-    CLI starts without it.)"""
-    import loky
-
+    their chunks: no orphan worker keeps reading after the run has stopped."""
     class KillingPool(loky.ProcessPoolExecutor):
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
             if exc_type is None:
@@ -250,9 +250,6 @@ class Terminated(KeyboardInterrupt):
 def terminate_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread (Python's default would end
     the process at once, without the executor's cleanup). Elsewhere than the main thread: no change."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -307,6 +304,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     ``on_bad_file="skip"`` drops unusable files instead of failing (see :func:`inputs.check_inputs`).
     ``cache_dir``: reuse/store chunk outputs there (:class:`~.cache.ChunkCache`); None = no cache.
     Dask workers must see it at the same path to share it."""
+    # local: coffea.processor and the processors (+0.3 s CPU) must not load with outputs/background (Job)
     from coffea import processor
     from coffea.nanoevents import BaseSchema
 
@@ -331,7 +329,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     proc = proc_cls({j.key: j.selection for j in jobs}, unblind=unblind)
     checkpointer = None
     if cache_dir is not None:
-        from . import cache
+        from . import cache  # local: it imports coffea.processor (see above)
 
         checkpointer = cache.ChunkCache(cache_dir, cache.file_hashes(checked), cache.code_version(),
                                         identities=cache.file_identities(checked), unblind=unblind)
@@ -354,7 +352,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         raise processing_error(exc) from exc
     finally:
         close()
-        from na64ana.processors.base import thaw_chunk_garbage
+        from na64ana.processors.base import thaw_chunk_garbage  # local: the processors load coffea (above)
 
         thaw_chunk_garbage()  # a failed run never reaches postprocess: don't leave the caller's GC frozen
         sources.release()  # the files this process kept mapped (iterative executor, preprocessing)

@@ -33,7 +33,7 @@ import uproot
 from .. import contract
 from .. import selection as selmod
 from ..errors import DataError, InputError
-from .identity import Identity, IdentityStore
+from .identity import Identity, IdentityStore, confirm
 
 if TYPE_CHECKING:
     from .execute import Job
@@ -259,8 +259,6 @@ def missing_branches_error(missing: list[MissingBranches]) -> DataError:
 def confirm_unchanged(records: Iterable[InputFile]) -> None:
     """After processing: DataError naming the first usable input whose identity (inode, size, mtime)
     changed since it was checked and hashed (see :mod:`.identity`): its events may not be the hashed ones."""
-    from .identity import confirm
-
     confirm((r.path, r.identity) for r in records if r.status == "ok" and r.identity is not None)
 
 

@@ -23,7 +23,7 @@ import hist
 
 from .. import blinding
 from .. import datasets as ds
-from ..bookkeeping import provenance
+from ..bookkeeping import provenance, unblinding
 from ..errors import OutputError
 from ..records import Cutflow, RunOutput
 from . import safeio
@@ -139,8 +139,6 @@ def begin(outdir: str | Path) -> Path:
 def write_run(outdir: str | Path, result: RunResult, *, processor: str, unblind: bool,
               datasets_file: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """Write all outputs of a run; return ``{key: cut-flow record}``. ``run.complete`` is written last."""
-    from ..bookkeeping import unblinding
-
     _, problem = unblinding.check(outdir)  # before anything is touched: never erase an unblinding silently
     if problem:
         raise OutputError(f"unblinding log: {problem}; an opened box stays on record", file=str(outdir))

@@ -22,6 +22,8 @@ from typing import Any
 
 import hist
 import numpy as np
+import uhi.io.json as uj
+from hist import serialization
 
 #: the histogram file suffix (uhi JSON)
 HIST_SUFFIX = ".json"
@@ -44,14 +46,10 @@ class UnsafeContent(ValueError):
 
 
 def hist_to_dict(h: hist.Hist) -> dict[str, Any]:
-    from hist import serialization
-
     return serialization.to_uhi(h)
 
 
 def hist_from_dict(d: Mapping[str, Any]) -> hist.Hist:
-    from hist import serialization
-
     if not isinstance(d, Mapping) or "uhi_schema" not in d:
         raise UnsafeContent("not a uhi histogram")
     try:
@@ -64,14 +62,10 @@ def hist_from_dict(d: Mapping[str, Any]) -> hist.Hist:
 
 
 def _json_default(obj: Any) -> Any:
-    import uhi.io.json as uj
-
     return uj.default(obj)
 
 
 def _json_hook(obj: dict[str, Any]) -> Any:
-    import uhi.io.json as uj
-
     return uj.object_hook(obj)
 
 
@@ -142,7 +136,7 @@ def _encode(obj: Any, depth: int = 0) -> Any:
         if all(isinstance(k, str) for k in obj):
             return {"__d__": {k: _encode(v, depth + 1) for k, v in obj.items()}}
         return {"__dk__": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in obj.items()]}
-    from coffea.processor.executor import WorkItem
+    from coffea.processor.executor import WorkItem  # local: coffea.processor, +0.4 s CPU for every reader
 
     if isinstance(obj, WorkItem):
         f = {k: getattr(obj, k) for k in ("dataset", "filename", "treename", "entrystart", "entrystop",
@@ -187,7 +181,7 @@ def _decode(obj: Any, depth: int = 0) -> Any:
     if tag == "__t__" and isinstance(val, list):
         return tuple(_decode(x, depth + 1) for x in val)
     if tag == "__wi__":
-        from coffea.processor.executor import WorkItem
+        from coffea.processor.executor import WorkItem  # local: see _encode
 
         f = _decode(val, depth + 1)
         if not isinstance(f, dict):
