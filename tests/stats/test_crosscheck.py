@@ -76,3 +76,46 @@ def test_simulator_tuning_rows_are_typed_and_sourced():
     assert keys["published.toml:dimuon.rate_per_eot"].role == "target"
     assert keys["published.toml:background.prl2019.total"].role == "normalisation"
     assert any(k.startswith("datasets.json:campaigns.prl2019.runs.III.efficiency") for k in keys)
+
+
+def test_minuit_failure_is_retried_with_scipy_and_recorded(monkeypatch):
+    """MINUIT's 'invalid minimum' (the code1 kink of the shared asymmetric background nuisance) must not
+    lose the cross-check: the toys are rerun with scipy (same seed) and the point says so."""
+    import pyhf
+
+    from na64ana.stats import crosscheck as cc
+
+    calls = []
+    real = cc._toy_hypotest
+
+    def flaky(spec, mu, ntoys, seed, optimizer):
+        calls.append((type(optimizer).__name__, seed))
+        if "minuit" in type(optimizer).__name__:
+            raise pyhf.exceptions.FailedMinimization(type("R", (), {"message": "Optimization failed. "
+                                                                     "Invalid minimum."})())
+        return real(spec, mu, ntoys, seed, optimizer)
+
+    monkeypatch.setattr(cc, "_toy_hypotest", flaky)
+    spec = _spec(2.3, 0.3)
+    p = toys_crosscheck_point(spec, ntoys=20, seed=7, mu=1.0, cls_exact=0.1)
+    assert [c[0] for c in calls] == ["minuit_optimizer", "scipy_optimizer"] and calls[0][1] == calls[1][1]
+    assert p.optimizer == "scipy" and "Invalid minimum" in (p.minuit_error or "")
+    assert json.loads(p.model_dump_json())["optimizer"] == "scipy"
+    ok = toys_crosscheck_point(spec, ntoys=20, seed=7, mu=1.0, cls_exact=0.1)  # seeded: reproducible
+    assert ok.cls_toys == p.cls_toys
+    monkeypatch.setattr(cc, "_toy_hypotest", real)
+    assert toys_crosscheck_point(spec, ntoys=20, seed=7, mu=1.0, cls_exact=0.1).optimizer == "minuit"
+
+
+def test_tuning_rows_quote_the_simulator_values():
+    import tomllib
+    from importlib import resources
+
+    sim = tomllib.loads(resources.files("na64ana").joinpath("data/simulation.toml").read_text())
+    rows = {r.key: r for r in simulator_tuning_rows()}
+    lim = sim["selection_model"]["limit_fraction"]["value"]
+    for k in ("target_interactions", "punch_through"):
+        used = rows[f"published.toml:background.prl2019.{k}"].used_as
+        assert f"limit_fraction = {lim:g}" in used and "1/2" not in used
+    used = rows["published.toml:selection.events_passing_i_to_iv_prl2019"].used_as
+    assert f"upstream.hcal_fraction = {sim['upstream']['hcal_fraction']['value']:g}" in used

@@ -37,8 +37,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
+import tomllib
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,7 +62,8 @@ DEFAULT_BELOW_TOL = 0.03  # below 1 - CL: the hybrid-vs-LHC-style difference at 
 # pyhf's fits by MINUIT (iminuit, a dependency) instead of scipy's SLSQP with finite-difference gradients:
 # ~3x less CPU for the 5-run workspace (8 s vs 26 s for 100 toys), same toy tails on it (0.03 / 0.26)
 MINUIT_OPTIONS = {"strategy": 0, "tolerance": 0.1}
-OPTIMIZER = "pyhf numpy backend, minuit_optimizer(strategy=0, tolerance=0.1)"
+OPTIMIZER = ("pyhf numpy backend, minuit_optimizer(strategy=0, tolerance=0.1); scipy_optimizer() rerun (same "
+             "seed) where MINUIT fails, said per point (optimizer, minuit_error)")
 
 
 class CrosscheckPoint(BaseModel):
@@ -81,6 +85,10 @@ class CrosscheckPoint(BaseModel):
     allowed: float = Field(description="largest deviation above: n_sigma sigma_toys(CLs = 1 - CL) + abs_tol")
     allowed_below: float = Field(description="largest deviation below: n_sigma * sigma_toys + below_tol")
     passed: bool
+    optimizer: str = Field("minuit", description="pyhf optimizer of the toys: 'minuit', or 'scipy' when "
+                           "MINUIT failed (e.g. 'invalid minimum' at the code1 kink of an asymmetric "
+                           "nuisance) and the toys were rerun with scipy, same seed")
+    minuit_error: str | None = Field(None, description="MINUIT's failure that made the scipy retry")
     # wall time: kept in memory, never written (outputs must not depend on the machine's load; the blinded
     # differential test compares limits.json byte for byte)
     seconds: float = Field(0.0, exclude=True)
@@ -157,22 +165,13 @@ def toys_crosscheck_point(spec: dict[str, Any], *, cl: float = 0.9, ntoys: int =
         raise ValueError(f"the exact limit is {mu_lim!r}: nothing to cross-check")
     if cls_exact is None:
         cls_exact = float(exact.cls(mu_lim)[0])
-    previous = pyhf.get_backend()
-    pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(**MINUIT_OPTIONS))
-    model, data = pyhf_model(spec)
-    hi = max(2.0 * mu_lim, 10.0)
-    bounds = model.config.suggested_bounds()
-    bounds[model.config.poi_index] = (0.0, hi)
-    state = np.random.get_state()  # noqa: NPY002 -- pyhf's numpy backend uses the global state
+    optimizer, minuit_error = "minuit", None
     try:
-        np.random.seed(seed)  # noqa: NPY002
-        cls_t, (clsb, clb) = pyhf.infer.hypotest(mu_lim, data, model, test_stat="qtilde", calctype="toybased",
-                                                 ntoys=ntoys, return_tail_probs=True, track_progress=False,
-                                                 par_bounds=bounds)
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
-        pyhf.set_backend(*previous)
-    cls_t, clsb, clb = float(cls_t), float(clsb), float(clb)
+        minuit = pyhf.optimize.minuit_optimizer(**MINUIT_OPTIONS)
+        cls_t, clsb, clb = _toy_hypotest(spec, mu_lim, ntoys, seed, minuit)
+    except pyhf.exceptions.FailedMinimization as exc:  # MINUIT only: scipy's failure propagates
+        optimizer, minuit_error = "scipy", " ".join(str(exc).split())[:300]
+        cls_t, clsb, clb = _toy_hypotest(spec, mu_lim, ntoys, seed, pyhf.optimize.scipy_optimizer())
     # binomial errors of both tails (at least one toy in each, so a zero count does not claim precision)
     psb, pb = max(clsb, 1.0 / ntoys), max(clb, 1.0 / ntoys)
     err = max(cls_t, 1.0 / ntoys) * math.sqrt((1 - psb) / (ntoys * psb) + (1 - pb) / (ntoys * pb))
@@ -184,7 +183,31 @@ def toys_crosscheck_point(spec: dict[str, Any], *, cl: float = 0.9, ntoys: int =
     return CrosscheckPoint(mass_GeV=mass_GeV, workspace=workspace, mu_limit=mu_lim, cls_exact=cls_exact,
                            cls_toys=cls_t, cls_toys_err=err, clsb_toys=clsb, clb_toys=clb, ntoys=ntoys,
                            seed=seed, deviation=dev, allowed=above, allowed_below=below,
-                           passed=bool(-below <= dev <= above), seconds=time.perf_counter() - t0)
+                           passed=bool(-below <= dev <= above), optimizer=optimizer,
+                           minuit_error=minuit_error, seconds=time.perf_counter() - t0)
+
+
+def _toy_hypotest(spec: dict[str, Any], mu: float, ntoys: int, seed: int, optimizer: Any
+                  ) -> tuple[float, float, float]:
+    """pyhf toybased (CLs, CLsb, CLb) at ``mu`` with ``optimizer``, numpy's global state seeded with
+    ``seed`` and restored afterwards (as is pyhf's backend)."""
+    import pyhf  # lazy: ~1 s to import
+
+    previous = pyhf.get_backend()
+    pyhf.set_backend("numpy", optimizer)
+    state = np.random.get_state()  # noqa: NPY002 -- pyhf's numpy backend uses the global state
+    try:
+        model, data = pyhf_model(spec)
+        bounds = model.config.suggested_bounds()
+        bounds[model.config.poi_index] = (0.0, max(2.0 * mu, 10.0))
+        np.random.seed(seed)  # noqa: NPY002
+        cls_t, (clsb, clb) = pyhf.infer.hypotest(mu, data, model, test_stat="qtilde", calctype="toybased",
+                                                 ntoys=ntoys, return_tail_probs=True, track_progress=False,
+                                                 par_bounds=bounds)
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+        pyhf.set_backend(*previous)
+    return float(cls_t), float(clsb), float(clb)
 
 
 def toys_crosscheck(workspaces: Sequence[dict[str, Any] | str | Path], *,
@@ -305,8 +328,9 @@ _PUBLISHED_USE: tuple[tuple[str, str, str, str], ...] = (
     ("dimuon.sigma_tot_pb_ub", "input", "gamma -> mu mu cross section", "-"),
     ("selection.loose_plane_events_per_eot", "target", "hadron.truth_rate_per_eot",
      "the population of the (E_ECAL, E_HCAL) plane"),
-    ("selection.events_passing_i_to_iv_prl2019", "target", "hadron.neutral_fraction, upstream slopes",
-     "the number of events passing cuts (i)-(iv)"),
+    ("selection.events_passing_i_to_iv_prl2019", "target",
+     "hadron.neutral_fraction = {hadron.neutral_fraction}, upstream.hcal_fraction = {upstream.hcal_fraction}"
+     " (both APPROX), upstream slopes", "the number of events passing cuts (i)-(iv)"),
     ("background.prd2018.sideband_slope_per_GeV", "target", "upstream slope of 2016 runs (datasets.json)",
      "the side-band C exponential slope"),
     ("background.prl2019.sideband_slope_range_per_GeV", "target",
@@ -318,9 +342,11 @@ _PUBLISHED_USE: tuple[tuple[str, str, str, str], ...] = (
     ("background.prl2019.dimuon", "normalisation", "lost-muon component in the box", "-"),
     ("background.prl2019.decay_in_flight", "normalisation", "decay-in-flight component in the box", "-"),
     ("background.prl2019.target_interactions", "normalisation",
-     "upper limit simulated at selection_model.limit_fraction (1/2)", "-"),
+     "upper limit simulated at selection_model.limit_fraction = {selection_model.limit_fraction} x the limit",
+     "-"),
     ("background.prl2019.punch_through", "normalisation",
-     "upper limit simulated at selection_model.limit_fraction (1/2)", "-"),
+     "upper limit simulated at selection_model.limit_fraction = {selection_model.limit_fraction} x the limit",
+     "-"),
     ("background.prd2018.total", "normalisation", "every 2016 box component generated as n_b / efficiency",
      "the 2016 background estimate"),
     ("background.prd2018.upstream_per_run", "normalisation", "per-run upstream box counts (2016)",
@@ -356,7 +382,9 @@ def simulator_tuning_rows(datasets_file: str | Path | None = None) -> list[Tunin
     from .. import published
 
     rows: list[TuningRow] = []
-    for key, role, used, closure in _PUBLISHED_USE:
+    sim = _simulation_values()
+    for key, role, used_text, closure in _PUBLISHED_USE:
+        used = _SIM_KEY.sub(lambda m: sim.get(m.group(1), "?"), used_text)
         try:
             entry = published.entry(key)
         except (KeyError, ValueError):
@@ -378,6 +406,21 @@ def simulator_tuning_rows(datasets_file: str | Path | None = None) -> list[Tunin
                                           key=f"{path.name}:campaigns.{cname}.runs.{rname}.{fld}",
                                           role=role, used_as=used, closure=closure))  # type: ignore[arg-type]
     return rows
+
+
+_SIM_KEY = re.compile(r"\{([a-z_]+\.[a-z_]+)\}")  # {section.key} of data/simulation.toml in a used_as text
+
+
+def _simulation_values() -> dict[str, str]:
+    """``section.key`` -> value (as text) of the simulator's parameters (package data simulation.toml, read
+    as data: the analysis does not import the simulation), so the rows quote the values in use."""
+    raw = tomllib.loads(resources.files("na64ana").joinpath("data/simulation.toml").read_text())
+    out = {}
+    for sec, entries in raw.items():
+        for key, val in entries.items() if isinstance(entries, dict) else ():
+            v = val.get("value") if isinstance(val, dict) else val
+            out[f"{sec}.{key}"] = _fmt(v, None)
+    return out
 
 
 def _fmt(value: Any, unc: Any) -> str:
