@@ -25,7 +25,7 @@ import numpy as np
 
 import na64ana.processors  # noqa: F401  (registers the ALP and visible selection variables before plan())
 
-from . import background, datasets, efficiency, searches, summary
+from . import background, contract, datasets, efficiency, searches, summary
 from .blinding import Blinding
 from .bookkeeping import provenance
 from .errors import InputError
@@ -358,8 +358,9 @@ def closure_study(datasets_file: str | Path, out: str | Path, *, mass: float, ep
 def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Sequence[str]) -> Path:
     """Take a datasets.json listing the data as the chain's ``data/`` stage; returns the copy's path.
 
-    The copy (``out_dir/datasets.json``) lists the same files with paths rebased to its new folder, so the
-    results folder always describes its own inputs. Refused (InputError): a campaign whose runs differ from
+    The copy (``out_dir/datasets.json``) lists the same files with paths rebased to its new folder and a
+    branch-map file inlined (it was relative to the given file), so the results folder always describes its
+    own inputs, whichever folder the command ran from. Refused (InputError): a campaign whose runs differ from
     ``runs`` (those the MC is simulated for) or a run without data files (kind "data", sample "campaign").
     """
     src = Path(data)
@@ -375,7 +376,12 @@ def adopt_data(data: str | Path, out_dir: str | Path, *, campaign: str, runs: Se
                          file=str(src), field=f"campaigns.{campaign}.runs.{empty[0]}.files")
     dest = provenance.prepare_outdir(out_dir, stage="data")
     copy = ds.model_copy(deep=True)
-    for c in copy.campaigns.values():
+    for cn, c in copy.campaigns.items():
+        if isinstance(c.branch_map, str):  # relative to the given file: inlined, so the copy stands alone
+            try:
+                c.branch_map = contract.load_branch_map(c.branch_map, base=src.resolve().parent)
+            except (OSError, ValueError) as exc:
+                raise InputError(str(exc), file=str(src), field=f"campaigns.{cn}.branch_map") from None
         for run in c.runs.values():
             run.files = [f.model_copy(update={"path": os.path.relpath(datasets.resolve_path(f, src),
                                                                       dest.resolve())})
