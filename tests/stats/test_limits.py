@@ -98,3 +98,24 @@ def test_cli_bad_summary_exit_code(tmp_path, capsys):
     f.write_text(json.dumps(d))
     assert main(["limits", "--summary", str(f), "--out", str(tmp_path / "o")]) == 2
     assert "runs.0.eot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("words, expected", [(["OK", "WARNING"], True), (["OK", "FAILED"], False),
+                                             (["OK", None], None)])
+def test_limits_record_carries_the_background_validation_and_the_assumed_defaults(words, expected):
+    d = copy.deepcopy(BASE)
+    d["correlated"] = {}
+    run2 = {**d["runs"][0], "name": "II"}
+    del run2["eot_unc"]  # a default the record must list
+    d["runs"].append(run2)
+    for r, w in zip(d["runs"], words, strict=True):
+        if w is not None:
+            r["notes"] = {"background_validation": f"validation region run {r['name']} (...): p = 0.3: {w}"}
+    rec = limits.compute(summary.validate(d), yields=np.array([1e-10, 1e-12]))
+    assert rec.details is not None
+    assert rec.details["background_validated"] is expected
+    flags = rec.details["background_validation"]
+    flag_of = {"OK": "ok", "FAILED": "fail", "WARNING": "warn", None: None}
+    assert [flags["I"], flags["II"]] == [flag_of[w] for w in words]
+    assert "runs.II.eot_unc" in rec.details["assumed_defaults"]
+    assert "runs.I.eot_unc" not in rec.details["assumed_defaults"]

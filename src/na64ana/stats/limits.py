@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from .. import blinding
+from ..background import VERDICT_WORDS
 from ..bookkeeping import provenance
 from ..physics.yields import signal_yield, yield_per_eot_grid
 from ..records import LimitPoint, LimitsRecord
@@ -328,7 +329,33 @@ def compute(summary: Summary, *, method: str = "exact", cl: float | None = None,
         ratio=summary.ratio, alpha_d=summary.alpha_D)
     if summary_file is not None:
         res["summary_file"] = str(summary_file)
+    flags = validation_flags(summary)
+    res["details"] = {**(res.get("details") or {}), "background_validated": background_validated(flags),
+                      "background_validation": flags, "assumed_defaults": summary.assumed_defaults()}
     return LimitsRecord.model_validate(res)
+
+
+_FLAG_OF_WORD = {word: flag for flag, word in VERDICT_WORDS.items()}
+
+
+def validation_flags(summary: Summary) -> dict[str, str | None]:
+    """Per run, the background stage's validation-region verdict ("ok" | "warn" | "fail") read from the
+    run's ``notes.background_validation`` (the message ends with the verdict word); None: not given (a
+    hand-written summary) or not recognised."""
+    out: dict[str, str | None] = {}
+    for r in summary.runs:
+        msg = r.notes.get("background_validation") if isinstance(r.notes, dict) else None
+        word = str(msg).rstrip().rsplit(":", 1)[-1].strip() if msg else ""
+        out[r.name] = _FLAG_OF_WORD.get(word)
+    return out
+
+
+def background_validated(flags: dict[str, str | None]) -> bool | None:
+    """False if any run's validation region failed, True if every run has a verdict and none failed
+    (a warning counts as validated, docs/inference.md 5.1), None if a run has none (not known)."""
+    if any(f == "fail" for f in flags.values()):
+        return False
+    return True if flags and all(f is not None for f in flags.values()) else None
 
 
 DEFAULT_CROSSCHECK_TOYS = 100  # small: ~5 CPU-s per mass for 3 runs; raise with --crosscheck-toys
