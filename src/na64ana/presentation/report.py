@@ -527,7 +527,8 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
 
     def planes():
         data = res.keys(campaign_sample=True)
-        panels = [(t, _only(h, data)) for n, t in PLANES if (h := res.hist(n)) is not None]
+        titles = _plane_titles(res)
+        panels = [(titles.get(n, t), _only(h, data)) for n, t in PLANES if (h := res.hist(n)) is not None]
         if not panels:
             raise Unavailable("hists plane_loose/plane_i_iv/plane_final not found")
         return plots.plot_planes(panels, box=box, blinded=blinded, llabel=ll, rlabel=_rlabel(res))
@@ -874,6 +875,11 @@ def _sec_cutflows(res: Results, ps: PlotSet) -> str:
         parts.append(_cutflow_table(run, cf))
     # the invisible run's regions (run/regions.json), not the first regions.json found (dimuon/ sorts first)
     regions = res.json("regions") if (res.root / "regions.json").exists() else res.json("run/regions.json")
+    if not regions:  # a multi-campaign search chain: one run folder per campaign (run_<campaign>/)
+        regions = {}
+        for path in sorted(res.root.glob("run_*/regions.json")):
+            more = res.json(f"{path.parent.name}/regions.json")
+            regions.update(more if isinstance(more, dict) else {})
     if regions:
         names = list(
             dict.fromkeys(
@@ -943,7 +949,62 @@ def _sec_appendix_hashes(res: Results, ps: PlotSet) -> str:
                    table(["dataset", "selection", "kind", "selection hash"], rows))
 
 
+def _plane_axes(res: Results) -> tuple[str, str] | None:
+    """The two axes of the planes (``plane_final`` first): (ecal, hcal) for the invisible processor, the
+    processor's own pair for the others (visible: (wcal, ecal); ALP: (ecal, hcal234)); None: no plane."""
+    for name, _ in reversed(PLANES):
+        h = res.hist(name)
+        if h is not None:
+            names = [a.name for a in h.axes if a.name != "run"]
+            if len(names) >= 2:
+                return names[0], names[1]
+    return None
+
+
+PLANE_AXES = {"ecal": "E_ECAL", "hcal": "E_HCAL", "hcal234": "E_HCAL2-4", "wcal": "E_WCAL"}
+
+
+def _plane_titles(res: Results) -> dict[str, str]:
+    """Panel titles of a search's planes (the cuts of its selection's ``[planes]``, from the provenance);
+    {} for the invisible chain, whose panels are the paper's (loose SRD tag, (i)-(iv), all cuts)."""
+    if search_kind(res) is None:
+        return {}
+    for sel in res.selections().values():
+        planes = sel.get("planes")
+        if sel.get("name") == "dimuon" or not isinstance(planes, dict):
+            continue
+        out = {"plane_loose": "beam preselection"}
+        for key, name in (("i_iv", "plane_i_iv"), ("final", "plane_final")):
+            cuts = planes.get(key) or []
+            if cuts:
+                out[name] = f"cuts up to {str(cuts[-1]).replace('_', ' ')}"
+        return out
+    return {}
+
+
+def _plane_section_title(res: Results) -> str:
+    axes = _plane_axes(res)
+    if search_kind(res) is None or axes is None:
+        return "The (E_ECAL, E_HCAL) plane"
+    return "The ({}, {}) plane".format(*(PLANE_AXES.get(a, a) for a in axes))
+
+
 def _sec_planes(res: Results, ps: PlotSet) -> str:
+    axes = _plane_axes(res)
+    if search_kind(res) is not None and axes is not None:
+        x, y = (PLANE_AXES.get(a, a) for a in axes)
+        main = [cf for cf in res.cutflows.values() if _main_cutflow(cf)]
+        last = (main[0].get("rows") or [{}])[-1] if main else {}
+        region = (f"the last cut of the {main[0].get('selection', '-')} selection, `{last.get('cut')}` "
+                  f"({last.get('label')})") if last.get("cut") else "the last cut of the selection"
+        titles = _plane_titles(res)
+        chain = CHAIN_NAMES.get(search_kind(res) or "", "")
+        text = (f"({x}, {y}) of the {chain} chain. Its signal region is {region}; the invisible-mode box "
+                "and side bands do not apply and are not drawn."
+                + (" Blinded: the signal-region events are removed before any histogram is filled."
+                   if res.blinded else "") + "\n\n")
+        caption = f"({x}, {y}): " + ", ".join(titles.get(n, t) for n, t in PLANES) + "."
+        return text + _img(ps, "planes", caption)
     b = _box(res)
     text = (
         f"Signal box E_ECAL < {b.ecal_max:g} GeV, E_HCAL < {b.hcal_max:g} GeV; side band A (E_HCAL > "
@@ -1052,6 +1113,14 @@ def _sec_dimuon(res: Results, ps: PlotSet) -> str:
 
 
 def _sec_signal(res: Results, ps: PlotSet) -> str:
+    kind = search_kind(res)
+    if kind is not None:
+        parts = [f"**Signal efficiency** of the {CHAIN_NAMES.get(kind, kind)} search: the signal MC of each "
+                 "run and mass through the search's selection (efficiency.json); the yields summary notes "
+                 "which value each run uses."]
+        if "signal_ecal" in res.hist_names():
+            parts.append(_img(ps, "signal_spectra", "Signal E_ECAL spectra (unit area)."))
+        return _sec_signal_table(res, ps, parts)
     parts = [
         "**Signal efficiency.** ε_sig(m_A') = W_pass / D: the weighted signal-MC events passing every cut "
         "including the signal box, divided by the number of A' produced per EOT with E_A' above the "
@@ -1060,6 +1129,11 @@ def _sec_signal(res: Results, ps: PlotSet) -> str:
         "(relative to the events entering the cut flow) does not: the two numbers differ by design.",
         _img(ps, "signal_spectra", "Signal E_ECAL spectra (unit area)."),
     ]
+    return _sec_signal_table(res, ps, parts)
+
+
+def _sec_signal_table(res: Results, ps: PlotSet, parts: list[str]) -> str:
+    """The efficiency table and figure after the signal section's text ``parts``."""
     eff = res.efficiency()
     if eff is not None and eff.runs:
         runs = eff.runs
@@ -1256,6 +1330,64 @@ def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, P
     if extra:
         i = [t for t, _ in out].index("Limits") + 1
         out[i:i] = extra
+    kind = search_kind(res)
+    not_run = stages_not_run(res, ps)
+    drop = {title for title, _ in not_run}
+    if kind is not None:
+        drop.add("Limits")  # the dark photon's eps, y, alpha_D: the search section has the search's limits
+    out = [(_plane_section_title(res), b) if b is _sec_planes else (t, b) for t, b in out if t not in drop]
+    if not_run:
+        i = [t for t, _ in out].index("Provenance")
+        lines = "".join(f"- **{title}**: {why}.\n" for title, why in not_run)
+
+        def sec_not_run(res: Results, ps: PlotSet, lines: str = lines) -> str:
+            return lines
+
+        out.insert(i, ("Stages not run", sec_not_run))
+    return out
+
+
+CHAIN_NAMES = {"vector": "Z'", "alp": "ALP", "visible": "visible-mode"}
+
+
+def skipped_stages(res: Results) -> dict[str, str]:
+    """Stages the demo chain skipped, with why (``skipped_stages`` of the folder's "demo" stage record; a
+    name may carry the campaign, e.g. "dimuon prl2023"); {} when none is recorded."""
+    demo = _all_stages(res).get("demo") or {}
+    skipped = demo.get("skipped_stages")
+    return {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
+
+
+def stages_not_run(res: Results, ps: PlotSet) -> list[tuple[str, str]]:
+    """(section title, why) of the sections whose stage did not run: skipped by the chain (the demo
+    provenance says why) or not part of the search's chain (ALP, visible, Z': no side-band-C fit, dimuon
+    benchmark or box-edge scan). Each becomes one line of "Stages not run" instead of a section of missing
+    content; an invisible-chain stage missing without a recorded reason keeps its "Not available" section."""
+    kind = search_kind(res)
+    skipped = skipped_stages(res)
+    summ = summary_doc(res) or {}
+    notes = sorted({str(n["background"]) for r in summ.get("runs") or [] if isinstance(r, dict)
+                    and isinstance(n := r.get("notes"), dict) and n.get("background")})
+    bkg_from = (f"the background of each run is the yields summary's ({'; '.join(notes)})" if notes
+                else "the background of each run is the yields summary's (Result table)")
+    checks = (
+        ("Background: side-band-C fit", "background", res.background() is not None,
+         f"the side-band-C fit is a stage of the invisible-mode chain; {bkg_from}"),
+        ("Dimuon benchmark", "dimuon", any(n.startswith("dimuon_") for n in [*ps.made, *ps.missing]),
+         "the QED dimuon benchmark is run in the invisible-mode chain only"),
+        ("Cut optimisation", "optimisation", bool(res.optimisation()),
+         "the box-edge scan is a study of the invisible-mode E_ECAL box"),
+    )
+    out = []
+    for title, stage, ran, not_in_chain in checks:
+        if ran:
+            continue
+        why = "; ".join(v if k == stage else f"{k}: {v}" for k, v in skipped.items()
+                        if k == stage or k.startswith(stage + " "))
+        if why:
+            out.append((title, f"skipped ({why})"))
+        elif kind is not None:
+            out.append((title, f"not part of the {CHAIN_NAMES.get(kind, kind)} chain: {not_in_chain}"))
     return out
 
 

@@ -252,15 +252,23 @@ def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: 
         ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        edges = np.concatenate([_curve(pts, "eps_exp_m2")[1], _curve(pts, "eps_exp_m2")[2]])
-        edges = edges[np.isfinite(edges)]
+        keys = ("eps_exp_m2", "eps_exp_p2", "eps_exp", *(() if rec.get("blinded") else ("eps_obs",)))
+        edges = np.concatenate([c for k in keys for c in _curve(pts, k)[1:]])
+        edges = edges[np.isfinite(edges) & (edges > 0)]
         if edges.size:
             ax.set_ylim(10 ** math.floor(math.log10(edges.min()) - 0.6),
                         10 ** math.ceil(math.log10(edges.max()) + 0.3))
+        else:  # no mass excluded: an empty band, said on the figure (log axes need a range of their own)
+            ax.set_ylim(1e-6, 1e-1)
+            what = "expected or observed" if not rec.get("blinded") else "expected; blinded"
+            ax.text(0.5, 0.5, f"No mass excluded at {100 * cl:.0f}% CL ({what}):\nthe signal count stays "
+                    "below the upper limit\nat every mass and eps", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=15, bbox={"fc": "white", "ec": "#888888"})
         ax.set_xlim(m.min(), m.max())
         ax.set_xlabel(r"$m_{A'}$ [MeV]")
         ax.set_ylabel(r"$\varepsilon$")
-        ax.legend(fontsize=10, loc="lower left", ncol=2, frameon=True, framealpha=0.9)
+        if edges.size:
+            ax.legend(fontsize=10, loc="lower left", ncol=2, frameon=True, framealpha=0.9)
         pp.label(ax, llabel=llabel, rlabel=rlabel)
     return fig
 
