@@ -190,3 +190,21 @@ def test_limit_at_the_box_matches_the_limits_stage(optimised):
         "masses_GeV": [0.01]})
     point = limits.scan(s)["points"][0]
     assert d["eps_exp"][i] == pytest.approx(point["eps_exp"], rel=0.03)
+
+
+def test_other_background_counts_upper_limits_at_the_limit_with_full_uncertainty():
+    """prl2019: dimuon and decay in flight are measured, target interactions and punch-through are upper
+    limits; the run's other background must hold the limits at 100% (as background.json), at any EOT
+    fraction."""
+    from na64ana import published
+    from na64ana.studies.optimise import other_background
+
+    table = published.table()["background"]["prl2019"]
+    comps = {k: v for k, v in table.items() if k in ("dimuon", "decay_in_flight", "target_interactions",
+                                                      "punch_through")}
+    assert sum(bool(v.get("limit")) for v in comps.values()) == 2
+    for frac in (1.0, 0.25):
+        value, unc = other_background("prl2019", frac)
+        assert value == pytest.approx(frac * sum(v["value"] for v in comps.values()), rel=1e-12)
+        want = [frac * (v["value"] if v.get("limit") else v["unc"]) for v in comps.values()]
+        assert unc == pytest.approx(sum(u * u for u in want) ** 0.5, rel=1e-12)

@@ -211,6 +211,14 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
     return out, fits
 
 
+def other_background(campaign: str, eot_fraction: float) -> tuple[float, float]:
+    """(value, uncertainty) of the non-upstream background components of a run (published table x EOT
+    fraction), counted as background.json counts them (:func:`na64ana.background.counted`): an upper limit
+    is value = limit with a 100% uncertainty, not dropped (dropping it made the background low)."""
+    counted = [bg.counted(c) for c in bg.published_components(campaign, eot_fraction).values()]
+    return sum(v for v, _ in counted), math.sqrt(sum(u * u for _, u in counted))
+
+
 def _mass_key_in(table_masses: Sequence[float], m: float) -> float | None:
     for x in table_masses:
         if math.isclose(float(x), m, rel_tol=1e-6):
@@ -248,12 +256,10 @@ def load_inputs(run_dir: str | Path, efficiency_dir: str | Path, *, masses: Sequ
             raise InputError(f"run '{rec.run}' has no signal efficiency",
                              file=str(efficiency_dir / EfficiencyTable.file_name))
         frac = float(rec.eot) / bg.reference_eot(campaign, total)
-        comps = [c for c in bg.published_components(campaign, frac).values() if not c.limit]
+        other, other_unc = other_background(campaign, frac)
         syst = eff.runs[rec.run].syst_rel or 0.0
         runs.append(RunInputs(rec.run, float(rec.eot), sc[{"run": rec.key}], bg.box_edge(run_dir, rec.key),
-                              sum(c.value for c in comps),
-                              math.sqrt(sum((c.unc or 0.0) ** 2 for c in comps)),
-                              math.hypot(syst, eot_unc)))
+                              other, other_unc, math.hypot(syst, eot_unc)))
     if eff.beam_energy_GeV is None or eff.emiss_min_GeV is None:
         raise InputError("efficiency.json has no beam_energy_GeV / emiss_min_GeV",
                          file=str(efficiency_dir / EfficiencyTable.file_name))
