@@ -334,13 +334,17 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
     fig = new_figure((11, 6.5))
     ax = fig.subplots()
     labels: list[str] = []  # the union of the cut lists, each run's order kept (a cut only some runs
-    for cf in cutflows.values():  # have, e.g. HCAL0, goes right after its predecessor in that run)
+    wording: dict[str, set[str]] = {}  # have, e.g. HCAL0, goes right after its predecessor in that run)
+    for cf in cutflows.values():
         prev = -1
         for row in cf.get("rows", []):
-            name = str(row.get("label") or row.get("cut"))
+            name = str(row.get("cut") or row.get("label"))  # one column per cut, however runs word it
+            wording.setdefault(name, set()).add(str(row.get("label") or name))
             if name not in labels:
                 labels.insert(prev + 1, name)
             prev = labels.index(name)
+    # the tick: the cut's label when every run words it the same, else its name
+    ticks = [next(iter(wording[n])) if len(wording[n]) == 1 else n for n in labels]
     x = np.arange(len(labels))
     blinded_cols: set[int] = set()
     # many samples named "<run>-<sample>" (signal MC: 3 runs x 10 masses): colour = sample, marker = run,
@@ -352,14 +356,14 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
     for i, (run, cf) in enumerate(cutflows.items()):
         y = np.full(len(labels), np.nan)
         for row in cf.get("rows", []):
-            j = labels.index(str(row.get("label") or row.get("cut")))
+            j = labels.index(str(row.get("cut") or row.get("label")))
             if row.get("blinded") or row.get("events") is None:
                 blinded_cols.add(j)
             elif efficiency:
                 y[j] = row.get("eff_abs") if row.get("eff_abs") is not None else np.nan
             else:
                 y[j] = row.get("weighted") if row.get("weighted") is not None else row["events"]
-        have = {str(row.get("label") or row.get("cut")) for row in cf.get("rows", [])}
+        have = {str(row.get("cut") or row.get("label")) for row in cf.get("rows", [])}
         for j in range(1, len(labels)):  # a cut this run does not have (e.g. HCAL0 before 2017) keeps
             if labels[j] not in have:    # its events: the line goes on instead of breaking
                 y[j] = y[j - 1]
@@ -393,7 +397,7 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
         ax.set_ylim(0.0, 1.08)
     else:
         ax.set_yscale("log")
-    ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=10)
+    ax.set_xticks(x, ticks, rotation=35, ha="right", fontsize=10)
     ax.set_xlim(-0.6, len(labels) - 0.4)
     ax.set_ylabel("Cumulative efficiency" if efficiency else "Events after cut")
     if title:
@@ -462,7 +466,8 @@ def plot_nminus1(
         ax.set_xlim(edges[0], edges[-1])
     if blinded:
         ax.text(0.5 if empty else 0.27, 0.5 if empty else 0.93,
-                "blinded region removed" + ("\n(every entry falls in the signal box)" if empty else ""),
+                "blinded region removed" + ("\n(no entry: none passes the other cuts\nor every one is in the "
+                                            "signal box)" if empty else ""),
                 transform=ax.transAxes, ha="center", va="center", color="red", weight="bold", fontsize=13,
                 bbox={"fc": "white", "ec": "red", "alpha": 0.8})
     if runs or window is not None:
@@ -659,8 +664,10 @@ def plot_efficiency(
     *,
     intensities: Mapping[str, float] | None = None,
     llabel: str = "Simulation",
+    published_range: bool = True,
 ) -> Figure:
-    """Signal efficiency vs m_A' per run, with the published range (PRL 123 121801: ~0.5-0.7).
+    """Signal efficiency vs m_A' per run, with the published range (PRL 123 121801: ~0.5-0.7) unless
+    ``published_range`` is False (another search than the invisible dark photon: not its reference).
 
     With ``intensities`` (e-/spill per run) a second panel shows the intensity dependence at the lightest
     mass, where PRL 2019 quotes 0.69 (low) vs 0.53 (high intensity).
@@ -675,7 +682,8 @@ def plot_efficiency(
         published.get("efficiency.prl2019_low_intensity"),
         published.get("efficiency.prl2019_high_intensity"),
     )
-    ax.axhspan(min(high), max(low), color="grey", alpha=0.15, label="PRL 123 121801 range")
+    if published_range:
+        ax.axhspan(min(high), max(low), color="grey", alpha=0.15, label="PRL 123 121801 range")
     for i, (run, r) in enumerate(recs.items()):
         m, e = np.asarray(r.mass_GeV, float), np.asarray(r.efficiency, float)
         u = np.asarray(r.unc, float) if r.unc is not None else None

@@ -615,7 +615,9 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
         eff = res.efficiency()
         if eff is None or not eff.runs:
             raise Unavailable("efficiency.json not found")
-        return plots.plot_efficiency(eff.runs, intensities=_intensities(res), llabel=ll)
+        invisible = search_kind(res) is None  # the PRL 2019 references are the invisible dark photon's
+        return plots.plot_efficiency(eff.runs, intensities=_intensities(res) if invisible else None,
+                                     llabel=ll, published_range=invisible)
 
     def eps():
         lim = res.eps_limits()
@@ -1149,7 +1151,8 @@ def _sec_signal_table(res: Results, ps: PlotSet, parts: list[str]) -> str:
                     row.append("-")
             rows.append(row)
         parts.append(table(["m_A' [GeV]", *[f"run {r}" for r in runs]], rows))
-        parts.append(_img(ps, "efficiency", "Signal efficiency vs m_A' with the published range."))
+        parts.append(_img(ps, "efficiency", "Signal efficiency vs m_A'" + (
+            " with the published range." if search_kind(res) is None else ".")))
     else:
         parts.append(unavailable("efficiency", "efficiency.json not found"))
     return "\n\n".join(parts) + "\n"
