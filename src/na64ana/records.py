@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .blinding import Blinding, SignalBox
+from .bookkeeping.provenance import write_json
 from .errors import InputError, OutputError, from_validation
 
 R = TypeVar("R", bound="Record")
@@ -70,9 +71,6 @@ class Record(BaseModel):
 
     def dump(self, path: str | Path) -> Path:
         """Write the record atomically (see :func:`na64ana.bookkeeping.provenance.write_json`)."""
-        # imported here: bookkeeping.provenance imports the package metadata machinery; records stay light
-        from .bookkeeping.provenance import write_json
-
         return write_json(path, self.to_json())
 
 
@@ -536,7 +534,7 @@ SCHEMA_END = "<!-- END GENERATED RECORD SCHEMAS -->"
 
 def schemas_markdown() -> str:
     """The JSON schema of every stage record, as the markdown block embedded in docs/interfaces.md."""
-    from .summary import Summary  # summary imports this module (typed inputs of the summary stage)
+    from .summary import Summary  # local: a cycle, summary imports this module (its typed inputs)
 
     parts = [SCHEMA_BEGIN, "", "Generated from `na64ana.records` (do not edit by hand; "
              "`python -c 'import na64ana.records as r; r.update_docs()'` rewrites it).", ""]

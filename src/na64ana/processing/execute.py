@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import loky
-
 from .. import blinding, contract
 from .. import datasets as ds
 from .. import selection as selmod
@@ -232,6 +230,8 @@ def killing_pool(max_workers: int) -> Any:
     """coffea's futures pool (loky), but a run that ends by an exception -- KeyboardInterrupt, the
     SIGTERM of :func:`terminate_as_interrupt`, a failed chunk -- kills its workers instead of waiting for
     their chunks: no orphan worker keeps reading after the run has stopped."""
+    import loky  # local: loky/psutil/multiprocessing would load on every CLI command (--help included)
+
     class KillingPool(loky.ProcessPoolExecutor):
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
             if exc_type is None:
