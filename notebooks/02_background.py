@@ -24,8 +24,9 @@
 #   events of the same kind just above the box;
 # * its E_ECAL spectrum is fitted with dN/dE = exp(p₁ + p₂ E) (binned Poisson likelihood) and the fit is
 #   **extrapolated** into the box, 0 < E_ECAL < 50 GeV;
-# * the exponential shape is **validated** where statistics are large (E_HCAL > 10 GeV,
-#   1 < E_ECAL < 80 GeV);
+# * the exponential shape is **validated** in an independent sample of the same upstream mechanism
+#   (E_HCAL > 10 GeV, E_ECAL from the box edge to 80 GeV): its slope must agree with side band C's, and
+#   each run gets a verdict (ok / warn / fail) recorded in the background table;
 # * the other components (dimuons, decays in flight, punch-through, ...) come from the published table
 #   scaled to the run's exposure, and everything is summed into a per-run **background table**.
 #
@@ -126,20 +127,26 @@ display(fig)
 # %% [markdown]
 # ## Validation region
 #
-# Events with E_HCAL > 10 GeV (hadronic interactions in the ECAL, far from the box) have an E_ECAL
-# spectrum that the same exponential must describe over 1–80 GeV if the extrapolation is to be trusted.
-# `validate_shape` fits there and reports χ²/ndf, the p-value, the largest pull and the slope
-# difference to the side-band-C fit in standard deviations (a different slope is expected: only the
-# *shape* is validated).
+# Events with E_HCAL > 10 GeV come from the same upstream interactions as side band C, whose hadrons
+# now reach the HCAL (the simulation fills the region with that mechanism, with the side-band slope),
+# plus hadron electroproduction in the target: a soft, nearly flat E_ECAL spectrum. `validate_shape`
+# fits an exponential plus a flat floor from the box edge to 80 GeV (`background.validation_fit_range`;
+# below the edge the flat part dominates and would test the contamination, not the extrapolated shape).
+# The same mechanism in an independent sample must then have the **same slope** as side band C.
+#
+# It reports χ²/ndf and the p-value (Poisson deviance on bins merged to ≥ 5 expected events), the
+# largest pull, the slope difference to side band C in standard deviations, and a **verdict**: `fail`
+# if p < 0.01 or |Δp₂| > 3σ, `warn` if p < 0.05 or |Δp₂| > 2σ, else `ok`.
 
 # %%
 validation = outputs.load_hist(run_dir, "ecal_validation")
 rows = []
 for run, f in fits.items():
-    v = background.validate_shape(validation[{"run": run}], sideband_fit=f)
+    v = background.validate_shape(validation[{"run": run}], sideband_fit=f, run=run)
     rows.append([run, int(sum(v["fit"]["counts"])), v["chi2_ndf"], v["p_value"], v["max_abs_pull"],
-                 v["slope_diff_sigma"]])
-display(Markdown(table(["run", "events", "χ²/ndf", "p-value", "max |pull|", "Δp₂ / σ"], rows)))
+                 v["slope_diff_sigma"], f"**{v['flag']}**"])
+    print(v["message"])
+display(Markdown(table(["run", "events", "χ²/ndf", "p-value", "max |pull|", "Δp₂ / σ", "verdict"], rows)))
 print("validation region:", published.get("selection.validation_ecal_range_GeV"), "GeV in E_ECAL, E_HCAL >",
       published.get("selection.validation_hcal_min_GeV"), "GeV")
 
@@ -149,7 +156,10 @@ print("validation region:", published.get("selection.validation_ecal_range_GeV")
 # `na.run_background` (the background stage) does all of the above for every data run of the run
 # output (including the HCAL zero-threshold variations from the `plane_final` histogram) and adds the
 # non-upstream components. It is what `na64ana background` writes as `background.json` (a typed
-# `na.BackgroundTable`), the input of the yields summary.
+# `na.BackgroundTable`), the input of the yields summary. Each run carries its validation verdict
+# (`runs[].validation.flag` and `.message`): a failed verdict is logged as a warning and shown on the
+# report's first screen; `na64ana background --strict-validation` (or `strict_validation=True`) makes it
+# an error instead.
 
 # %%
 bkg = na.run_background(run_dir, data_ds, OUT / "background")  # writes background.json + its provenance
@@ -164,6 +174,8 @@ rows = [[r.run, *(cell(r.components[c]) for c in comps), f"**{cell(r.total)}**"]
 display(Markdown(table(["run", *comps, "total n_b"], rows)))
 print("blinded:", bkg.blinded, "| systematics of run III upstream:",
       {k: round(v, 5) for k, v in bkg.runs[2].upstream.syst_parts.items()})
+for r in bkg.runs:
+    print(r.validation.message or f"run {r.run}: validation region empty, not checked")
 
 # %% [markdown]
 # Comparison with the published 2016 total (PRD 97 072002 Table IV). The per-run totals are
