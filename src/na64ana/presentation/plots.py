@@ -665,6 +665,7 @@ def plot_efficiency(
     intensities: Mapping[str, float] | None = None,
     llabel: str = "Simulation",
     published_range: bool = True,
+    mass_label: str = r"$m_{A'}$ [GeV]",
 ) -> Figure:
     """Signal efficiency vs m_A' per run, with the published range (PRL 123 121801: ~0.5-0.7) unless
     ``published_range`` is False (another search than the invisible dark photon: not its reference).
@@ -692,7 +693,7 @@ def plot_efficiency(
         )
     ax.set_xscale("log")
     ax.set_ylim(0, 1)
-    ax.set_xlabel(r"$m_{A'}$ [GeV]")
+    ax.set_xlabel(mass_label)  # the search's particle (ALP: m_a)
     ax.set_ylabel(r"Signal efficiency $\varepsilon_{\mathrm{tot}}$")
     ax.legend(fontsize=10)
     label(ax, llabel=llabel)

@@ -617,7 +617,9 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
             raise Unavailable("efficiency.json not found")
         invisible = search_kind(res) is None  # the PRL 2019 references are the invisible dark photon's
         return plots.plot_efficiency(eff.runs, intensities=_intensities(res) if invisible else None,
-                                     llabel=ll, published_range=invisible)
+                                     llabel=ll, published_range=invisible,
+                                     mass_label=r"$m_a$ [GeV]" if search_kind(res) == "alp"
+                                     else r"$m_{A'}$ [GeV]")
 
     def eps():
         lim = res.eps_limits()

@@ -104,7 +104,8 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
     pts = [p for p in record["points"] if "error" not in p]
     m = 1e3 * _column(pts, "mass_GeV")
     with _style():
-        fig, ax = plt.subplots(figsize=(8, 6.5))
+        fig = pp.new_figure((8, 6.5))  # constrained layout at the output dpi, as every report figure
+        ax = fig.subplots()
         for n, color, label in _BANDS:
             ax.fill_between(m, _column(pts, f"coupling_exp_m{n}"), _column(pts, f"coupling_exp_p{n}"),
                             color=color, lw=0, label=label, zorder=1)
@@ -122,7 +123,6 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
         label = COUPLING_LABELS.get(str(record.get("coupling")), str(record.get("coupling")))
         _finish(ax, pts, label, r"$m_{Z'}$ [MeV]", title, keys, experiment_label(record))
         ax.legend(fontsize=10, loc="lower right", frameon=True, framealpha=0.9)
-        fig.tight_layout()
     return fig
 
 
@@ -131,7 +131,8 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
     pts = [p for p in record["points"] if "error" not in p]
     m = 1e3 * _column(pts, "mass_GeV")
     with _style():
-        fig, ax = plt.subplots(figsize=(8, 6.5))
+        fig = pp.new_figure((8, 6.5))  # constrained layout at the output dpi, as every report figure
+        ax = fig.subplots()
         for n, color, label in _BANDS:
             # around each edge the band lies between the edges of the -n and +n sigma quantiles
             a_lo, a_hi = _column(pts, f"coupling_exp_m{n}"), _column(pts, f"coupling_exp_m{n}_upper")
@@ -155,7 +156,6 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
         keys = ["coupling_exp_m2", "coupling_exp_m2_upper", "coupling_obs", "coupling_obs_upper"]
         _finish(ax, pts, COUPLING_LABELS["g_agg"], r"$m_a$ [MeV]", title, keys, experiment_label(record))
         ax.legend(fontsize=10, loc="upper right", frameon=True, framealpha=0.9)
-        fig.tight_layout()
     return fig
 
 
@@ -186,7 +186,8 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
                  key=lambda p: p["mass_GeV"])
     m = 1e3 * _column(pts, "mass_GeV")
     with _style():
-        fig, ax = plt.subplots(figsize=(8, 6.5))
+        fig = pp.new_figure((8, 6.5))  # constrained layout at the output dpi, as every report figure
+        ax = fig.subplots()
         for n, color, label in _BANDS:
             ax.fill_between(m, _column(pts, f"eps_exp_m{n}"), _column(pts, f"eps_exp_p{n}"), color=color,
                             lw=0, label=label, zorder=1)
@@ -207,7 +208,6 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
         ttl = title or f"{rec.get('beam_particle', 'e-')} beam, {rec.get('beam_energy_GeV', 100):g} GeV"
         _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys, experiment_label(rec))
         ax.legend(fontsize=9, loc="upper left", frameon=True, framealpha=0.9)
-        fig.tight_layout()
     return fig
 
 
