@@ -147,8 +147,9 @@ for run, f in fits.items():
                  v["slope_diff_sigma"], f"**{v['flag']}**"])
     print(v["message"])
 display(Markdown(table(["run", "events", "χ²/ndf", "p-value", "max |pull|", "Δp₂ / σ", "verdict"], rows)))
-print("validation region:", published.get("selection.validation_ecal_range_GeV"), "GeV in E_ECAL, E_HCAL >",
-      published.get("selection.validation_hcal_min_GeV"), "GeV")
+print("published validation region:", published.get("selection.validation_ecal_range_GeV"),
+      "GeV in E_ECAL, E_HCAL >", published.get("selection.validation_hcal_min_GeV"), "GeV; fitted from",
+      background.validation_fit_range(f)[0], "GeV (the box edge) up")
 
 # %% [markdown]
 # ## The background table
@@ -159,7 +160,8 @@ print("validation region:", published.get("selection.validation_ecal_range_GeV")
 # `na.BackgroundTable`), the input of the yields summary. Each run carries its validation verdict
 # (`runs[].validation.flag` and `.message`): a failed verdict is logged as a warning and shown on the
 # report's first screen; `na64ana background --strict-validation` (or `strict_validation=True`) makes it
-# an error instead.
+# an error instead. A failed run is not dropped: its background is still computed, with the verdict
+# beside it.
 
 # %%
 bkg = na.run_background(run_dir, data_ds, OUT / "background")  # writes background.json + its provenance
