@@ -97,3 +97,12 @@ def test_multibin_channels_keep_the_direct_path():
     assert not C._one_bin_per_channel(model)
     out = C.enumerate_outcomes(3, 6)
     assert np.array_equal(C.probabilities(model, 1.0, out), C._probabilities_direct(model, 1.0, out))
+
+
+def test_one_channel_with_a_shared_nuisance_takes_the_fast_path():
+    model = C.CountingModel.build([1.0], [0.3], [0], background_rel=[0.2],
+                                  background_shared_kappa=[(1.5, 0.3)])
+    assert model.has_shared_background and C._one_bin_per_channel(model)
+    out = C.enumerate_outcomes(1, 15)
+    direct = C._probabilities_direct(model, 1.2, out)
+    assert np.max(np.abs(C.probabilities(model, 1.2, out) / direct - 1.0)) < 1e-10

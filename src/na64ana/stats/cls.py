@@ -444,9 +444,12 @@ def _probabilities_shared(model: CountingModel, mu: float, outcomes: np.ndarray)
     step = max(1, _CHUNK_CELLS // max(w.size, 1))
     heads = np.empty((pre.shape[0], K))
     for r0 in range(0, pre.shape[0], step):
-        g = np.broadcast_to(w, (min(step, pre.shape[0] - r0), w.size)).copy()
-        for c, tt in enumerate(transposed):
-            g *= np.take(tt, pre[r0:r0 + step, c], axis=0)
+        if transposed:
+            g = np.take(transposed[0], pre[r0:r0 + step, 0], axis=0) * w
+            for c, tt in enumerate(transposed[1:], start=1):
+                g *= np.take(tt, pre[r0:r0 + step, c], axis=0)
+        else:  # one channel: the prefix is empty
+            g = np.broadcast_to(w, (min(step, pre.shape[0] - r0), w.size))
         heads[r0:r0 + step] = g @ last
     out[:] = heads[inv, outcomes[:, -1]]
     return out
