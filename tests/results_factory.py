@@ -294,3 +294,99 @@ def make_results(
         }
         (ld / "workspaces" / "ws_m0.01.json").write_text(json.dumps(spec))
     return root
+
+
+# --- the simulated chain of another search (visible mode, ALP) ----------------------------------------------
+SEARCH_SETUPS = {
+    # search -> (selection cuts (name, label), plane axes, the search's own distribution, mass grid GeV)
+    "visible": ((("all", "all events read"), ("track", "one incoming track"),
+                 ("ecal_min", "E_ECAL >= 30% of E0"), ("hcal_zero", "no HCAL activity"),
+                 ("energy_sum", "blind box E_WCAL + E_ECAL in [0.9, 1.1] E0")),
+                ("wcal", "ecal"), ("esum_final", "esum"), (0.001, 0.005, 0.0167, 0.025)),
+    "alp": ((("all", "all events read"), ("track", "(i) one incoming track"), ("pileup", "pile-up removal"),
+             ("hcal0", "HCAL0 veto"), ("ecal_max", "E_ECAL < 85 GeV")),
+            ("ecal", "hcal234"), ("hcal1_final", "hcal1"), (0.001, 0.01, 0.03, 0.06)),
+}
+
+
+def make_search_results(root: Path, search: str, *, blinded: bool = True, excluded: bool = True,
+                        skipped: dict[str, str] | None = None) -> Path:
+    """A results folder of the simulated chain of ``search`` ("visible" or "alp"), as ``demo --search``
+    writes it: cut flows, planes in the processor's own axes, its distribution, efficiency, summary and the
+    search's limits record (visible band / ALP closed region; with ``excluded`` False no mass is excluded).
+    No background, dimuon or optimisation stage (not part of these chains); ``skipped``: the demo
+    provenance's ``skipped_stages``."""
+    cuts, (xname, yname), (dist, dist_axis), masses = SEARCH_SETUPS[search]
+    rng = np.random.default_rng(11)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ".na64ana").write_text('{"tool": "na64ana", "stages": ["demo"]}')
+    (root / "cutflows").mkdir()
+    for run in RUNS:
+        n = [20000, 1200, 900, 800, 700]
+        rows = [R.CutflowRow(cut=c, label=lab, events=None if blinded and i == len(cuts) - 1 else n[i],
+                             weighted=None if blinded and i == len(cuts) - 1 else float(n[i]),
+                             eff_abs=None if blinded and i == len(cuts) - 1 else n[i] / n[0],
+                             eff_rel=None if blinded and i == len(cuts) - 1 else n[i] / n[max(i - 1, 0)],
+                             blinded=blinded and i == len(cuts) - 1) for i, (c, lab) in enumerate(cuts)]
+        R.Cutflow(campaign=f"{search}_campaign", run=run, key=run, sample="campaign", selection=search,
+                  selection_hash="f00d", blinded=blinded, kind="mc", eot=3e10, rows=rows,
+                  ).dump(root / "cutflows" / f"{run}.json")
+    hd = root / "hists"
+    hd.mkdir()
+    for name, k in (("plane_loose", 3000), ("plane_i_iv", 1000), ("plane_final", 300)):
+        h = hist.Hist(hist.axis.StrCategory(list(RUNS), name="run"),
+                      hist.axis.Regular(40, 0, 200, name=xname), hist.axis.Regular(40, 0, 200, name=yname),
+                      storage=hist.storage.Weight())
+        for run in RUNS:
+            h.fill(run=run, **{xname: rng.uniform(1, 150, k), yname: rng.uniform(1, 150, k)})
+        _dump_hist(hd, name, h)
+    h = hist.Hist(hist.axis.StrCategory(list(RUNS), name="run"),
+                  hist.axis.Regular(60, 0, 300, name=dist_axis))
+    for run in RUNS:
+        h.fill(run=run, **{dist_axis: rng.normal(60, 15, 500)})
+    _dump_hist(hd, dist, h)
+    selection = {"name": search,
+                 "planes": {"i_iv": [c for c, _ in cuts[1:3]], "final": [c for c, _ in cuts[1:-1]]},
+                 "cuts": [{"name": c, "label": lab} for c, lab in cuts]}
+    stages: dict = {"run": {"stage": "run", "time_utc": "2026-11-01T00:01:00Z", "git_commit": "deadbeef",
+                            "blinding": "blinded" if blinded else "unblinded",
+                            "selections": {r: selection for r in RUNS}, "command": "na64ana run"}}
+    if skipped:
+        stages["demo"] = {"stage": "demo", "time_utc": "2026-11-01T00:09:00Z", "git_commit": "deadbeef",
+                          "command": f"na64ana demo --search {search}", "skipped_stages": skipped}
+    (root / "provenance.json").write_text(json.dumps({"stages": stages}))
+    n = len(masses)
+    effs = {r: R.EfficiencyRun(mass_GeV=list(masses), efficiency=[0.7] * n, unc=[0.03] * n,
+                               unc_stat=[0.01] * n, syst_rel=0.04, factors={}, factors_unc={}, cuts={},
+                               n_eff=[1000.0] * n, weighted_pass_per_eot=[1e-12] * n,
+                               denominator_per_eot=[1.4e-12] * n)
+            for r in RUNS}
+    (root / "efficiency").mkdir()
+    R.EfficiencyTable(campaign=f"{search}_campaign", emiss_min_GeV=0.0, beam_energy_GeV=100.0,
+                      runs=effs).dump(root / "efficiency" / R.EfficiencyTable.file_name)
+    summary = {"analysis": f"na64ana {search} (simulated {search}_campaign)", "cl": 0.9,
+               "runs": [{"name": r, "eot": 3e10, "efficiency": 0.7, "efficiency_unc": 0.03,
+                         "background": 0.03, "background_unc": 0.01, "observed": None,
+                         "notes": {"background": "APPROX: the run's published estimate (datasets.json)"}}
+                        for r in RUNS]}
+    (root / "summary.json").write_text(json.dumps(summary))
+    prefix = "eps" if search == "visible" else "coupling"
+    points = []
+    for m in masses:
+        lo, hi = 1e-4 * (1 + 10 * m), 1e-2 / (1 + 100 * m)
+        vals = {f"{prefix}_{k}": (lo * f if excluded else None) for k, f in
+                (("exp", 1.0), ("exp_m1", 0.9), ("exp_p1", 1.1), ("exp_m2", 0.8), ("exp_p2", 1.25))}
+        vals |= {f"{prefix}_{k}_upper": (hi / f if excluded else None) for k, f in
+                 (("exp", 1.0), ("exp_m1", 0.9), ("exp_p1", 1.1), ("exp_m2", 0.8), ("exp_p2", 1.25))}
+        if not blinded and excluded:
+            vals |= {f"{prefix}_obs": lo * OBS_FACTOR, f"{prefix}_obs_upper": hi / OBS_FACTOR}
+        points.append(R.LimitPoint(mass_GeV=m, blinded=blinded, coupling="eps" if search == "visible"
+                                   else "g_agg", **vals))
+    (root / "limits").mkdir()
+    R.LimitsRecord(method="exact-hybrid-cls s_up on the total signal count", cl=0.9, blinded=blinded,
+                   analysis=summary["analysis"], points=points, n_failed=0, search=search,  # type: ignore[arg-type]
+                   signature="visible" if search == "visible" else "invisible",
+                   coupling="eps" if search == "visible" else "g_agg", summary_file="../summary.json",
+                   simplified_check=R.SimplifiedCheck(description="not applicable", max_abs_rel_diff=None),
+                   ).dump(root / "limits" / R.LimitsRecord.file_name)
+    return root
