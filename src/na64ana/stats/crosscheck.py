@@ -170,7 +170,7 @@ def toys_crosscheck_point(spec: dict[str, Any], *, cl: float = 0.9, ntoys: int =
         minuit = pyhf.optimize.minuit_optimizer(**MINUIT_OPTIONS)
         cls_t, clsb, clb = _toy_hypotest(spec, mu_lim, ntoys, seed, minuit)
     except pyhf.exceptions.FailedMinimization as exc:  # MINUIT only: scipy's failure propagates
-        optimizer, minuit_error = "scipy", " ".join(str(exc).split())[:300]
+        optimizer, minuit_error = "scipy", _minuit_failure(exc)
         cls_t, clsb, clb = _toy_hypotest(spec, mu_lim, ntoys, seed, pyhf.optimize.scipy_optimizer())
     # binomial errors of both tails (at least one toy in each, so a zero count does not claim precision)
     psb, pb = max(clsb, 1.0 / ntoys), max(clb, 1.0 / ntoys)
@@ -185,6 +185,17 @@ def toys_crosscheck_point(spec: dict[str, Any], *, cl: float = 0.9, ntoys: int =
                            seed=seed, deviation=dev, allowed=above, allowed_below=below,
                            passed=bool(-below <= dev <= above), optimizer=optimizer,
                            minuit_error=minuit_error, seconds=time.perf_counter() - t0)
+
+
+def _minuit_failure(exc: Exception) -> str:
+    """One line for a MINUIT FailedMinimization: pyhf's message can read "terminated successfully" for an
+    invalid minimum, so the validity and EDM of MINUIT's FMin are added when the result carries them."""
+    fmin = getattr(getattr(getattr(exc, "result", None), "minuit", None), "fmin", None)
+    extra = ""
+    if fmin is not None:
+        extra = (f"; MINUIT minimum valid = {getattr(fmin, 'is_valid', '?')}, "
+                 f"EDM = {float(getattr(fmin, 'edm', float('nan'))):.3g}")
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}{extra}"
 
 
 def _toy_hypotest(spec: dict[str, Any], mu: float, ntoys: int, seed: int, optimizer: Any
