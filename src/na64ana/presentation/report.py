@@ -612,11 +612,11 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
         return plots.plot_signal_spectra(s, llabel=ll)
 
     def efficiency():
-        eff = res.efficiency()
-        if eff is None or not eff.runs:
+        runs = efficiency_runs(res)
+        if not runs:
             raise Unavailable("efficiency.json not found")
         invisible = search_kind(res) is None  # the PRL 2019 references are the invisible dark photon's
-        return plots.plot_efficiency(eff.runs, intensities=_intensities(res) if invisible else None,
+        return plots.plot_efficiency(runs, intensities=_intensities(res) if invisible else None,
                                      llabel=ll, published_range=invisible,
                                      mass_label=r"$m_a$ [GeV]" if search_kind(res) == "alp"
                                      else r"$m_{A'}$ [GeV]")
@@ -813,6 +813,19 @@ def _sec_datasets(res: Results, ps: PlotSet) -> str:
         out += ["", table(["run", "kind"], [[r, cf.get("kind", "-")] for r, cf in res.cutflows.items()])]
     else:
         return "\n".join(out) + "\n\n" + unavailable("simulate/run", "no datasets.json and no cut flows")
+    for other in [c for c in chain_campaigns(res) if c != camp_name]:  # a multi-campaign search chain
+        doc = res.json(f"data_{other}/datasets.json")
+        oc = doc.get("campaigns", {}).get(other) if isinstance(doc, dict) else None
+        if not isinstance(oc, dict):
+            continue
+        out += ["", f"- Campaign: **{other}** (`data_{other}/datasets.json`)"]
+        if oc.get("description"):
+            out.append(f"- {oc['description']} ({oc.get('source', '')})")
+        rows = [[r, str(d.get("year", "-")), _fmt(float(d["eot"]), 3),
+                 "-".join(_fmt(float(x), 2) for x in d.get("intensity_e_per_spill", [])),
+                 len(d.get("files", []))]
+                for r, d in oc.get("runs", {}).items() if not res.cutflows or r in res.cutflows]
+        out += ["", table(["run", "year", "EOT", "intensity [e-/spill]", "files"], rows)]
     return "\n".join(out) + "\n"
 
 
@@ -1136,11 +1149,28 @@ def _sec_signal(res: Results, ps: PlotSet) -> str:
     return _sec_signal_table(res, ps, parts)
 
 
+def chain_campaigns(res: Results) -> list[str]:
+    """The campaigns of a multi-campaign search chain (its ``data_<campaign>/`` folders); [] otherwise."""
+    return sorted(p.parent.name[len("data_"):] for p in res.root.glob("data_*/datasets.json"))
+
+
+def efficiency_runs(res: Results) -> dict[str, Any]:
+    """Run -> efficiency entry: efficiency.json, plus the ``efficiency_<campaign>/`` of the other campaigns
+    of a multi-campaign search chain (not the invisible chain's ``efficiency_<production>/``)."""
+    eff = res.efficiency()
+    if eff is None:
+        return {}
+    runs = dict(eff.runs)
+    for camp in chain_campaigns(res):
+        more = res.record(type(eff), f"efficiency_{camp}/efficiency.json")
+        runs.update({k: v for k, v in (more.runs if more is not None else {}).items() if k not in runs})
+    return runs
+
+
 def _sec_signal_table(res: Results, ps: PlotSet, parts: list[str]) -> str:
     """The efficiency table and figure after the signal section's text ``parts``."""
-    eff = res.efficiency()
-    if eff is not None and eff.runs:
-        runs = eff.runs
+    runs = efficiency_runs(res)
+    if runs:
         masses = sorted({m for r in runs.values() for m in r.mass_GeV})
         rows = []
         for m in masses:
@@ -1152,7 +1182,8 @@ def _sec_signal_table(res: Results, ps: PlotSet, parts: list[str]) -> str:
                 else:
                     row.append("-")
             rows.append(row)
-        parts.append(table(["m_A' [GeV]", *[f"run {r}" for r in runs]], rows))
+        mass = "m_a [GeV]" if search_kind(res) == "alp" else "m_A' [GeV]"
+        parts.append(table([mass, *[f"run {r}" for r in runs]], rows))
         parts.append(_img(ps, "efficiency", "Signal efficiency vs m_A'" + (
             " with the published range." if search_kind(res) is None else ".")))
     else:
@@ -1167,7 +1198,7 @@ def _sec_model(res: Results, ps: PlotSet) -> str:
     info = model_info(lim)
     out = [
         f"- {k}: {_fmt(v) if not isinstance(v, list | dict) else ', '.join(map(str, v))}"
-        for k, v in info.items()
+        for k, v in info.items() if v is not None or search_kind(res) is None
     ]
     out.append(f"- Confidence level: {100 * _cl(res):.0f}%")
     check = cast(SimplifiedCheck, lim.simplified_check)  # the invisible scan always writes it
@@ -1294,7 +1325,7 @@ def render_markdown(res: Results, ps: PlotSet) -> str:
     """The report text; each section is built independently so one bad input costs one section."""
     src = hand_written(res)
     if res.campaign():
-        camp = str(res.campaign())
+        camp = ", ".join(chain_campaigns(res)) or str(res.campaign())
     elif src is not None:
         camp = (f"published inputs: {src.split(' (')[0]}" if published_inputs(src)
                 else f"reinterpretation: {src.split(' (')[0]}")
