@@ -102,3 +102,31 @@ def test_band_with_an_excluded_mass_has_no_such_note(tmp_path):
     fig = search_plots.plot_band(rec)
     assert not any("No mass excluded" in t.get_text() for t in fig.axes[0].texts)
     assert fig.axes[0].get_legend() is not None
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_search_figure_of_a_chain_run_on_given_data_carries_the_reports_label(tmp_path, monkeypatch):
+    # a chain run with --data records analysis "na64ana <campaign> (data: ...)" (no "simulated"): the record
+    # alone reads as a reinterpretation; the report passes its own label (from the data sets: simulated)
+    root = make_search_results(tmp_path / "a", "alp")
+    lim = root / "limits" / "limits.json"
+    lim.write_text(lim.read_text().replace("(simulated alp_campaign)", "(data: datasets.json)"))
+    rec = Results(root).limits()
+    assert search_plots.experiment_label(rec.to_json()).startswith("Reinterpretation")
+    seen = {}
+    real = search_plots.search_figure
+
+    def spy(record, *, experiment=None):
+        seen["experiment"] = experiment
+        return real(record, experiment=experiment)
+
+    monkeypatch.setattr(search_plots, "search_figure", spy)
+    report.build_report(root)
+    assert seen["experiment"] == "NA64 Simulation"
+    _, fig, _ = real(rec, experiment=seen["experiment"])
+    texts = _texts(fig)
+    assert any("Simulation" in t for t in texts) and not any("Reinterpretation" in t for t in texts)
+    plt.close("all")

@@ -1362,7 +1362,9 @@ def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, P
     """SECTIONS plus the extra search sections (hook: ``search_sections(res, ps)`` in
     presentation/search_plots.py, inserted after "Limits")."""
     out = list(SECTIONS)
-    extra = list(search_plots.search_sections(res, ps))
+    ll = _llabel(res)  # the search figure says what every other figure says (Simulation, Internal, ...)
+    extra = list(search_plots.search_sections(
+        res, ps, experiment=ll if ll.startswith("Reinterpretation") else f"NA64 {ll}"))
     if extra:
         i = [t for t, _ in out].index("Limits") + 1
         out[i:i] = extra

@@ -96,6 +96,7 @@ def _finish(ax: Any, points: Sequence[Mapping[str, Any]], ylabel: str, xlabel: s
 
 
 def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, Any] | None = None,
+                         experiment: str | None = None,
                          g2_label: str = r"muon $g-2$ preferred ($\pm 2\sigma$)", title: str | None = None
                          ) -> Any:
     """Coupling limit vs mass (MeV) of a vector-model record; ``g2_band`` = (masses GeV, g_low, g_high).
@@ -121,12 +122,13 @@ def plot_coupling_limits(record: Mapping[str, Any], *, g2_band: tuple[Any, Any, 
             gm, lo, hi = (np.asarray(x, dtype=float) for x in g2_band)
             ax.fill_between(1e3 * gm, lo, hi, color="#bd1f01", alpha=0.35, lw=0, zorder=2, label=g2_label)
         label = COUPLING_LABELS.get(str(record.get("coupling")), str(record.get("coupling")))
-        _finish(ax, pts, label, r"$m_{Z'}$ [MeV]", title, keys, experiment_label(record))
+        _finish(ax, pts, label, r"$m_{Z'}$ [MeV]", title, keys, experiment or experiment_label(record))
         ax.legend(fontsize=10, loc="lower right", frameon=True, framealpha=0.9)
     return fig
 
 
-def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -> Any:
+def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None, experiment: str | None = None
+                       ) -> Any:
     """The closed excluded region of an ALP record in (m_a [MeV], g_agg [GeV^-1]). Returns a Figure."""
     pts = [p for p in record["points"] if "error" not in p]
     m = 1e3 * _column(pts, "mass_GeV")
@@ -154,7 +156,8 @@ def plot_closed_region(record: Mapping[str, Any], *, title: str | None = None) -
                 k = ok[-1]
                 ax.plot([m[k], m[k]], [o_lo[k], o_hi[k]], "-", color="#1f4e8c", lw=2.5, zorder=4)
         keys = ["coupling_exp_m2", "coupling_exp_m2_upper", "coupling_obs", "coupling_obs_upper"]
-        _finish(ax, pts, COUPLING_LABELS["g_agg"], r"$m_a$ [MeV]", title, keys, experiment_label(record))
+        _finish(ax, pts, COUPLING_LABELS["g_agg"], r"$m_a$ [MeV]", title, keys,
+                experiment or experiment_label(record))
         ax.legend(fontsize=10, loc="upper right", frameon=True, framealpha=0.9)
     return fig
 
@@ -177,7 +180,8 @@ def _as_dict(record: Any) -> dict[str, Any]:
     return dict(record)
 
 
-def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) -> Any:
+def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None, experiment: str | None = None
+                        ) -> Any:
     """eps(m_A') of a dark-photon record with several production mechanisms: expected median with its
     +-1/2 sigma bands, observed (unless blinded) and the bremsstrahlung-only expected limit (dashed), the
     mass range where the resonant annihilation contributes shaded. Returns a Figure."""
@@ -206,7 +210,7 @@ def plot_eps_production(record: Mapping[str, Any], *, title: str | None = None) 
             ax.plot(m, _column(pts, "eps_obs"), "-", color="#1f4e8c", lw=2.5, label="Observed", zorder=4)
             keys.append("eps_obs")
         ttl = title or f"{rec.get('beam_particle', 'e-')} beam, {rec.get('beam_energy_GeV', 100):g} GeV"
-        _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys, experiment_label(rec))
+        _finish(ax, pts, r"$\varepsilon$", r"$m_{A'}$ [MeV]", ttl, keys, experiment or experiment_label(rec))
         ax.legend(fontsize=9, loc="upper left", frameon=True, framealpha=0.9)
     return fig
 
@@ -273,18 +277,20 @@ def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: 
     return fig
 
 
-def search_figure(record: Any) -> tuple[str, Any, str] | None:
-    """(figure name, Figure, caption) of a limits record beyond the brem-only dark photon, else None."""
+def search_figure(record: Any, *, experiment: str | None = None) -> tuple[str, Any, str] | None:
+    """(figure name, Figure, caption) of a limits record beyond the brem-only dark photon, else None.
+    ``experiment``: the report's experiment label ("NA64 Simulation", ...; default: from the record's
+    ``analysis``, see :func:`experiment_label`)."""
     rec = _as_dict(record)
     search = rec.get("search")
     name = str((rec.get("model") or {}).get("name", ""))
     cl = f"{100 * float(rec.get('cl', 0.9)):.0f}% CL"
     if search == "visible":
-        status = experiment_label(rec).removeprefix("NA64").strip().strip("()")
+        status = (experiment or experiment_label(rec)).removeprefix("NA64").strip().strip("()")
         return ("search_visible_band", plot_band(rec, llabel=status, rlabel=None),
                 f"{cl} excluded band in eps for A' -> e+e- (lower and upper edges); X17 at 16.7 MeV marked.")
     if search == "alp":
-        return ("search_alp_region", plot_closed_region(rec),
+        return ("search_alp_region", plot_closed_region(rec, experiment=experiment),
                 f"{cl} closed excluded region in (m_a, g_agg): lower edge from the yield, upper from decays "
                 "before the signal regions.")
     if search == "vector":
@@ -294,19 +300,21 @@ def search_figure(record: Any) -> tuple[str, Any, str] | None:
             if masses:
                 lo, hi = g2.preferred_band(np.asarray(masses, dtype=float))
                 band = (masses, lo, hi)
-        return (f"search_{name or 'vector'}_coupling", plot_coupling_limits(rec, g2_band=band),
+        return (f"search_{name or 'vector'}_coupling", plot_coupling_limits(rec, g2_band=band,
+                                                                            experiment=experiment),
                 f"{cl} upper limit on {rec.get('coupling', 'the coupling')} of the {name} model"
                 + (" with the muon g-2 preferred band." if band else "."))
     if len(rec.get("production") or []) > 1:
-        return ("search_eps_production", plot_eps_production(rec),
+        return ("search_eps_production", plot_eps_production(rec, experiment=experiment),
                 f"{cl} eps limit with " + " + ".join(rec["production"]) + " (solid) and the expectation with "
                 "bremsstrahlung only (dashed): the resonant annihilation dip.")
     return None
 
 
-def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
+def search_sections(res: Any, ps: Any, *, experiment: str | None = None) -> list[tuple[str, Any]]:
     """Report hook: the search figure of the results' limits.json as one extra section (empty for the
-    brem-only dark photon, whose figures the report already has)."""
+    brem-only dark photon, whose figures the report already has); ``experiment``: the report's label of
+    its other figures (a chain run with ``--data`` has no "simulated" in its record's analysis)."""
     try:
         rec = res.limits()
     except Exception:  # noqa: BLE001 -- the report shows what it can
@@ -315,7 +323,7 @@ def search_sections(res: Any, ps: Any) -> list[tuple[str, Any]]:
         return []
     extra = _crosscheck_section(rec)
     try:
-        made = search_figure(rec)
+        made = search_figure(rec, experiment=experiment)
     except Exception as exc:  # noqa: BLE001
         return [("Search limits", lambda res, ps, exc=exc: f"> **Figure not available** ({exc}).\n"), *extra]
     if made is None:
