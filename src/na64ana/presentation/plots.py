@@ -470,7 +470,7 @@ def plot_nminus1(
                                             "signal box)" if empty else ""),
                 transform=ax.transAxes, ha="center", va="center", color="red", weight="bold", fontsize=13,
                 bbox={"fc": "white", "ec": "red", "alpha": 0.8})
-    if runs or window is not None:
+    if ax.get_legend_handles_labels()[0]:  # none for an empty histogram without a window
         ax.legend(fontsize=11)
     if title:
         ax.set_title(title, fontsize=12, loc="right", pad=22)
