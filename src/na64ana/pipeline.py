@@ -163,8 +163,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
     def campaign_stages(cname: str) -> None:
         """simulate (or adopt the data) -> run -> [dimuon, background] -> signal MC -> efficiency."""
         sfx = "" if len(chain.campaigns) == 1 else f" {cname}"
+        level = "skim" if data is not None or n_events is None or chain.kind == "visible" else "trigger"
         if data is None:
-            level = "skim" if n_events is None or chain.kind == "visible" else "trigger"
             data_ds[cname] = _stage("simulate" + sfx, t, lambda: sim.simulate_campaign(
                 src, out_dir=out / chain.folder("data", cname), campaign=cname, seed=seed, progress=progress,
                 level=level, n_events=n_events))
@@ -174,7 +174,8 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
                                                                   runs=mc_runs))
         run_out: RunOutput = _stage("run" + sfx, t, lambda: run_events(
             data_ds[cname], out / chain.folder("run", cname), processor=chain.processor, campaign=cname,
-            unblind=unblind, executor=executor, workers=workers))
+            samples=("campaign",) if level == "skim" else ("trigger",), unblind=unblind, executor=executor,
+            workers=workers))
         blind_states.append(run_out.blinding)
         if chain.kind == "dark_photon":
             try:
@@ -234,9 +235,6 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         opt = [m for m in OPTIMISATION_MASSES_GEV if m in brem] or sorted({brem[0], brem[-1]})
         _stage("optimisation", t, lambda: optimise.run_stage(
             out / "run", out / "efficiency", out / "optimisation", masses=opt, cuts=OPTIMISATION_CUTS_GEV))
-    _stage("report", t, lambda: report.run_stage(out))
-    _stage("hepdata", t, lambda: hepdata.run_stage(out, out / "hepdata"))
-    metrics = {"wall_time_s": round(sum(t.values()), 2), "peak_rss_MB": provenance.peak_rss_mb()}
     blind: Blinding = ("blinded" if "blinded" in blind_states
                        else "unblinded" if "unblinded" in blind_states else "no-data")
     info: dict[str, Any] = {} if definition is None else {
@@ -244,6 +242,12 @@ def demo(out: str | Path = "results", *, datasets_file: str | Path = "datasets.j
         "kind": chain.kind, "campaigns": list(chain.campaigns)}
     if skipped:
         info["skipped_stages"] = skipped
+        # recorded before the report, which says which stages were skipped and why (merged with the
+        # demo's full record below: one record per stage)
+        provenance.write(out, "demo", inputs=[src], blinding=blind, **info)
+    _stage("report", t, lambda: report.run_stage(out))
+    _stage("hepdata", t, lambda: hepdata.run_stage(out, out / "hepdata"))
+    metrics = {"wall_time_s": round(sum(t.values()), 2), "peak_rss_MB": provenance.peak_rss_mb()}
     provenance.write(out, "demo", inputs=[src], blinding=blind, workers=workers, metrics=metrics,
                      campaign=",".join(chain.campaigns), seed=seed, n_signal=n_signal, executor=executor,
                      datasets=str(src), data=str(data) if data is not None else None, stage_seconds=t,
