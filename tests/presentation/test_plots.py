@@ -69,6 +69,22 @@ def test_cutflow_blinded_rows_are_not_plotted_and_files_are_written(tmp_path):
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:4] == b"%PDF"
 
 
+def test_cutflow_marks_where_a_run_empties_instead_of_dropping_the_line_silently():
+    """0 events cannot sit on a log axis: the run's line stops and a marker at the bottom of the cut that
+    emptied it says so (legend entry); a run that never empties gets no marker."""
+    def rows(n):
+        return [{"cut": c, "label": c, "events": k, "weighted": float(k), "blinded": False}
+                for c, k in zip(("all", "track", "s4", "ecal"), n, strict=True)]
+    fig = plots.plot_cutflow({"2017": {"rows": rows((100, 50, 0, 0))},
+                              "2018": {"rows": rows((90, 40, 0, 0))}})
+    ax = fig.axes[0]
+    zeros = [ln for ln in ax.lines if ln.get_marker() == "v" and len(ln.get_xdata()) == 1]
+    assert sorted(float(ln.get_xdata()[0]) for ln in zeros) == [2.0, 2.0]  # at "s4", once per run
+    assert "no event left after this cut" in [t.get_text() for t in ax.get_legend().get_texts()]
+    fig = plots.plot_cutflow({"I": {"rows": rows((100, 50, 20, 10))}})
+    assert "no event left after this cut" not in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
 def test_eps_plot_without_observed_has_no_observed_line():
     from na64ana.presentation.results import EpsLimits
 

@@ -347,6 +347,7 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
     ticks = [next(iter(wording[n])) if len(wording[n]) == 1 else n for n in labels]
     x = np.arange(len(labels))
     blinded_cols: set[int] = set()
+    zero_marked = False
     # many samples named "<run>-<sample>" (signal MC: 3 runs x 10 masses): colour = sample, marker = run,
     # and a legend of samples plus one of runs instead of one entry per line
     split = {k: str(k).split("-", 1) for k in cutflows}
@@ -372,13 +373,21 @@ def plot_cutflow(cutflows: Mapping[str, Mapping[str, Any]], *, llabel: str = "Si
             ax.plot(x, np.where(y > 0, y, np.nan), marker="os^vD<>p"[run_names.index(r_name) % 8], ms=4,
                     lw=1, color=SAMPLE_COLORS[samples.index(sample) % len(SAMPLE_COLORS)])
             continue
+        color = COLORS[i % len(COLORS)]
         ax.plot(
             x,
             np.where(y > 0, y, np.nan),
             marker="os^vD<>p"[i % 8],
-            color=COLORS[i % len(COLORS)],
+            color=color,
             label=f"run {run}" if len(str(run)) <= 4 else str(run),
         )
+        if not efficiency and (y == 0).any():  # a log axis cannot show 0: mark where the run empties
+            j0 = int(np.argmax(y == 0))
+            ax.plot([j0], [0.02 + 0.03 * (i % 4)], marker="v", ms=9, color=color, ls="none", clip_on=False,
+                    transform=ax.get_xaxis_transform())
+            zero_marked = True
+    if zero_marked:  # in the legend: a log axis cannot draw 0
+        ax.plot([], [], marker="v", ms=9, color="grey", ls="none", label="no event left after this cut")
     for j in sorted(blinded_cols):
         ax.axvspan(j - 0.45, j + 0.45, fc="lightgrey", ec="red", hatch="///", alpha=0.6)
         ax.text(
