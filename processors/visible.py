@@ -1,7 +1,9 @@
 """The visible-mode (A' -> e+ e-) processor: cut flow, N-1, (E_WCAL, E_ECAL) planes, E_WCAL + E_ECAL regions.
 
 The visible blind box is E_WCAL + E_ECAL in [0.9, 1.1] E0 -- the window of the cut ``energy_sum`` of
-``selections/visible.toml`` (resolved per campaign): the ``visible`` rule of :mod:`na64ana.blinding`.
+``selections/visible.toml`` (resolved per campaign) -- with E_ECAL above the ``ecal_min`` edge (0.3 E0: the
+e+ e- pair in the ECAL; a beam electron absorbed in the WCAL is no candidate and stays visible): the
+``visible`` rule of :mod:`na64ana.blinding`.
 The chunk loop is :class:`SelectionProcessor`'s: read only the needed branches, evaluate the declarative
 masks, drop the box from blinded data *before* counting or filling anything, then cut flow (running AND),
 N-1 histograms and region counts; the box row and the ``signal_box`` count are null when blinded.

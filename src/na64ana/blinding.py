@@ -5,7 +5,9 @@ threshold}, at *every* stage of the cut flow. Each search has its blinded region
 one rule (:data:`RULES`, :func:`blinded_mask`, :func:`hidden_cuts`, :func:`hidden_regions`): the invisible
 mode (and the dimuon benchmark) hide B; the ALP search hides B and its two signal regions ``hcal_decay``
 and ``beyond`` (:data:`ALP_SIGNAL_REGIONS`); the visible mode hides its box E_WCAL + E_ECAL in the window of
-the cut ``energy_sum`` (:func:`visible_window`). Every processor applies it through
+the cut ``energy_sum`` (:func:`visible_window`) with E_ECAL above the edge of the cut ``ecal_min``
+(:func:`visible_ecal_min`: the e+ e- pair in the ECAL; a beam electron absorbed in the WCAL stays visible).
+Every processor applies it through
 ``SelectionProcessor.blinded_region``; the run outputs and the audit read the same rule.
 
 Removing only the final box row is not enough: the box
@@ -98,13 +100,17 @@ PROCESSOR_RULES: dict[str, Rule] = {"invisible": "invisible", "dimuon": "invisib
                                     "visible": "visible"}
 #: the ALP signal regions (selections/alp.toml): an OR, both hidden, besides the A' box B
 ALP_SIGNAL_REGIONS = ("hcal_decay", "beyond")
-#: the visible-mode box is the E_WCAL + E_ECAL window of this cut (selections/visible.toml)
+#: the visible-mode box is the E_WCAL + E_ECAL window of this cut (selections/visible.toml) ...
 VISIBLE_BOX_CUT = "energy_sum"
+#: ... among the events with the e+ e- pair's energy in the ECAL: E_ECAL at least the lower edge of this cut
+#: (an ordinary beam electron, absorbed in the WCAL with E_ECAL ~ 0, has E_WCAL + E_ECAL = E0 too: it is no
+#: signal candidate and stays visible, so the cut flow and the planes show the beam)
+VISIBLE_ECAL_CUT = "ecal_min"
 #: the region counts a visible-mode run derives from that window; ``signal_box`` is the box itself
 VISIBLE_SIDEBAND_WIDTHS = 2.0
 #: the variables each rule needs to decide (the processor computes them)
 RULE_VARIABLES: dict[Rule, tuple[str, ...]] = {"invisible": ("ecal_e", "hcal_e"),
-                                               "alp": ("ecal_e", "hcal_e"), "visible": ("e_sum",)}
+                                               "alp": ("ecal_e", "hcal_e"), "visible": ("e_sum", "ecal_e")}
 
 
 def rule_of(processor: str | None) -> Rule:
@@ -127,6 +133,19 @@ def visible_window(sel: Resolved | Mapping[str, Any]) -> tuple[float, float]:
                      "window: no visible box to blind")
 
 
+def visible_ecal_min(sel: Resolved | Mapping[str, Any]) -> float | None:
+    """The lower E_ECAL edge of the visible box: the ``min`` on ``ecal_e`` of the cut ``ecal_min`` (resolved
+    or recorded form); None without such a cut (then the box is the whole E_WCAL + E_ECAL window: more is
+    hidden, never less)."""
+    for c in _recorded(sel).get("cuts", []):
+        if c.get("name") == VISIBLE_ECAL_CUT:
+            for r in c.get("requires", []):
+                edge = r.get("min") if r.get("variable") == "ecal_e" else None
+                if edge is not None and math.isfinite(float(edge)):
+                    return float(edge)
+    return None
+
+
 def visible_windows(sel: Resolved | Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     """The visible-mode regions in E_WCAL + E_ECAL: ``signal_box`` = [lo, hi) and two side bands of
     :data:`VISIBLE_SIDEBAND_WIDTHS` box widths each."""
@@ -144,7 +163,9 @@ def blinded_mask(sel: Resolved, values: Mapping[str, np.ndarray], rule: Rule = "
     if rule == "visible":
         lo, hi = visible_window(sel)
         e = values["e_sum"]
-        return (e >= lo) & (e < hi)
+        inside = (e >= lo) & (e < hi)
+        ecal_min = visible_ecal_min(sel)
+        return inside if ecal_min is None else inside & (values["ecal_e"] >= ecal_min)
     out = region_mask(sel, values)
     if rule == "alp":
         regions = region_masks(sel, values) if regions is None else regions
@@ -164,7 +185,7 @@ def describe(sel: Resolved | Mapping[str, Any], rule: Rule = "invisible") -> dic
     (invisible, ALP: plus the hidden regions) or the visible E_WCAL + E_ECAL window."""
     if rule == "visible":
         lo, hi = visible_window(sel)
-        return {"rule": rule, "e_sum_min": lo, "e_sum_max": hi}
+        return {"rule": rule, "e_sum_min": lo, "e_sum_max": hi, "ecal_min": visible_ecal_min(sel)}
     box = SignalBox.of(sel if isinstance(sel, Resolved) else _recorded(sel))
     out: dict[str, Any] = box.as_dict() if box is not None else {}
     if rule == "alp":
@@ -175,8 +196,11 @@ def describe(sel: Resolved | Mapping[str, Any], rule: Rule = "invisible") -> dic
 def note(sel: Resolved, rule: Rule = "invisible") -> str:
     if rule == "visible":
         lo, hi = visible_window(sel)
+        ecal_min = visible_ecal_min(sel)
+        ecal = "" if ecal_min is None else f" AND E_ECAL >= {ecal_min:.6g} GeV"
         return ("blinded: row 0 counts all events read; every later row counts only events outside the "
-                f"blinded region B = {{{lo:.6g} <= E_WCAL + E_ECAL < {hi:.6g} GeV}}; the box row is hidden")
+                f"blinded region B = {{{lo:.6g} <= E_WCAL + E_ECAL < {hi:.6g} GeV{ecal}}}; "
+                "the box row is hidden")
     text = NOTE % {"ecal": sel.box_ecal_max, "hcal": sel.box_hcal_max}
     if rule == "alp":
         text += "; the signal regions " + " and ".join(ALP_SIGNAL_REGIONS) + " are removed and hidden too"

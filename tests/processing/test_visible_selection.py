@@ -68,7 +68,7 @@ def _apply(a: dict[str, np.ndarray], sl: slice, cat: str) -> None:
             a["s4_e"][sl] = 1.0
         case "fail_timing":
             a["ecal_t"][sl] = 5.0
-        case "fail_ecal_min":  # still E_WCAL + E_ECAL = 100 GeV (inside the box)
+        case "fail_ecal_min":  # E_WCAL + E_ECAL = 100 GeV, E_ECAL below the box edge: no candidate
             a["wcal_e"][sl] = 80.0
             a["ecal_e"][sl] = 20.0
         case "fail_ecal_single":
@@ -186,8 +186,9 @@ def test_processor_cutflow_and_blinding(tmp_path):
     assert opened["regions"][key]["sideband_high"][0] == CATEGORIES["high_side"]
     assert not opened["blinded"] and blind["blinded"] == {key}
 
-    # blinded: every event with E_WCAL + E_ECAL in [90, 110) GeV is gone from every row, hist and region
-    in_box = {c for c in CATEGORIES if c not in ("low_side", "high_side")}
+    # blinded: every event with E_WCAL + E_ECAL in [90, 110) GeV and E_ECAL >= 30 GeV (the ecal_min edge) is
+    # gone from every row, hist and region; the same sum with E_ECAL < 30 GeV (fail_ecal_min) stays
+    in_box = {c for c in CATEGORIES if c not in ("low_side", "high_side", "fail_ecal_min")}
     outside = {c: k for c, k in CATEGORIES.items() if c not in in_box}
     rows = blind["cutflow"][key]["events"].tolist()
     assert rows[0] == sum(CATEGORIES.values())  # events read

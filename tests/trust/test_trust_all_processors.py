@@ -91,7 +91,7 @@ def _visible(n_in: int, seed: int) -> dict[str, np.ndarray]:
     if not n_in:
         return _cat([out], seed)
     k = max(1, n_in // 3)
-    box, _ = VIS.make_arrays({"golden": n_in, "fail_track": k, "fail_srd": k, "fail_ecal_min": k,
+    box, _ = VIS.make_arrays({"golden": n_in, "fail_track": k, "fail_srd": k, "fail_s4_two_mip": k,
                               "fail_hcal_zero": k}, seed=seed)
     return _cat([out, box], seed)
 
@@ -289,6 +289,7 @@ def test_audit_catches_box_content_planted_in_each_processor(runs):
         _plant(o, "esum_final", esum=100.5)
         _plant(o, "plane_final", wcal=40.2, ecal=60.2)
         _plant(o, "plane_final", wcal=20.2, ecal=60.2)  # 80 GeV: outside the box, not a leak
+        _plant(o, "plane_final", wcal=80.2, ecal=15.2)  # 95.4 GeV but E_ECAL < 30 GeV: a beam electron
         leaks = {f.file for f in audit.scan(o).findings if f.kind == "leak"}
         assert leaks == {"regions.json", "hists/esum_final.json", "hists/plane_final.json"}
         cf_file = next((o / "cutflows").glob("*.json"))

@@ -434,10 +434,12 @@ ESUM_AXES = frozenset({"esum", "e_sum"})
 WCAL_AXES = frozenset({"wcal", "wcal_e"})
 
 
-def _window_content(h: Any, key: str, lo: float, hi: float) -> float:
-    """Sum of the bins of run ``key`` lying inside the visible box lo <= E_WCAL + E_ECAL < hi: bins of an
-    E_WCAL + E_ECAL axis within [lo, hi), cells of an (E_WCAL, E_ECAL) plane whose every point has its sum
-    in [lo, hi). Other histograms cannot be decided from their bins (the differential test covers them)."""
+def _window_content(h: Any, key: str, lo: float, hi: float, ecal_min: float | None = None) -> float:
+    """Sum of the bins of run ``key`` lying inside the visible box lo <= E_WCAL + E_ECAL < hi (and E_ECAL >=
+    ``ecal_min``): bins of an E_WCAL + E_ECAL axis within [lo, hi) (the E_WCAL + E_ECAL histograms are
+    filled after the ``ecal_min`` cut), cells of an (E_WCAL, E_ECAL) plane whose every point has its sum in
+    [lo, hi) and its E_ECAL >= ``ecal_min``. Other histograms cannot be decided from their bins (the
+    differential test covers them)."""
     names = [a.name for a in h.axes]
     if "run" in names:
         if key not in list(h.axes["run"]):
@@ -464,6 +466,9 @@ def _window_content(h: Any, key: str, lo: float, hi: float) -> float:
     if sorted(k for k in kinds if k) == ["ecal", "wcal"] and len(axes) == 2:
         (l0, u0), (l1, u1) = (lower_upper(a, values.shape[i]) for i, a in enumerate(axes))
         inside = ((l0[:, None] + l1[None, :]) >= lo) & ((u0[:, None] + u1[None, :]) <= hi)
+        if ecal_min is not None:
+            low_ecal = l0[:, None] if kinds[0] == "ecal" else l1[None, :]
+            inside &= low_ecal >= ecal_min
         return float(np.abs(values[inside]).sum())
     return 0.0
 
@@ -495,7 +500,9 @@ def _check_hist(ctx: _Ctx, p: Path) -> None:
             ctx.add(p, f"run={key}", "blinded region of a blinded run is not recorded", kind="unsafe")
             continue
         if "e_sum_min" in box:  # the visible rule: E_WCAL + E_ECAL in [lo, hi)
-            content = _window_content(h, key, float(box["e_sum_min"]), float(box["e_sum_max"]))
+            ecal_min = box.get("ecal_min")
+            content = _window_content(h, key, float(box["e_sum_min"]), float(box["e_sum_max"]),
+                                      None if ecal_min is None else float(ecal_min))
             if content:
                 ctx.add(p, f"run={key}", f"{content:g} entries inside the box {box['e_sum_min']:g} <= "
                         f"E_WCAL + E_ECAL < {box['e_sum_max']:g} of a blinded run")

@@ -255,6 +255,10 @@ def plot_planes(
                 rasterized=True,
             )
             fig.colorbar(mesh, ax=ax, label="Events / bin")
+        else:  # an empty panel says so (not a drawing failure)
+            empty = "no event left after these cuts" + ("\noutside the blinded box" if blinded else "")
+            ax.text(0.5, 0.5, empty, transform=ax.transAxes, ha="center", va="center", fontsize=12,
+                    color="dimgrey")
         ymax = float(ye[-1])
         if invisible:
             _draw_regions(ax, box, ymax, blinded=blinded)
