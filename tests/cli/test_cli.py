@@ -87,7 +87,8 @@ def test_background_calls_its_stage(patch, tmp_path):
     rec = patch(background, "run_stage")
     assert main(["background", "--run-dir", "r", "--datasets", "d.json", "--out", str(tmp_path / "b"),
                  "--thresholds", "0.7"]) == 0
-    assert rec.once == (("r", "d.json", str(tmp_path / "b")), {"thresholds": [0.7], "strict_validation": False})
+    assert rec.once == (("r", "d.json", str(tmp_path / "b")),
+                        {"thresholds": [0.7], "strict_validation": False})
 
 
 def test_efficiency_calls_its_stage(patch, monkeypatch, tmp_path, capsys):

@@ -146,8 +146,8 @@ def test_staged_folder_verifies_and_a_changed_summary_or_background_is_caught(st
 
 def test_every_stage_ran_and_is_recorded(results):
     out, timings = results
-    stages = ["simulate", "run", "dimuon", "background", "signal_mc", "efficiency", "summary", "limits", "optimisation",
-              "report", "hepdata"]
+    stages = ["simulate", "run", "dimuon", "background", "signal_mc", "efficiency", "summary", "limits",
+              "optimisation", "report", "hepdata"]
     assert list(timings) == stages
     prov = json.loads((out / "provenance.json").read_text())["stages"]
     assert prov["demo"]["blinding"] == "blinded" and prov["demo"]["campaign"] == "prd2018"
