@@ -402,6 +402,12 @@ def signal_coverage(signal_datasets: str | Path) -> float | None:
     return values.pop() if values else None
 
 
+def default_production(campaign: ds.Campaign) -> str:
+    """The signal production of a campaign when none is named: visible for a visible-mode campaign, else
+    bremsstrahlung."""
+    return "visible" if campaign.selection == "visible" else "brem"
+
+
 def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[float] | None = None,
               campaign: str | None = None, runs: Sequence[str] | None = None, production: str | None = None,
               executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
@@ -426,7 +432,7 @@ def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[
     signal_datasets = Path(signal_datasets)
     dsets = ds.load(signal_datasets)
     camp = dsets.campaign(campaign, file=str(signal_datasets))
-    prod = production or ("visible" if camp.selection == "visible" else "brem")
+    prod = production or default_production(camp)
     if prod not in SAMPLES:
         raise InputError(f"unknown production '{prod}' (choose {', '.join(SAMPLES)})", field="production")
     if (prod == "visible") != (camp.selection == "visible"):

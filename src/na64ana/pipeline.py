@@ -305,8 +305,8 @@ def signal_efficiency(datasets_file: str | Path, out: str | Path, *, masses: Seq
     campaign; ``masses`` None: the analysis grid."""
     if signal_datasets is None:
         if production is None:
-            camp = datasets.load(datasets_file).campaign(campaign, file=str(datasets_file))
-            production = "visible" if camp.selection == "visible" else "brem"
+            production = efficiency.default_production(
+                datasets.load(datasets_file).campaign(campaign, file=str(datasets_file)))
         provenance.prepare_outdir(out, stage="efficiency")  # claimed before signal_mc/ goes inside
         signal_datasets = sim.simulate_signal_samples(
             datasets_file, out_dir=Path(out) / "signal_mc",
