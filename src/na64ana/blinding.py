@@ -118,17 +118,21 @@ def rule_of(processor: str | None) -> Rule:
     return PROCESSOR_RULES.get(str(processor or ""), "invisible")
 
 
+def _requirements(rec: Mapping[str, Any], cut: str, variable: str) -> list[Mapping[str, Any]]:
+    """The requirements on ``variable`` of the cut named ``cut`` in a recorded selection (in order)."""
+    return [r for c in rec.get("cuts", []) if c.get("name") == cut
+            for r in c.get("requires", []) if r.get("variable") == variable]
+
+
 def visible_window(sel: Resolved | Mapping[str, Any]) -> tuple[float, float]:
     """[lo, hi) of E_WCAL + E_ECAL: the window of the ``energy_sum`` cut (resolved or recorded form).
     ValueError when the selection has none: a visible run without a box is refused, never unblinded."""
     rec = _recorded(sel)
-    for c in rec.get("cuts", []):
-        if c.get("name") == VISIBLE_BOX_CUT:
-            for r in c.get("requires", []):
-                if r.get("variable") == "e_sum" and r.get("min") is not None and r.get("max") is not None:
-                    lo, hi = float(r["min"]), float(r["max"])
-                    if math.isfinite(lo) and math.isfinite(hi) and lo < hi:
-                        return lo, hi
+    for r in _requirements(rec, VISIBLE_BOX_CUT, "e_sum"):
+        if r.get("min") is not None and r.get("max") is not None:
+            lo, hi = float(r["min"]), float(r["max"])
+            if math.isfinite(lo) and math.isfinite(hi) and lo < hi:
+                return lo, hi
     raise ValueError(f"selection '{rec.get('name')}' has no '{VISIBLE_BOX_CUT}' cut with a finite e_sum "
                      "window: no visible box to blind")
 
@@ -137,12 +141,9 @@ def visible_ecal_min(sel: Resolved | Mapping[str, Any]) -> float | None:
     """The lower E_ECAL edge of the visible box: the ``min`` on ``ecal_e`` of the cut ``ecal_min`` (resolved
     or recorded form); None without such a cut (then the box is the whole E_WCAL + E_ECAL window: more is
     hidden, never less)."""
-    for c in _recorded(sel).get("cuts", []):
-        if c.get("name") == VISIBLE_ECAL_CUT:
-            for r in c.get("requires", []):
-                edge = r.get("min") if r.get("variable") == "ecal_e" else None
-                if edge is not None and math.isfinite(float(edge)):
-                    return float(edge)
+    for r in _requirements(_recorded(sel), VISIBLE_ECAL_CUT, "ecal_e"):
+        if r.get("min") is not None and math.isfinite(float(r["min"])):
+            return float(r["min"])
     return None
 
 
