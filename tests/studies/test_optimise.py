@@ -9,10 +9,12 @@ import hist
 import numpy as np
 import pytest
 
+from na64ana import workers
 from na64ana.errors import InputError
 from na64ana.presentation import results
 from na64ana.records import EfficiencyTable, OptimisationRecord
 from na64ana.stats import cls
+from na64ana.stats.model import counting_model_from_spec
 from na64ana.studies import optimise as opt
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -116,13 +118,32 @@ def test_an_efficiency_output_without_the_signal_mc_coverage_is_one_error(tmp_pa
 
 def test_expected_limits_of_one_model_are_computed_once(monkeypatch):
     """Every mass of a one-run scan is the same CLs model at a cut (signal normalised): one computation."""
-    opt._exact_expected_mu.cache_clear()
+    opt._EXPECTED_MU.clear()
     calls = []
     real = cls.limits
     monkeypatch.setattr(cls, "limits", lambda *a, **k: calls.append(1) or real(*a, **k))
     a = opt.expected_limit([3.0], [0.2], [0.05], [0.1], shared_rel=0.1, cl=0.9)
     b = opt.expected_limit([7.0], [0.2], [0.05], [0.1], shared_rel=0.1, cl=0.9)
     assert len(calls) == 1 and a["mu"] == b["mu"] and a["scale"] != b["scale"]
+
+
+def test_expected_limits_prefetched_on_two_processes_equal_the_direct_ones(monkeypatch):
+    """The scan's prefetch (forked pool) fills the cache with what expected_limit would compute itself."""
+    opt._EXPECTED_MU.clear()
+    models = [([3.0, 1.0], [0.2, 0.4], [0.05, 0.2]), ([1.0, 3.0], [0.2, 0.4], [0.05, 0.2]),
+              ([2.0, 2.0], [0.9, 0.1], [0.5, 0.05])]
+    specs = [opt._exact_spec(np.array(s), np.array(b), np.array(u), [0.1, 0.1], shared_rel=0.1)
+             for s, b, u in models]
+    monkeypatch.setenv(workers.ENV_WORKERS, "2")
+    opt._prefetch_expected_mu(specs, 0.9)
+    calls = []
+    real = cls.limits
+    monkeypatch.setattr(cls, "limits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for (s, b, u), spec in zip(models, specs, strict=True):
+        got = opt.expected_limit(s, b, u, [0.1, 0.1], shared_rel=0.1, cl=0.9)["mu"]
+        direct = real(counting_model_from_spec(json.loads(spec)), 0.9, method="exact").mu_exp
+        assert got == {k: float(v) for k, v in direct.items()}
+    assert not calls  # every expected limit came from the prefetch
 
 
 @pytest.fixture(scope="module")

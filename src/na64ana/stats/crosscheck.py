@@ -48,6 +48,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import workers
 from .cls import ExactCLs
 from .model import counting_model_from_spec, pyhf_model
 
@@ -225,8 +226,10 @@ def toys_crosscheck(workspaces: Sequence[dict[str, Any] | str | Path], *,
                     masses: Sequence[float] | None = None, cl: float = 0.9, ntoys: int = DEFAULT_NTOYS,
                     seed: int = 1, n_sigma: float = DEFAULT_N_SIGMA, abs_tol: float = DEFAULT_ABS_TOL,
                     below_tol: float = DEFAULT_BELOW_TOL,
-                    exact_limits: Sequence[tuple[float, float]] | None = None) -> CrosscheckResult:
-    """The toy cross-check on several workspaces (specs or JSON files), one toy seed per workspace.
+                    exact_limits: Sequence[tuple[float, float]] | None = None,
+                    n_workers: int | None = None) -> CrosscheckResult:
+    """The toy cross-check on several workspaces (specs or JSON files), one toy seed per workspace, the
+    workspaces on ``n_workers`` processes (:func:`na64ana.workers.map_ordered`; same results).
     ``exact_limits``: per workspace (mu_limit, exact CLs there) already computed by the caller (the limits
     stage), checked as they are instead of being recomputed."""
     if not workspaces:
@@ -236,14 +239,15 @@ def toys_crosscheck(workspaces: Sequence[dict[str, Any] | str | Path], *,
     if exact_limits is not None and len(exact_limits) != len(workspaces):
         raise ValueError(f"exact_limits: {len(exact_limits)} given for {len(workspaces)} workspaces")
     t0 = time.perf_counter()
-    points = []
-    for i, ws in enumerate(workspaces):
-        spec, name = _load_spec(ws)
+
+    def one(i: int) -> CrosscheckPoint:
+        spec, name = _load_spec(workspaces[i])
         mu_cls = (None, None) if exact_limits is None else exact_limits[i]
-        points.append(toys_crosscheck_point(spec, cl=cl, ntoys=ntoys, seed=seed + i, n_sigma=n_sigma,
-                                            abs_tol=abs_tol, below_tol=below_tol, mu=mu_cls[0],
-                                            cls_exact=mu_cls[1],
-                                            mass_GeV=None if masses is None else masses[i], workspace=name))
+        return toys_crosscheck_point(spec, cl=cl, ntoys=ntoys, seed=seed + i, n_sigma=n_sigma,
+                                     abs_tol=abs_tol, below_tol=below_tol, mu=mu_cls[0], cls_exact=mu_cls[1],
+                                     mass_GeV=None if masses is None else masses[i], workspace=name)
+
+    points = workers.map_ordered(one, range(len(workspaces)), workers=n_workers)
     lvl = 1.0 - cl
     return CrosscheckResult(cl=cl, level=lvl, n_sigma=n_sigma, abs_tol=abs_tol, below_tol=below_tol,
                             ntoys=ntoys,

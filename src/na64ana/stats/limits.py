@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .. import blinding
+from .. import blinding, workers
 from ..background import VERDICT_WORDS
 from ..bookkeeping import provenance
 from ..physics.yields import signal_yield, yield_per_eot_grid
@@ -219,14 +219,16 @@ def limit_point(summary: Summary, mass: float, yield_eps0: float | np.ndarray, *
 
 def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, out_dir: Path | None = None,
          yields: np.ndarray | None = None, crosscheck_toys: int = 0, crosscheck_masses: int = 2,
-         seed: int = TOYS_SEED) -> dict[str, Any]:
+         seed: int = TOYS_SEED, n_workers: int | None = None) -> dict[str, Any]:
     """Limits for every mass of the summary. ``yields``: A' per EOT at eps = EPS0 per mass, all runs
     (default: physics, per run through its own E_miss window and per production mechanism).
 
     A mass that fails is reported with an ``error`` field, never as a silent NaN. With ``out_dir`` the
     workspaces are written to ``out_dir/workspaces`` (the stage record is :func:`run_stage`'s job).
     ``crosscheck_toys`` > 0: the pyhf toy CLs at the exact limit of ``crosscheck_masses`` masses
-    (:mod:`na64ana.stats.crosscheck`, seeded); a failure is a warning recorded in the result."""
+    (:mod:`na64ana.stats.crosscheck`, seeded); a failure is a warning recorded in the result.
+    ``n_workers``: processes for the masses and the cross-check (:func:`na64ana.workers.map_ordered`:
+    default the cores; the results do not depend on it)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
     cl = summary.cl if cl is None else cl
@@ -241,20 +243,20 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
     if out_dir is not None:
         ws_dir = Path(out_dir) / "workspaces"
         ws_dir.mkdir(parents=True, exist_ok=True)
-    points = []
-    cache: dict[tuple[Any, ...], Any] = {}
-    exact_limits: dict[int, tuple[float, float]] = {}
-    for k, m in enumerate(masses):
+    cache: dict[tuple[Any, ...], Any] = {}  # per process: masses with one model reuse one calculation
+
+    def one_mass(k: int) -> dict[str, Any]:
+        m = masses[k]
         try:
-            points.append(limit_point(summary, m, per_run[:, k], method=method, cl=cl, ws_dir=ws_dir,
-                                      cache=cache, share_round=SHARE_ROUND, seed=seed,
-                                      mechanisms=None if mech is None else
-                                      {n: v[:, k] for n, v in mech.items()}))
-            if _EXACT_LIMIT in points[-1]:
-                exact_limits[k] = points[-1].pop(_EXACT_LIMIT)
+            return limit_point(summary, m, per_run[:, k], method=method, cl=cl, ws_dir=ws_dir, cache=cache,
+                               share_round=SHARE_ROUND, seed=seed,
+                               mechanisms=None if mech is None else {n: v[:, k] for n, v in mech.items()})
         except Exception as exc:  # noqa: BLE001 -- reported per mass, the scan goes on
             log.warning("mass %.4g GeV failed: %s", m, exc)
-            points.append({"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"})
+            return {"mass_GeV": float(m), "error": f"{type(exc).__name__}: {exc}"}
+
+    points = workers.map_ordered(one_mass, range(len(masses)), workers=n_workers)
+    exact_limits = {k: p.pop(_EXACT_LIMIT) for k, p in enumerate(points) if _EXACT_LIMIT in p}
     diffs = [abs(p["simple_rel_diff"]) for p in points if p.get("simple_rel_diff") is not None]
     out: dict[str, Any] = {
         "cl": cl, "method": _method_label(method), "analysis": summary.analysis, "blinded": summary.blinded,
@@ -279,7 +281,7 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
     if crosscheck_toys > 0 and method != "asymptotic":
         out["crosscheck"] = run_crosscheck(summary, points, per_run, cl=cl, ntoys=crosscheck_toys,
                                            n_masses=crosscheck_masses, seed=seed,
-                                           exact_limits=exact_limits or None)
+                                           exact_limits=exact_limits or None, n_workers=n_workers)
         if not out["crosscheck"].get("passed", False):
             out.setdefault("warnings", []).append("toy cross-check: " + out["crosscheck"].get(
                 "line", out["crosscheck"].get("error", "failed")))
@@ -288,7 +290,8 @@ def scan(summary: Summary, *, method: str = "exact", cl: float | None = None, ou
 
 def run_crosscheck(summary: Summary, points: list[dict[str, Any]], per_run: np.ndarray, *, cl: float,
                    ntoys: int, n_masses: int = 2, seed: int = TOYS_SEED,
-                   exact_limits: dict[int, tuple[float, float]] | None = None) -> dict[str, Any]:
+                   exact_limits: dict[int, tuple[float, float]] | None = None,
+                   n_workers: int | None = None) -> dict[str, Any]:
     """pyhf toy CLs at the exact observed-data limit of a few masses (spread in log m); never raises.
 
     ``exact_limits``: mass index -> (mu limit, exact CLs there) of the scan: the toys test the limit the
@@ -306,7 +309,7 @@ def run_crosscheck(summary: Summary, points: list[dict[str, Any]], per_run: np.n
         given = ([exact_limits[k] for k in pick]
                  if exact_limits is not None and all(k in exact_limits for k in pick) else None)
         res = cc.toys_crosscheck(specs, masses=[points[k]["mass_GeV"] for k in pick], cl=cl, ntoys=ntoys,
-                                 seed=seed, exact_limits=given)
+                                 seed=seed, exact_limits=given, n_workers=n_workers)
         out = {**res.model_dump(mode="json"), "line": res.line()}
         fallback = [points[k]["mass_GeV"] for k in pick if (points[k].get("details") or {}).get("cls_method")]
         if given is not None and fallback:

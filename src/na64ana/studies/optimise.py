@@ -28,7 +28,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import numpy as np
 from scipy import stats
 
 from .. import background as bg
-from .. import blinding, published
+from .. import blinding, published, workers
 from ..bookkeeping import provenance
 from ..efficiency import expected_signal_vs_cut
 from ..errors import InputError
@@ -114,6 +113,17 @@ def gaussian_limits(signal: np.ndarray, background: np.ndarray, background_unc: 
     return {k: sigma * (float(stats.norm.ppf(1.0 - alpha * stats.norm.cdf(n))) + n) for k, n in n_sig.items()}
 
 
+def _exact_spec(signal: np.ndarray, background: np.ndarray, background_unc: np.ndarray,
+                signal_rel: Sequence[float], *, shared_rel: float) -> str:
+    """The workspace (JSON, keys sorted) of the exact expected limit: the signal normalised to N_REF."""
+    scale = N_REF / signal.sum()
+    channels = [{"name": f"run_{i}", "signal": [si * scale], "background": [bi], "observed": [0],
+                 "signal_sys": {f"sig_{i}": ri}, "background_sys": {f"bkg_{i}": ui / bi} if bi > 0 else {}}
+                for i, (si, bi, ui, ri) in enumerate(zip(signal, background, background_unc, signal_rel,
+                                                         strict=True))]
+    return json.dumps(workspace_spec(channels, shared={"xsec": shared_rel}), sort_keys=True)
+
+
 def expected_limit(signal: Sequence[float], background: Sequence[float], background_unc: Sequence[float],
                    signal_rel: Sequence[float], *, shared_rel: float, cl: float,
                    exact_max_background: float = EXACT_MAX_BACKGROUND) -> dict[str, Any]:
@@ -130,20 +140,34 @@ def expected_limit(signal: Sequence[float], background: Sequence[float], backgro
     if b_tot > exact_max_background:
         return {"mu": gaussian_limits(s * scale, b, u, cl), "scale": scale, "background_total": b_tot,
                 "method": "gaussian (large background)"}
-    channels = [{"name": f"run_{i}", "signal": [si * scale], "background": [bi], "observed": [0],
-                 "signal_sys": {f"sig_{i}": ri}, "background_sys": {f"bkg_{i}": ui / bi} if bi > 0 else {}}
-                for i, (si, bi, ui, ri) in enumerate(zip(s, b, u, signal_rel, strict=True))]
-    spec = workspace_spec(channels, shared={"xsec": shared_rel})
-    return {"mu": dict(_exact_expected_mu(json.dumps(spec, sort_keys=True), cl)), "scale": scale,
+    spec = _exact_spec(s, b, u, signal_rel, shared_rel=shared_rel)
+    return {"mu": dict(_exact_expected_mu(spec, cl)), "scale": scale,
             "background_total": b_tot, "method": "exact hybrid CLs"}
 
 
-@lru_cache(maxsize=512)
+# expected mu quantiles per (workspace JSON, cl): the signal is normalised to N_REF, so every mass with
+# the same run shares at a cut (one run: every mass) is the same model; filled by the pool, then read
+_EXPECTED_MU: dict[tuple[str, float], tuple[tuple[str, float], ...]] = {}
+_EXPECTED_MU_MAX = 4096
+
+
 def _exact_expected_mu(spec_json: str, cl: float) -> tuple[tuple[str, float], ...]:
-    """Expected mu quantiles of one workspace, cached on the workspace itself: the signal is normalised
-    to N_REF, so every mass with the same run shares at a cut (one run: every mass) is the same model."""
-    res = cls.limits(counting_model_from_spec(json.loads(spec_json)), cl, method="exact")
-    return tuple((k, float(v)) for k, v in res.mu_exp.items())
+    """Expected mu quantiles of one workspace (cached on the workspace itself)."""
+    key = (spec_json, cl)
+    if key not in _EXPECTED_MU:
+        res = cls.limits(counting_model_from_spec(json.loads(spec_json)), cl, method="exact")
+        if len(_EXPECTED_MU) >= _EXPECTED_MU_MAX:
+            _EXPECTED_MU.clear()
+        _EXPECTED_MU[key] = tuple((k, float(v)) for k, v in res.mu_exp.items())
+    return _EXPECTED_MU[key]
+
+
+def _prefetch_expected_mu(spec_jsons: Sequence[str], cl: float) -> None:
+    """The exact expected limits of every distinct workspace not yet known, on the pool's processes
+    (:func:`na64ana.workers.map_ordered`): the scan then reads them."""
+    todo = sorted({j for j in spec_jsons if (j, cl) not in _EXPECTED_MU})
+    for j, mu in zip(todo, workers.map_ordered(lambda j: _exact_expected_mu(j, cl), todo), strict=True):
+        _EXPECTED_MU[(j, cl)] = mu
 
 
 def best_cut(cuts: Sequence[float], eps: Sequence[float | None]) -> float | None:
@@ -168,7 +192,7 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
     cuts = [float(c) for c in cuts]
     bkg: dict[str, list[tuple[float, float, dict]]] = {
         r.name: [background_at_cut(r, c, fit_max=fit_max) for c in cuts] for r in runs}
-    out: dict[str, OptimisationMass] = {}
+    sigs: dict[str, tuple[dict[str, np.ndarray], list[str]]] = {}
     for m in masses:
         mkey = f"{m:g}"
         eps_s = sample_eps[mkey]
@@ -182,6 +206,19 @@ def scan_cuts(runs: Sequence[RunInputs], signal_hists: Mapping[str, Mapping[str,
             per_eot, src = signal_per_eot(signal_hists[mkey][r.name], cuts, yield_fn=yield_fn, e0=e0, box=box,
                                           coverage=coverage)
             sig[r.name] = per_eot * r.eot
+        sigs[mkey] = sig, src
+    # the exact expected limits of every (mass, cut) at once, on the machine's cores
+    _prefetch_expected_mu([
+        _exact_spec(np.array([sig[r.name][i] for r in runs]), np.array([bkg[r.name][i][0] for r in runs]),
+                    np.array([bkg[r.name][i][1] for r in runs]), [r.signal_rel for r in runs],
+                    shared_rel=shared_rel)
+        for sig, _ in sigs.values() for i in range(len(cuts))
+        if sum(bkg[r.name][i][0] for r in runs) <= EXACT_MAX_BACKGROUND], cl)
+    out: dict[str, OptimisationMass] = {}
+    for m in masses:
+        mkey = f"{m:g}"
+        eps_s = sample_eps[mkey]
+        sig, src = sigs[mkey]
         rec: dict[str, list] = {k: [] for k in ("eps_exp", "eps_exp_m1", "eps_exp_p1", "signal_events",
                                                 "background", "background_unc", "method")}
         for i, c in enumerate(cuts):
