@@ -190,7 +190,7 @@ def test_unblind_and_chunk_boundaries_are_part_of_the_key(synth_campaign, tmp_pa
     assert res.metrics["cache"]["hits"] == 1 and res.metrics["cache"]["misses"] == 9
 
 
-# "flip" (one bit, caught by the lz4 checksum) stays fast; the other damages take the same decode-failure
+# "flip" (one bit, caught by the payload's sha256) stays fast; the other damages take the same decode-failure
 # path and run in make test (each case processes the campaign twice)
 @pytest.mark.parametrize("damage", [pytest.param("truncate", marks=pytest.mark.slow), "flip",
                                     pytest.param("garbage", marks=pytest.mark.slow),
@@ -204,7 +204,7 @@ def test_corrupt_entry_is_a_logged_miss(synth_campaign, tmp_path, probe, caplog,
     match damage:
         case "truncate":
             victim.write_bytes(blob[: len(blob) // 2])
-        case "flip":  # one bit in the compressed payload: caught by the lz4 content checksum
+        case "flip":  # one bit in the compressed payload: caught by its sha256, before decoding
             i = len(blob) - 100
             victim.write_bytes(blob[:i] + bytes([blob[i] ^ 0x10]) + blob[i + 1:])
         case "garbage":

@@ -13,7 +13,8 @@ normalisation (applied after processing), the chunk size as such (only the entry
 
 Safety: entries are written to a temporary file and renamed (a kill never leaves a half-written entry);
 each carries the key and the sha256 of its payload, checked before anything is decoded, and the payload is
-tagged JSON of numbers, arrays and uhi histograms (:mod:`.safeio`), never a pickle: an entry planted by
+a tagged JSON header with the raw bytes of its numpy arrays and uhi histograms (:mod:`.safeio`, decompressed
+to at most ``safeio.MAX_BYTES``), never a pickle: an entry planted by
 anyone who can write the cache folder can at worst be a miss. Anything that does not read back as a valid
 entry with that key is a miss (logged), never an error or a silently wrong result. Blinded and unblinded
 entries live in separate namespaces (``blinded/``, ``unblinded/``); a blinded run deletes the unblinded
@@ -51,17 +52,29 @@ from . import safeio
 log = logging.getLogger(__name__)
 
 #: bump when the entry layout or the key fields change (old entries then simply stop matching)
-CACHE_FORMAT = 2
-MAGIC = b"na64ana-chunk-json\n"
+CACHE_FORMAT = 3
+MAGIC = b"na64ana-chunk-bin\n"
 #: na64ana modules whose source determines a chunk's output (plus every processors/*.py)
 CODE_MODULES = ("selection.py", "blinding.py", "contract.py")
-#: libraries that read the files, compute and fill: a new version may change the output or its pickles
+#: libraries that read the files, compute, fill and serialise: a new version may change the output
 LIBRARIES = ("coffea", "awkward", "uproot", "hist", "boost-histogram", "numpy")
 #: chunk metadata (coffea's + the dataset's, see ``execute.Job.metadata``) that the processors read.
 #: ``eot`` is deliberately absent: it is normalisation, applied after processing.
 KEY_METADATA = ("dataset", "treename", "entrystart", "entrystop", "key", "kind", "hcal0", "branch_map",
                 "selection_hash")
 TMP_SUFFIX = ".tmp"
+
+
+def _decompress(payload: bytes) -> bytes:
+    """One whole lz4 frame (content checksum verified), refused if it expands beyond ``safeio.MAX_BYTES``
+    (a small planted entry must not make the reader allocate gigabytes)."""
+    dec = lz4.frame.LZ4FrameDecompressor()
+    out = dec.decompress(payload, max_length=safeio.MAX_BYTES + 1)
+    if len(out) > safeio.MAX_BYTES:
+        raise safeio.UnsafeContent("entry expands beyond the size limit")
+    if not dec.eof or dec.unused_data:
+        raise safeio.UnsafeContent("entry is not one whole lz4 frame")
+    return out
 
 
 def code_files() -> list[Path]:
@@ -255,7 +268,7 @@ class ChunkCache(CheckpointerABC):
         digest, sep, payload = blob[len(head):].partition(b"\n")
         if not sep or digest.decode("ascii", "replace") != safeio.sha256(payload):
             raise ValueError("content sha256 mismatch")  # checked before anything is decoded
-        out = safeio.decode_output(lz4.frame.decompress(payload))
+        out = safeio.decode_output(_decompress(payload))
         if not isinstance(out, dict) or "out" not in out:
             raise ValueError(f"unexpected content {type(out).__name__}")
         return out

@@ -2,11 +2,15 @@
 
 Histograms are stored as the uhi JSON serialization of ``hist`` (``hist.serialization.to_uhi``, the
 field's interchange format: one ``hists/<name>.json`` per histogram, readable alone by any uhi reader).
-Chunk-cache entries are JSON of a closed set of tagged types (dict, list, tuple, set, str, numbers, bytes,
-numpy arrays of numeric dtype, ``hist.Hist`` as uhi, coffea's ``WorkItem``), lz4-compressed, with the
-sha256 of the content stored beside it and checked *before* anything is decoded. Decoding a foreign or
-hostile file can at worst fail with :class:`UnsafeContent` (a one-line error, or a cache miss): there is
-no pickle, no numpy object array and no constructor chosen by the file.
+Chunk-cache entries (:func:`encode_output`) are a JSON header of a closed set of tagged types (dict, list,
+tuple, set, str, numbers, bytes, ``hist.Hist`` as its uhi dict, coffea's ``WorkItem``) in which every numpy
+array is a reference into raw little-endian array bytes that follow the header (issue #19: no per-number
+JSON for the ~17 histograms of every chunk). Arrays are read with ``np.frombuffer`` for an allow-list of
+numeric dtypes only, after checking each reference against the length of the entry, and a histogram's
+axes must make exactly as many bins as it stores. The cache adds lz4 compression and the sha256 of the
+content, checked *before* anything is decoded. Decoding a foreign or hostile file can at worst fail with
+:class:`UnsafeContent` (a one-line error, or a cache miss): there is no pickle, no numpy object array, no
+constructor chosen by the file, and what it can make the reader allocate is bounded by its own size.
 
 Folders written before this format (``hists/*.pkl``) are refused, never unpickled: :data:`LEGACY_MESSAGE`.
 """
@@ -34,7 +38,6 @@ LEGACY_MESSAGE = ("this folder predates the safe output format (histograms are p
 #: hard limits on what a decoder accepts (a hostile file must not exhaust memory or the stack)
 MAX_BYTES = 1 << 30
 MAX_DEPTH = 64
-_NUMERIC_KINDS = "biuf"
 
 
 class UnsafeContent(ValueError):
@@ -49,9 +52,65 @@ def hist_to_dict(h: hist.Hist) -> dict[str, Any]:
     return serialization.to_uhi(h)
 
 
+_KNOWN_TRANSFORMS = ("pow", "log", "sqrt")
+
+
+def _flag(x: Any) -> int:
+    if not isinstance(x, bool):
+        raise UnsafeContent("histogram axis flag is not a boolean")
+    return int(x)
+
+
+def _axis_extent(ax: Any) -> int:
+    """Number of bins, flow bins included, that ``from_uhi`` makes for the uhi axis dict ``ax``."""
+    if not isinstance(ax, Mapping):
+        raise UnsafeContent("malformed histogram axis")
+    info = ax.get("writer_info", {})
+    info = info.get("boost-histogram", {}) if isinstance(info, Mapping) else {}
+    info = info if isinstance(info, Mapping) else {}
+    kind = ax.get("type")
+    if info.get("orig_type") != "Integer" and info.get("transform") in _KNOWN_TRANSFORMS:
+        n = info.get("bins")
+        flow = 2  # from_uhi restores a transformed Regular axis with its default flow bins
+    elif kind == "regular":
+        n = ax.get("bins")
+        flow = _flag(ax.get("underflow")) + _flag(ax.get("overflow"))
+    elif kind == "variable":
+        edges = ax.get("edges")
+        n = len(edges) - 1 if isinstance(edges, (list, np.ndarray)) else None
+        flow = _flag(ax.get("underflow")) + _flag(ax.get("overflow"))
+    elif kind in ("category_str", "category_int"):
+        cats = ax.get("categories")
+        n = len(cats) if isinstance(cats, list) else None
+        flow = _flag(ax.get("flow"))
+    elif kind == "boolean":
+        n, flow = 2, 0
+    else:
+        raise UnsafeContent(f"histogram axis type {str(kind)[:20]!r} refused")
+    if type(n) is not int or n < 0:
+        raise UnsafeContent("histogram axis bin count is not a non-negative integer")
+    return n + flow
+
+
+def _check_size(d: Mapping[str, Any]) -> None:
+    """The bins the axes of ``d`` make must be as many as its stored values: what a file can make
+    ``from_uhi`` allocate is then bounded by the file's own size (no histogram of 10^12 bins)."""
+    axes, storage = d.get("axes"), d.get("storage")
+    if not isinstance(axes, list) or not isinstance(storage, Mapping) or "values" not in storage:
+        raise UnsafeContent("histogram without axes or contents")
+    cells = math.prod(_axis_extent(ax) for ax in axes)
+    try:
+        stored = np.size(storage["values"])
+    except (ValueError, TypeError):  # a ragged list
+        raise UnsafeContent("histogram values are not an array") from None
+    if cells != stored:
+        raise UnsafeContent(f"histogram axes make {cells} bins, {stored} are stored")
+
+
 def hist_from_dict(d: Mapping[str, Any]) -> hist.Hist:
     if not isinstance(d, Mapping) or "uhi_schema" not in d:
         raise UnsafeContent("not a uhi histogram")
+    _check_size(d)
     try:
         h = serialization.from_uhi(dict(d))
     except Exception as exc:  # malformed: one error type for the caller
@@ -101,9 +160,48 @@ def read_hist(path: str | Path) -> hist.Hist:
 
 # ------------------------------------------------------------------------------------------------------
 # Chunk outputs (the cache)
+#
+# Layout of an encoded output: OUTPUT_MAGIC, the header length (8 bytes, little-endian), the header (UTF-8
+# JSON), zero padding to a multiple of 8, the array bytes. The header is {"v": 1, "data_bytes": n, "root":
+# <tagged structure>}, where every numpy array (also those of a histogram's uhi dict) is a reference
+# {"__nd__": {"dtype", "shape", "offset", "nbytes"}} into the array bytes. Arrays are read back with
+# np.frombuffer, only for the dtypes of ARRAY_DTYPES, after checking each reference against the length of
+# the array bytes: what a file can make the reader allocate is bounded by the file's own size.
+
+#: what an encoded chunk output starts with (the version of this layout is part of it)
+OUTPUT_MAGIC = b"NA64OUT1"
+#: the dtypes an array in a chunk output may have (little-endian): anything else is refused
+ARRAY_DTYPES = frozenset({"<f8", "<f4", "<i8", "<i4", "<u8", "|b1"})
+MAX_NDIM = 32
+_ALIGN = 8
+_WORKITEM_FIELDS = ("dataset", "filename", "treename", "entrystart", "entrystop", "fileuuid", "usermeta",
+                    "preload")
 
 
-def _encode(obj: Any, depth: int = 0) -> Any:
+class _ArrayWriter:
+    """Collects the array bytes of one encoded output and hands out their references."""
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.size = 0
+
+    def add(self, arr: np.ndarray) -> dict[str, Any]:
+        dtype = arr.dtype
+        if dtype.byteorder == ">":
+            dtype = dtype.newbyteorder("<")
+        if dtype.str not in ARRAY_DTYPES:
+            raise UnsafeContent(f"array of dtype {arr.dtype} is not stored")
+        data = np.ascontiguousarray(arr, dtype=dtype)
+        ref = {"dtype": dtype.str, "shape": list(data.shape), "offset": self.size, "nbytes": data.nbytes}
+        self.parts.append(data.reshape(-1).view(np.uint8))
+        pad = -data.nbytes % _ALIGN
+        if pad:
+            self.parts.append(bytes(pad))
+        self.size += data.nbytes + pad
+        return {"__nd__": ref}
+
+
+def _encode(obj: Any, arrays: _ArrayWriter, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise UnsafeContent("nesting too deep")
     if obj is None or isinstance(obj, (bool, str)):
@@ -116,101 +214,141 @@ def _encode(obj: Any, depth: int = 0) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in _NUMERIC_KINDS + "b" or obj.dtype.hasobject:
-            raise UnsafeContent(f"array of dtype {obj.dtype} is not stored")
-        flat = [_encode(x) for x in obj.ravel().tolist()]
-        return {"__nd__": [obj.dtype.str, list(obj.shape), flat]}
+        return arrays.add(obj)
     if isinstance(obj, bytes):
         return {"__b__": obj.hex()}
     if isinstance(obj, hist.Hist):
-        return {"__hist__": json.loads(dump_hist(obj))}
+        return {"__hist__": _encode(hist_to_dict(obj), arrays, depth + 1)}
     if isinstance(obj, (set, frozenset)):
-        items = [_encode(x, depth + 1) for x in obj]
+        items = [_encode(x, arrays, depth + 1) for x in obj]
         items.sort(key=lambda x: json.dumps(x, sort_keys=True))
         return {"__set__" if isinstance(obj, set) else "__fset__": items}
     if isinstance(obj, tuple):
-        return {"__t__": [_encode(x, depth + 1) for x in obj]}
+        return {"__t__": [_encode(x, arrays, depth + 1) for x in obj]}
     if isinstance(obj, list):
-        return [_encode(x, depth + 1) for x in obj]
+        return [_encode(x, arrays, depth + 1) for x in obj]
     if isinstance(obj, Mapping):
         if all(isinstance(k, str) for k in obj):
-            return {"__d__": {k: _encode(v, depth + 1) for k, v in obj.items()}}
-        return {"__dk__": [[_encode(k, depth + 1), _encode(v, depth + 1)] for k, v in obj.items()]}
+            return {"__d__": {k: _encode(v, arrays, depth + 1) for k, v in obj.items()}}
+        return {"__dk__": [[_encode(k, arrays, depth + 1), _encode(v, arrays, depth + 1)]
+                           for k, v in obj.items()]}
     from coffea.processor.executor import WorkItem  # local: coffea.processor, +0.4 s CPU for every reader
 
     if isinstance(obj, WorkItem):
-        f = {k: getattr(obj, k) for k in ("dataset", "filename", "treename", "entrystart", "entrystop",
-                                          "fileuuid", "usermeta", "preload")}
-        return {"__wi__": _encode(f, depth + 1)}
+        return {"__wi__": _encode({k: getattr(obj, k) for k in _WORKITEM_FIELDS}, arrays, depth + 1)}
     raise UnsafeContent(f"type {type(obj).__name__} is not stored")
 
 
-def _decode(obj: Any, depth: int = 0) -> Any:
+def _count(x: Any, what: str) -> int:
+    """A non-negative int from a header (bool, float or anything else is refused)."""
+    if type(x) is not int or x < 0:
+        raise UnsafeContent(f"array {what} is not a non-negative integer")
+    return x
+
+
+def _read_array(ref: Any, data: memoryview) -> np.ndarray:
+    if not isinstance(ref, dict) or set(ref) != {"dtype", "shape", "offset", "nbytes"}:
+        raise UnsafeContent("malformed array reference")
+    if not isinstance(ref["dtype"], str) or ref["dtype"] not in ARRAY_DTYPES:
+        raise UnsafeContent(f"array of dtype {str(ref['dtype'])[:20]!r} refused")
+    shape = ref["shape"]
+    if not isinstance(shape, list) or len(shape) > MAX_NDIM:
+        raise UnsafeContent("malformed array shape")
+    shape = [_count(n, "dimension") for n in shape]
+    offset, nbytes = _count(ref["offset"], "offset"), _count(ref["nbytes"], "size")
+    dtype = np.dtype(ref["dtype"])
+    if math.prod(shape) * dtype.itemsize != nbytes:
+        raise UnsafeContent("array shape does not match its size")
+    if offset + nbytes > len(data):
+        raise UnsafeContent("array beyond the end of the entry")
+    return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=offset).reshape(shape).copy()
+
+
+def _decode(obj: Any, data: memoryview, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise UnsafeContent("nesting too deep")
     if obj is None or isinstance(obj, (bool, str, int, float)):
         return obj
     if isinstance(obj, list):
-        return [_decode(x, depth + 1) for x in obj]
+        return [_decode(x, data, depth + 1) for x in obj]
     if not isinstance(obj, dict) or len(obj) != 1:
         raise UnsafeContent("untagged object")
     (tag, val), = obj.items()
     if tag == "__d__" and isinstance(val, dict):
-        return {k: _decode(v, depth + 1) for k, v in val.items()}
+        return {k: _decode(v, data, depth + 1) for k, v in val.items()}
     if tag == "__dk__" and isinstance(val, list):
-        return {_hashable(_decode(k, depth + 1)): _decode(v, depth + 1) for k, v in val}
+        if not all(isinstance(kv, list) and len(kv) == 2 for kv in val):
+            raise UnsafeContent("malformed mapping")
+        return {_hashable(_decode(k, data, depth + 1)): _decode(v, data, depth + 1) for k, v in val}
     if tag == "__f__" and val in ("inf", "-inf", "nan"):
         return float(val)
-    if tag == "__nd__" and isinstance(val, list) and len(val) == 3:
-        dt, shape, flat = val
-        dtype = np.dtype(str(dt))
-        if dtype.kind not in _NUMERIC_KINDS + "b" or dtype.hasobject:
-            raise UnsafeContent(f"array of dtype {dtype} refused")
-        flat = [float(x["__f__"]) if isinstance(x, dict) and x.get("__f__") in ("inf", "-inf", "nan")
-                else x for x in flat]
-        if any(not isinstance(x, (int, float, bool)) for x in flat):
-            raise UnsafeContent("array element is not a number")
-        return np.array(flat, dtype=dtype).reshape([int(s) for s in shape])
+    if tag == "__nd__":
+        return _read_array(val, data)
     if tag == "__b__" and isinstance(val, str):
-        return bytes.fromhex(val)
+        try:
+            return bytes.fromhex(val)
+        except ValueError:
+            raise UnsafeContent("malformed bytes") from None
     if tag == "__hist__":
-        return hist_from_dict(json.loads(json.dumps(val), object_hook=_json_hook))
+        d = _decode(val, data, depth + 1)
+        if not isinstance(d, dict):
+            raise UnsafeContent("malformed histogram")
+        return hist_from_dict(d)
     if tag in ("__set__", "__fset__") and isinstance(val, list):
-        items = [_hashable(_decode(x, depth + 1)) for x in val]
+        items = [_hashable(_decode(x, data, depth + 1)) for x in val]
         return set(items) if tag == "__set__" else frozenset(items)
     if tag == "__t__" and isinstance(val, list):
-        return tuple(_decode(x, depth + 1) for x in val)
+        return tuple(_decode(x, data, depth + 1) for x in val)
     if tag == "__wi__":
         from coffea.processor.executor import WorkItem  # local: see _encode
 
-        f = _decode(val, depth + 1)
+        f = _decode(val, data, depth + 1)
         if not isinstance(f, dict):
             raise UnsafeContent("malformed work item")
-        return WorkItem(**{k: f.get(k) for k in ("dataset", "filename", "treename", "entrystart",
-                                                  "entrystop", "fileuuid", "usermeta", "preload")})
-    raise UnsafeContent(f"unknown tag {tag!r}")
+        return WorkItem(**{k: f.get(k) for k in _WORKITEM_FIELDS})
+    raise UnsafeContent(f"unknown tag {str(tag)[:20]!r}")
 
 
 def _hashable(x: Any) -> Any:
     if isinstance(x, list):
         return tuple(_hashable(y) for y in x)
+    if isinstance(x, (dict, np.ndarray)):
+        raise UnsafeContent(f"unhashable {type(x).__name__} as a key or set item")
     return x
 
 
 def encode_output(obj: Any) -> bytes:
-    """A chunk output as tagged JSON (raises :class:`UnsafeContent` for a type outside the safe set)."""
-    return json.dumps(_encode(obj), sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    """A chunk output in the layout above (raises :class:`UnsafeContent` for a type outside the safe set)."""
+    arrays = _ArrayWriter()
+    root = _encode(obj, arrays)
+    # not sort_keys: a dict reads back in the order it was written (the merge order of an uncached run)
+    header = json.dumps({"v": 1, "data_bytes": arrays.size, "root": root}, separators=(",", ":"),
+                        allow_nan=False).encode()
+    pad = bytes(-(len(OUTPUT_MAGIC) + 8 + len(header)) % _ALIGN)
+    return b"".join([OUTPUT_MAGIC, len(header).to_bytes(8, "little"), header, pad, *arrays.parts])
 
 
 def decode_output(blob: bytes) -> Any:
+    """The object :func:`encode_output` encoded; anything else raises :class:`UnsafeContent`."""
     if len(blob) > MAX_BYTES:
         raise UnsafeContent("entry too large")
+    head = len(OUTPUT_MAGIC) + 8
+    if len(blob) < head or not blob.startswith(OUTPUT_MAGIC):
+        raise UnsafeContent("not an encoded chunk output")
+    header_len = int.from_bytes(blob[len(OUTPUT_MAGIC):head], "little")
+    if header_len > len(blob) - head:
+        raise UnsafeContent("header beyond the end of the entry")
     try:
-        doc = json.loads(blob)
+        header = json.loads(blob[head:head + header_len])
     except (ValueError, RecursionError) as exc:
-        raise UnsafeContent(f"not JSON ({type(exc).__name__})") from None
+        raise UnsafeContent(f"header is not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or header.get("v") != 1 or set(header) != {"v", "data_bytes", "root"}:
+        raise UnsafeContent("unknown header")
+    start = head + header_len + (-(head + header_len) % _ALIGN)
+    if len(blob) - start != header["data_bytes"]:
+        raise UnsafeContent(f"array bytes: {len(blob) - start}, header says {header['data_bytes']!r}")
     try:
-        return _decode(doc)
+        return _decode(header["root"], memoryview(blob)[start:])
     except RecursionError:
         raise UnsafeContent("nesting too deep") from None
 
