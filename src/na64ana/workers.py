@@ -7,6 +7,9 @@ its own arguments, never by the process it lands on). BLAS is held to one thread
 are a few parameters, and OpenBLAS's threads only spin (the limits stage cost 53 CPU-s with them, 27
 without, on 2 cores).
 
+:func:`beside` runs one branch of work in a forked process while this process goes on with another
+(the demo simulates and measures the signal MC while it simulates and processes the data).
+
 Serial, in this process, when: one worker is asked for (``NA64ANA_WORKERS=1`` or ``workers=1``), there is
 one task, the platform cannot fork, or this process is itself a pool worker (no nested pools).
 
@@ -20,12 +23,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ENV_WORKERS", "map_ordered", "worker_count"]
+__all__ = ["ENV_WORKERS", "beside", "map_ordered", "worker_count"]
 
 ENV_WORKERS = "NA64ANA_WORKERS"
 
@@ -76,3 +80,32 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None
                 return pool.map(_run, range(len(seq)), chunksize=1)
         finally:
             _TASK = previous
+
+
+@contextmanager
+def beside(fn: Callable[[], R], *, enabled: bool = True) -> Iterator[Callable[[], R]]:
+    """Run ``fn()`` in a forked process while the ``with`` block runs here; the handle returns its result
+    (or raises its exception) when called. ``fn`` must not need this process's later state, and its
+    result must pickle. Serial when ``enabled`` is false or :func:`worker_count` allows one process:
+    then ``fn`` runs when the handle is called. Leaving the block by an exception stops the child.
+
+    Examples:
+        >>> from na64ana.workers import beside
+        >>> with beside(lambda: sum(range(10))) as total:
+        ...     here = 2 * 3
+        >>> total() + here
+        51
+    """
+    global _TASK
+    if not enabled or worker_count(2) < 2:
+        yield fn
+        return
+    previous, _TASK = _TASK, (lambda _: fn(), [None])
+    try:
+        with mp.get_context("fork").Pool(1) as pool:
+            pending = pool.apply_async(_run, (0,))
+            _TASK = previous  # the child has its copy
+            yield lambda: pending.get()
+            pending.wait()  # the block ended normally but never asked: still wait, do not kill the child
+    finally:
+        _TASK = previous

@@ -7,6 +7,7 @@ simulation of the data is skipped; the signal and dimuon MC are still simulated 
 from __future__ import annotations
 
 import argparse
+import time
 
 from .common import add_seed, add_unblind, setup_logging, show_progress
 
@@ -65,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     masses = {k: tuple(v) for k, v in (("efficiency_masses", args.efficiency_masses),
                                         ("limit_masses", args.limit_masses)) if v}
+    t0 = time.perf_counter()
     timings = pipeline.demo(args.out, datasets_file=args.datasets, data=args.data, campaign=args.campaign,
                             seed=args.seed, unblind=args.unblind, n_signal=args.n_signal,
                             executor=args.executor, workers=args.workers, progress=show_progress(),
                             search=search, n_events=args.n_events, crosscheck_toys=args.crosscheck_toys,
                             **masses)
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
-    log.info("done in %.0f s: %s", sum(timings.values()), steps)
+    # wall clock: the signal MC and efficiency run beside the data stages, so the stages overlap
+    log.info("done in %.0f s: %s", time.perf_counter() - t0, steps)
     log.info("report: %s", f"{args.out}/report.md")
     return 0
