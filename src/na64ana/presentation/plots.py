@@ -27,6 +27,7 @@ from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from scipy import special
@@ -112,10 +113,15 @@ SAVE_OPTIONS: dict[str, dict[str, Any]] = {".pdf": {}, ".png": {"pil_kwargs": {"
 def save(fig: Figure, outdir: str | Path, name: str, *, pdf: bool = True) -> list[Path]:
     """Write ``outdir/name.png`` and (``pdf``) ``.pdf`` (byte-reproducible, see SAVE_METADATA); returns the
     paths, PNG first. The constrained layout keeps every label inside the figure, so no "tight" bounding
-    box is computed (that is a second full draw per file)."""
+    box is computed (that is a second full draw per file); it is run once here and then fixed (savefig
+    would run it in a first, non-rendering draw of the whole figure for each file)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = [outdir / f"{name}.png", *([outdir / f"{name}.pdf"] if pdf else [])]
+    engine = fig.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.execute(fig)
+        fig.set_layout_engine(None)
     for p in paths:
         fig.savefig(p, metadata=SAVE_METADATA[p.suffix], **SAVE_OPTIONS[p.suffix])
     return paths
