@@ -26,7 +26,8 @@ the asymmetric tolerance: ``below_tol`` = 0.03 absorbs that known method differe
 background priors (kappa >~ 3) the methods part the other way (pyhf up to ~0.06 higher, docs/inference.md):
 widen ``abs_tol`` there and say so. pyhf's toy *expected* band is not a
 check of ours either: it comes from toys at the profiled nuisances (the nominal-Poisson count distribution),
-ours from the prior-averaged one (docs/inference.md).
+ours from the prior-averaged one (docs/inference.md); pyhf's calculator with toys from the priors
+(:mod:`na64ana.stats.prior_toys`) is, and agrees.
 
 :func:`simulator_tuning_rows` lists every published number the event simulator uses as an input or tunes to
 (docs/simulator_tuning.md): a result that reproduces one of them from simulated events is closure, not
