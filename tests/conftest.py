@@ -255,3 +255,23 @@ def load_run_outputs(out: Path) -> tuple[dict, dict, dict]:
     cutflows = {p.stem: outputs.load_cutflow(out, p.stem) for p in sorted((out / "cutflows").glob("*.json"))}
     hists = {name: outputs.load_hist(out, name) for name in outputs.list_hists(out)}
     return cutflows, outputs.load_regions(out), hists
+
+
+@pytest.fixture(scope="session")
+def built_reports(tmp_path_factory) -> dict[str, Path]:
+    """Full reports (every figure, PNG and PDF, report.md/html) of the synthetic results folder of
+    tests/results_factory.py, unblinded ("open") and blinded ("blind"), built once per session. READ-ONLY:
+    a test that writes into a report folder copies it first."""
+    from na64ana.presentation.report import build_report  # matplotlib: only the report tests pay for it
+
+    try:
+        from results_factory import make_results
+    except ImportError:  # tests collected as a package
+        from tests.results_factory import make_results
+
+    out = {}
+    for name, blinded in (("open", False), ("blind", True)):
+        root = make_results(tmp_path_factory.mktemp(f"report_{name}"), blinded=blinded)
+        build_report(root)
+        out[name] = root
+    return out

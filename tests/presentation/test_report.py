@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from na64ana.presentation.report import SECTIONS, build_report
+from na64ana.presentation.report import SECTIONS
 from na64ana.presentation.results import Results
 
 try:
@@ -16,14 +16,10 @@ except ImportError:  # tests collected as a package
     from tests.results_factory import BOX_COUNT, make_results
 
 
-@pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> dict[str, Path]:
-    out = {}
-    for name, blinded in (("open", False), ("blind", True)):
-        root = make_results(tmp_path_factory.mktemp(name), blinded=blinded)
-        build_report(root)
-        out[name] = root
-    return out
+@pytest.fixture
+def reports(built_reports) -> dict[str, Path]:
+    """The full open and blinded reports (conftest ``built_reports``, built once per session; read only)."""
+    return built_reports
 
 
 @pytest.mark.parametrize("name", ["open", "blind"])

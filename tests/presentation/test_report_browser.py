@@ -15,13 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from na64ana.presentation.report import build_report
-
-try:
-    from results_factory import make_results
-except ImportError:  # tests collected as a package
-    from tests.results_factory import make_results
-
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 CHROMIUM = next((p for n in BROWSERS if (p := shutil.which(n))), None)
 pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)"),
@@ -52,9 +45,10 @@ def chromium(page: Path, profile: Path, *extra: str) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory) -> Path:
-    root = make_results(tmp_path_factory.mktemp("browser"), blinded=True)
-    build_report(root)
+def report(built_reports, tmp_path_factory) -> Path:
+    """A copy of the blinded full report (conftest ``built_reports``): the probe page is written beside it."""
+    root = tmp_path_factory.mktemp("browser") / "report"
+    shutil.copytree(built_reports["blind"], root)
     return root
 
 

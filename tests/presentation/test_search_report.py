@@ -27,7 +27,7 @@ def search_reports(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for search in ("visible", "alp"):
         root = make_search_results(tmp_path_factory.mktemp(search), search)
-        report.build_report(root)
+        report.build_report(root, plots_made=report.make_plots(root, pdf=False))  # the tests read the PNGs
         out[search] = root
     return out
 
@@ -67,7 +67,7 @@ def test_skipped_stage_is_one_line_with_the_recorded_reason(tmp_path):
     prov = json.loads((root / "provenance.json").read_text())
     prov["stages"]["demo"] = {"stage": "demo", "skipped_stages": {"optimisation": "REASON-OPT"}}
     (root / "provenance.json").write_text(json.dumps(prov))
-    report.build_report(root)
+    report.build_report(root, plots_made=report.PlotSet(root / "plots"))  # the sections only: no figure drawn
     md = (root / "report.md").read_text()
     assert "## Cut optimisation" not in md
     assert "- **Cut optimisation**: skipped (REASON-OPT)." in md
@@ -77,7 +77,7 @@ def test_skipped_stage_is_one_line_with_the_recorded_reason(tmp_path):
 def test_missing_stage_without_a_reason_keeps_the_not_available_section(tmp_path):
     root = make_results(tmp_path / "r", blinded=True)
     (root / "limits" / "optimisation.json").unlink()
-    report.build_report(root)
+    report.build_report(root, plots_made=report.PlotSet(root / "plots"))  # the sections only: no figure drawn
     md = (root / "report.md").read_text()
     assert "## Stages not run" not in md
     sec = md[md.index("## Cut optimisation"):md.index("## Provenance")]
@@ -124,7 +124,7 @@ def test_search_figure_of_a_chain_run_on_given_data_carries_the_reports_label(tm
         return real(record, experiment=experiment)
 
     monkeypatch.setattr(search_plots, "search_figure", spy)
-    report.build_report(root)
+    report.build_report(root, plots_made=report.PlotSet(root / "plots", pdf=False))  # the search figure only
     assert seen["experiment"] == "NA64 Simulation"
     _, fig, _ = real(rec, experiment=seen["experiment"])
     texts = _texts(fig)
