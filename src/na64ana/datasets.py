@@ -41,6 +41,12 @@ class FileEntry(_Strict):
     signal_eps: float | None = None
     signal_production: Literal["brem", "annihilation"] | None = Field(
         default=None, description="production mechanism of a signal MC sample (None: bremsstrahlung)")
+    signal_ps_threshold_loss: float | None = Field(
+        default=None, ge=0, lt=1,
+        description="signal MC: fraction of the generated signal events in the box (measured E_ECAL below "
+                    "the box edge) that the trigger's preshower threshold E_PS > trigger.ps_min_GeV loses, "
+                    "from the generator (written by na64ana simulate; a real MC producer may fill it). The "
+                    "efficiency stage corrects it to the published PS-threshold loss (na64ana.efficiency)")
 
 
 BackgroundComponent = Literal["upstream", "dimuon", "decay_in_flight", "target_interactions", "punch_through"]

@@ -10,6 +10,14 @@ The total factorises exactly into sequential cut-flow ratios ``f_c = W_c / W_(c-
 grouped like the published tables (S001 Table II, S003): primary e- (track, SRD, straw, pile-up), ECAL
 (trigger/box acceptance incl. migration, shower shape, box), VETO, HCAL (+HCAL0). Statistical errors are
 binomial with effective entries ``n_eff = W / (sum w^2 / sum w)``.
+
+Preshower-threshold correction (brem and annihilation; issue 14 item 5, docs/simulator_tuning.md): the
+signal MC loses ``loss_sim`` of its box events to the trigger's E_PS > 0.3 GeV (the generator records it in
+datasets.json, ``signal_ps_threshold_loss``); published is a loss <~ ``p = 0.05 +- 0.03`` (S001 Sec. VI.A,
+``published.toml`` ``trigger.ps_threshold_loss``). Where ``loss_sim > p`` the efficiency is multiplied by
+``(1 - p) / (1 - loss_sim)`` (factor group ``ps_threshold``), with uncertainty ``0.03 / (1 - loss_sim)``
+(the published one) and ``(factor - 1) / 2`` (the x -> 1 shape of the A' spectrum) in quadrature; below
+``p`` nothing is applied (recorded only). ``ps_correction=False`` keeps the raw simulated efficiency.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +34,14 @@ import numpy as np
 import na64ana.processors  # noqa: F401  (registers the ALP and visible selection variables before plan())
 
 from . import datasets as ds
+from . import published as published_numbers
 from .bookkeeping import provenance
 from .errors import DataError, InputError
 from .physics import alp as alp_physics
 from .physics import visible as vis_physics
 from .physics.yields import signal_yield, signal_yield_per_eot
 from .processing import execute, outputs
-from .records import CutflowRow, EfficiencyTable, RunOutput
+from .records import CutflowRow, EfficiencyTable, PsThresholdCorrection, RunOutput
 
 # Published-table grouping of the cut-flow factors; cuts not listed go to "other" (so the product of
 # the groups is always the total). The acceptance W_read / D (trigger + migration) belongs to the ECAL.
@@ -66,6 +75,16 @@ DEFINITIONS = {
     "visible": "weighted A' signal passing all cuts incl. the E_WCAL + E_ECAL box / A' per EOT decaying in "
                "the decay volume above the setup's threshold (na64ana.physics.visible)"}
 HISTS = {"primakoff": "signal_ecal_<region>", "visible": "signal_esum"}
+#: factor group of the preshower-threshold correction, and the published loss it corrects to
+PS_GROUP = "ps_threshold"
+PS_PUBLISHED_KEY = "trigger.ps_threshold_loss"
+#: productions whose signal goes through the invisible-mode trigger E_PS > trigger.ps_min_GeV
+PS_PRODUCTIONS = ("brem", "annihilation")
+PS_DEFINITION = ("where the signal MC's PS-threshold loss in the box (datasets.json "
+                 "signal_ps_threshold_loss) exceeds the published loss p: efficiency x (1 - p) / "
+                 "(1 - loss_sim), uncertainty unc_p / (1 - loss_sim) (published) and (factor - 1) / 2 "
+                 "(x -> 1 shape of the A' spectrum, half the correction) in quadrature; else no factor "
+                 "(the simulation agrees)")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -111,6 +130,49 @@ class Measurement:
     n_eff: float
     weighted_pass: float
     denominator: float
+    ps_loss_sim: float | None = None  # the signal MC's preshower-threshold loss (None: not carried)
+    ps_correction: float = 1.0  # factor applied for it (also in ``factors``)
+    ps_correction_unc: float = 0.0  # its absolute uncertainty (not in ``unc``, which stays statistical)
+
+
+def ps_threshold_factor(loss_sim: float, published_loss: float, published_unc: float) -> tuple[float, float]:
+    """The preshower-threshold correction ``(factor, absolute uncertainty)`` of a signal efficiency whose MC
+    loses ``loss_sim`` of the box events to the trigger's PS threshold, against the published loss
+    ``published_loss +- published_unc`` (S001 Sec. VI.A).
+
+    Applied only where the simulation loses more (heavy A': the x -> 1 tail of the spectrum leaves the
+    preshower below threshold): ``factor = (1 - p) / (1 - loss_sim)``. Its uncertainty, in quadrature:
+    the published one, ``published_unc / (1 - loss_sim)`` (= 3.2% of the factor), and the shape near
+    x -> 1, ``(factor - 1) / 2``: the published loss is a bound for the published spectrum, ours differs
+    exactly in the least certain part of the cross section (the k-factor corrects the integral, not the
+    tail), so half the correction is kept as its uncertainty (the raw simulation stays within 2 sigma).
+    ``loss_sim <= p``: ``(1.0, 0.0)``, the simulation agrees with the publication.
+    """
+    for name, v in (("loss_sim", loss_sim), ("published_loss", published_loss)):
+        if not math.isfinite(v) or not 0 <= v < 1:
+            raise InputError(f"{name} must be in [0, 1), got {v!r}", field=name)
+    if not math.isfinite(published_unc) or published_unc < 0:
+        raise InputError(f"published_unc must be >= 0, got {published_unc!r}", field="published_unc")
+    if loss_sim <= published_loss:
+        return 1.0, 0.0
+    factor = (1.0 - published_loss) / (1.0 - loss_sim)
+    return factor, math.hypot(published_unc / (1.0 - loss_sim), 0.5 * (factor - 1.0))
+
+
+def with_ps_correction(m: Measurement, loss_sim: float | None, *, apply: bool = True) -> Measurement:
+    """``m`` with the preshower-threshold correction (:func:`ps_threshold_factor`, published loss from
+    ``published.toml``): efficiency and its statistical error times the factor, the factor as group
+    ``ps_threshold``. ``loss_sim`` None (not carried by the sample) or ``apply`` False: ``m`` unchanged but
+    for the recorded loss."""
+    if loss_sim is None or not apply:
+        return replace(m, ps_loss_sim=loss_sim)
+    pub = published_numbers.entry(PS_PUBLISHED_KEY)
+    factor, unc = ps_threshold_factor(loss_sim, float(pub["value"]), float(pub["unc"]))
+    if factor == 1.0:
+        return replace(m, ps_loss_sim=loss_sim)
+    return replace(m, efficiency=m.efficiency * factor, unc=m.unc * factor,
+                   factors={**m.factors, PS_GROUP: factor}, factors_unc={**m.factors_unc, PS_GROUP: unc},
+                   ps_loss_sim=loss_sim, ps_correction=factor, ps_correction_unc=unc)
 
 
 def from_cutflow(rows: Sequence[Mapping[str, Any]], denominator: float, *, w2_over_w: float | None = None,
@@ -224,6 +286,26 @@ def _signal_eps(camp: Any, datasets_file: Path, campaign: str, run: str, mass: f
     return float(got.pop())
 
 
+def _ps_loss_sim(camp: Any, datasets_file: Path, campaign: str, run: str, mass: float,
+                 sample: str = "signal") -> float | None:
+    """The preshower-threshold loss the signal MC of (run, mass) carries (datasets.json
+    ``signal_ps_threshold_loss``); several files: their mean weighted by entries; None if none carries it."""
+    files = [f for f in camp.runs[run].files if f.sample == sample and f.signal_mass_GeV == mass]
+    given = [f for f in files if f.signal_ps_threshold_loss is not None]
+    if not given:
+        return None
+    if len(given) != len(files):
+        raise InputError(f"signal files of run {run}, m = {mass:g} GeV: signal_ps_threshold_loss given for "
+                         f"{len(given)} of {len(files)} files (all or none)", file=str(datasets_file),
+                         field=f"campaigns.{campaign}.runs.{run}.files")
+    n = sum(f.nevents for f in given)
+    if len(given) == 1:
+        return float(given[0].signal_ps_threshold_loss or 0.0)
+    if n == 0:
+        return float(np.mean([float(f.signal_ps_threshold_loss or 0.0) for f in given]))
+    return sum(float(f.signal_ps_threshold_loss or 0.0) * f.nevents for f in given) / n
+
+
 def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: str,
           syst_rel: Mapping[str, float] | None = None,
           published: Mapping[str, Mapping[str, Any]] | None = None,
@@ -231,7 +313,9 @@ def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: 
     """The efficiency.json record (docs/interfaces.md) from ``{run: {mass: Measurement}}``.
 
     ``unc`` is the statistical error combined with the run's relative systematic (``syst_rel``) if
-    given, else statistical only; ``unc_stat`` always holds the statistical part.
+    given, else statistical only, and with the uncertainty of a preshower-threshold factor where one was
+    applied; ``unc_stat`` always holds the statistical part. The simulated PS-threshold losses, factors
+    and their uncertainties are listed per mass when any sample of the run carries the loss.
     """
     runs: dict[str, Any] = {}
     for rname, by_mass in measurements.items():
@@ -243,7 +327,8 @@ def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: 
         runs[rname] = {
             "mass_GeV": masses,
             "efficiency": [m.efficiency for m in ms],
-            "unc": [with_systematic(m.efficiency, m.unc, rel) if rel is not None else m.unc for m in ms],
+            "unc": [math.hypot(with_systematic(m.efficiency, m.unc, rel) if rel is not None else m.unc,
+                               m.efficiency * m.ps_correction_unc / m.ps_correction) for m in ms],
             "unc_stat": [m.unc for m in ms],
             "syst_rel": rel,
             "factors": {g: [m.factors.get(g, 1.0) for m in ms] for g in groups},
@@ -253,6 +338,10 @@ def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: 
             "weighted_pass_per_eot": [m.weighted_pass for m in ms],
             "denominator_per_eot": [m.denominator for m in ms],
             **({"published": dict(published[rname])} if published and rname in published else {}),
+            **({"ps_threshold_loss_sim": [m.ps_loss_sim for m in ms],
+                "ps_threshold_correction": [m.ps_correction for m in ms],
+                "ps_threshold_correction_unc": [m.ps_correction_unc for m in ms]}
+               if any(m.ps_loss_sim is not None for m in ms) else {}),
         }
     return {"campaign": campaign, **dict(meta or {}), "runs": runs}
 
@@ -260,7 +349,9 @@ def table(measurements: Mapping[str, Mapping[float, Measurement]], *, campaign: 
 def markdown(record: EfficiencyTable) -> str:
     """efficiency.json as a markdown table: one row per (run, mass), factors and published values."""
     groups = list(dict.fromkeys(g for r in record.runs.values() for g in r.factors))
-    head = ["run", "m_A' [MeV]", "eps_tot", "unc (stat)", "unc", *groups, "published"]
+    ps_col = any(r.ps_threshold_loss_sim is not None for r in record.runs.values())
+    head = ["run", "m_A' [MeV]", "eps_tot", "unc (stat)", "unc", *groups, *(["PS loss (sim)"] * ps_col),
+            "published"]
     threshold = f"{record.emiss_min_GeV if record.emiss_min_GeV is not None else 'emiss_min'} GeV"
     if record.emiss_min_by_run_GeV:
         threshold = "the run's E_miss threshold (" + ", ".join(
@@ -280,24 +371,36 @@ def markdown(record: EfficiencyTable) -> str:
             if pub is not None and i == len(r.mass_GeV) - 1 and len(r.mass_GeV) > 1:
                 ref = pub.heavy
             pub_txt = "" if ref is None else f"{ref:.2f}"
+            loss = r.ps_threshold_loss_sim[i] if r.ps_threshold_loss_sim is not None else None
             cells = [rname, f"{m * 1e3:g}", f"{r.efficiency[i]:.3f}", f"{r.unc_stat[i]:.3f}",
                      f"{r.unc[i]:.3f}",
-                     *(f"{r.factors[g][i]:.3f}" if g in r.factors else "-" for g in groups), pub_txt]
+                     *(f"{r.factors[g][i]:.3f}" if g in r.factors else "-" for g in groups),
+                     *([f"{loss:.3f}" if loss is not None else "-"] * ps_col), pub_txt]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "published: the run's light-A' value on the lightest row and its heavy-A' value on the "
               "heaviest (datasets.json efficiency / efficiency_heavy)."]
+    ps = record.ps_threshold_correction
+    if ps is not None and ps_col:
+        p_txt = f"{ps.published_loss:g} +- {ps.published_loss_unc:g} ({ps.source.split(' (')[0]})"
+        how = (f"{PS_GROUP}: (1 - {ps.published_loss:g}) / (1 - PS loss) where the simulation loses "
+               "more, else 1; its uncertainty (published, and half the correction for the x -> 1 shape of "
+               "the A' spectrum) is in unc." if ps.applied
+               else "Correction switched off: raw simulated efficiencies.")
+        lines += ["", "PS loss (sim): the signal MC's preshower-threshold loss in the box; published "
+                  f"{p_txt}. {how}"]
     return "\n".join(lines) + "\n"
 
 
 def measure(datasets_file: str | Path, *, out: str | Path, campaign: str | None = None,
             runs: Sequence[str] | None = None, masses: Iterable[float] | None = None,
             executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-            chunksize: int | None = None, syst: bool = True, production: str | None = None) -> dict[str, Any]:
+            chunksize: int | None = None, syst: bool = True, production: str | None = None,
+            ps_correction: bool = True) -> dict[str, Any]:
     """efficiency.json as a plain dict for the signal samples listed in ``datasets_file`` (kept for
     notebooks): :func:`run_stage`."""
     return run_stage(datasets_file, out, campaign=campaign, runs=runs, masses=masses, executor=executor,
                      workers=workers, scheduler=scheduler, chunksize=chunksize, syst=syst,
-                     production=production).to_json()
+                     production=production, ps_correction=ps_correction).to_json()
 
 
 def _denominator(production: str, camp: ds.Campaign, run: ds.Run, mass: float, coupling: float) -> float:
@@ -321,8 +424,8 @@ def _denominator(production: str, camp: ds.Campaign, run: ds.Run, mass: float, c
 
 def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.Job], camp: ds.Campaign, *,
             datasets_file: Path, loose: Any, syst: bool = True, production: str = "brem",
-            regions: Mapping[str, Any] | None = None, signal_ea_min_fraction: float | None = None
-            ) -> EfficiencyTable:
+            regions: Mapping[str, Any] | None = None, signal_ea_min_fraction: float | None = None,
+            ps_correction: bool = True) -> EfficiencyTable:
     """The efficiency table from the signal-MC cut flows (``{key: rows}``) of ``jobs`` (pure arithmetic).
 
     ``loose``: the run output's ``plane_loose`` histogram (weight scale of each sample). ``production``:
@@ -330,6 +433,9 @@ def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.
     window), visible (last cut the E_WCAL + E_ECAL box), primakoff (ALPs: one entry ``"<run> <region>"``
     per run and signal region, the region's weighted count of ``regions`` (``{key: RegionCounts}``) over
     the ALP yield decaying in that region; the cut flow up to the cut before the last, then the region).
+    ``ps_correction``: brem and annihilation efficiencies corrected for the simulated preshower-threshold
+    loss where the samples carry it (:func:`with_ps_correction`); False keeps the raw simulated efficiency
+    (the losses are still recorded).
     """
     cname = jobs[0].campaign
     sample = SAMPLES[production]
@@ -361,7 +467,11 @@ def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.
             raise InputError(f"{j.key}: the selection's last cut is '{rows[-1]['cut']}', not the signal box "
                              f"'{last}'")
         den = _denominator(production, camp, run, mass, coupling)
-        meas.setdefault(j.run, {})[mass] = from_cutflow(rows, den, w2_over_w=w2w)
+        m = from_cutflow(rows, den, w2_over_w=w2w)
+        if production in PS_PRODUCTIONS:
+            m = with_ps_correction(m, _ps_loss_sim(camp, datasets_file, cname, j.run, mass, sample),
+                                   apply=ps_correction)
+        meas.setdefault(j.run, {})[mass] = m
         where[j.run] = (j.run, None)
     pub = {e: {"light": camp.runs[r].efficiency, "heavy": camp.runs[r].efficiency_heavy,
                "rel_unc": camp.runs[r].efficiency_unc} for e, (r, _) in where.items()}
@@ -376,11 +486,20 @@ def compute(records: Mapping[str, Sequence[CutflowRow]], jobs: Sequence[execute.
                     "selection_hash": {j.key: j.selection.hash for j in jobs},
                     "factor_groups": {**GROUPS, ACCEPTANCE: ACCEPTANCE_GROUP},
                     "hist": HISTS.get(production, BOX_HIST),
-                    "signal_ea_min_fraction": signal_ea_min_fraction})
+                    "signal_ea_min_fraction": signal_ea_min_fraction,
+                    **({"ps_threshold_correction": _ps_record(ps_correction)}
+                       if production in PS_PRODUCTIONS else {})})
     for entry, (rname, region) in where.items():
         if region is not None:
             rec["runs"][entry].update(run=rname, region=region)
     return EfficiencyTable.model_validate(rec)
+
+
+def _ps_record(applied: bool) -> PsThresholdCorrection:
+    pub = published_numbers.entry(PS_PUBLISHED_KEY)
+    return PsThresholdCorrection(applied=applied, published_loss=float(pub["value"]),
+                                 published_loss_unc=float(pub["unc"]), source=str(pub["source"]),
+                                 definition=PS_DEFINITION)
 
 
 def signal_coverage(signal_datasets: str | Path) -> float | None:
@@ -411,7 +530,7 @@ def default_production(campaign: ds.Campaign) -> str:
 def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[float] | None = None,
               campaign: str | None = None, runs: Sequence[str] | None = None, production: str | None = None,
               executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-              chunksize: int | None = None, syst: bool = True) -> EfficiencyTable:
+              chunksize: int | None = None, syst: bool = True, ps_correction: bool = True) -> EfficiencyTable:
     """The efficiency stage: signal MC (listed in ``signal_datasets``; made by ``na64ana simulate
     --signal-sample`` or the pipeline, never here: the analysis does not import the simulator) -> the
     search's processor -> ``out/efficiency.json`` + ``.md``.
@@ -422,7 +541,9 @@ def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[
     filters the listed samples (default: all). ``out`` becomes a complete run output (cut flows, signal
     histograms and N-1, for plots and the cut optimisation) plus the table, which carries the MC's
     generation coverage ``signal_ea_min_fraction`` (from the signal MC's provenance). ``syst`` adds the
-    run's published relative efficiency systematic. Signal MC only: the provenance says ``"no-data"``.
+    run's published relative efficiency systematic. ``ps_correction`` (default on) corrects brem and
+    annihilation efficiencies for the simulated preshower-threshold loss (:func:`with_ps_correction`);
+    off: the raw simulated efficiency. Signal MC only: the provenance says ``"no-data"``.
     """
     clock = provenance.Clock()
     if signal_datasets is None:
@@ -460,7 +581,8 @@ def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[
     run_out = RunOutput.load(out)
     rec = compute({k: cf.rows for k, cf in run_out.cutflows.items()}, jobs, camp,
                   datasets_file=signal_datasets, loose=outputs.load_hist(out, "plane_loose"), syst=syst,
-                  production=prod, regions=run_out.regions.keys, signal_ea_min_fraction=coverage)
+                  production=prod, regions=run_out.regions.keys, signal_ea_min_fraction=coverage,
+                  ps_correction=ps_correction)
     rec.dump(out / EfficiencyTable.file_name)
     (out / "efficiency.md").write_text(markdown(rec))
     provenance.write(out, "efficiency", inputs=[signal_datasets],
@@ -468,6 +590,7 @@ def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[
                      **provenance.executor_info(result.metrics),
                      metrics=clock.metrics(events=result.metrics.get("events")),
                      datasets_file=str(signal_datasets), syst=syst, production=prod, processor=processor,
+                     ps_correction=ps_correction,
                      signal_ea_min_fraction=coverage,
                      masses=sorted({float(j.signal_mass_GeV or 0.0) for j in jobs}))
     return rec

@@ -341,6 +341,17 @@ class PublishedEfficiency(Record):
     rel_unc: float | None = None
 
 
+class PsThresholdCorrection(Record):
+    """How the efficiency stage treats the signal MC's preshower-threshold loss (na64ana.efficiency)."""
+
+    applied: bool = Field(description="false: switched off, the efficiencies are the raw simulated ones "
+                          "(the simulated losses are still recorded per mass)")
+    published_loss: float = Field(description="published PS-threshold loss of the signal (published.toml)")
+    published_loss_unc: float
+    source: str
+    definition: str = Field(description="the factor, when it applies, and its uncertainty")
+
+
 class EfficiencyRun(Record):
     """One run: the efficiency and its factors per A' mass (lists aligned with ``mass_GeV``)."""
 
@@ -358,6 +369,16 @@ class EfficiencyRun(Record):
     published: PublishedEfficiency | None = None
     run: str | None = Field(None, description="the run, when an entry is one signal region of it (ALPs)")
     region: str | None = Field(None, description="the signal region of the entry (ALPs: hcal, beyond)")
+    ps_threshold_loss_sim: list[float | None] | None = Field(
+        None, description="per mass: the signal MC's preshower-threshold loss in the box (datasets.json "
+        "signal_ps_threshold_loss; null where the sample does not carry it)")
+    ps_threshold_correction: list[float] | None = Field(
+        None, description="per mass: the factor applied to the simulated efficiency, (1 - published loss) / "
+        "(1 - simulated loss) where the simulated loss exceeds the published one, else 1; it is also the "
+        "factor group 'ps_threshold' (the groups still multiply to the efficiency)")
+    ps_threshold_correction_unc: list[float] | None = Field(
+        None, description="per mass: absolute uncertainty of that factor (published loss uncertainty and "
+        "the x -> 1 shape systematic in quadrature; 0 where no factor), included in 'unc'")
 
     def index(self, mass: float) -> int:
         """Index of the tabulated mass nearest to ``mass`` (in log mass)."""
@@ -382,6 +403,8 @@ class EfficiencyTable(Record):
     signal_ea_min_fraction: float | None = Field(
         None, description="generation coverage of the signal MC: E_A' generated above this fraction of the "
                           "run's E_miss threshold (None: not recorded)")
+    ps_threshold_correction: PsThresholdCorrection | None = Field(
+        None, description="the preshower-threshold correction (brem and annihilation signal MC)")
     runs: dict[str, EfficiencyRun]
 
     @property

@@ -116,6 +116,8 @@ class _File:
     entry: dict[str, Any]
     extra: Callable[[dict], dict[str, Any]] = lambda info: {}  # report fields from the generator's info
     write: Callable[..., int] = write_tree  # the branch set's writer (visible mode: write_visible_tree)
+    #: datasets.json fields known only after generation (from the generator's info)
+    entry_from_info: Callable[[dict], dict[str, Any]] = lambda info: {}
 
 
 def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: str, files: list[_File], *,
@@ -137,7 +139,8 @@ def _simulate_files(ds: dsets.Datasets, src: Path, out: Path, cname: str, tree: 
                 eot = float(info.get("eot", 0.0))
                 sha = provenance.file_sha256(out / f.rel)  # cached: the manifest reuses it
                 new.setdefault(f.run, []).append(dsets.FileEntry(
-                    path=f.rel, tree=tree, nevents=n, eot=eot, sha256=sha, seed=f.seed, **f.entry))
+                    path=f.rel, tree=tree, nevents=n, eot=eot, sha256=sha, seed=f.seed, **f.entry,
+                    **f.entry_from_info(info)))
                 report.append({"run": f.run, "events": n, "eot": eot, "seconds": time.perf_counter() - t0,
                                "path": f.rel, "sha256": sha, "seed": f.seed, **f.extra(info)})
                 if bar:
@@ -311,7 +314,8 @@ def simulate_signal_samples(datasets_path: str | Path, *, out_dir: str | Path,
                      "signal_mass_GeV": m, "signal_eps": coupling,
                      "signal_production": "annihilation" if prod == "annihilation" else None},
                     _signal_extra(m, n_events, prod),
-                    write_visible_tree if visible else write_tree))
+                    write_visible_tree if visible else write_tree,
+                    _signal_entry_from_info))
     path = _simulate_files(ds, src, out, cname, camp.tree, files, compression=compression, progress=progress,
                            label="signal MC", report=report)
     coverage = None if visible else MIGRATION_FRACTION
@@ -345,7 +349,17 @@ def _signal_extra(m: float, n_events: int, production: str = "brem") -> Callable
     """Report fields of a signal file (from the generator's info)."""
     return lambda info: {"mass_GeV": m, "generated": n_events, "yield_per_eot": info["yield_per_eot"],
                          "production": production,
-                         **({"ea_min_GeV": float(info["ea_min"])} if "ea_min" in info else {})}
+                         **({"ea_min_GeV": float(info["ea_min"])} if "ea_min" in info else {}),
+                         **{k: info[k] for k in ("ps_threshold_loss", "ecal_below_ps_threshold",
+                                                 "ps_box_events") if k in info}}
+
+
+def _signal_entry_from_info(info: dict) -> dict[str, Any]:
+    """datasets.json fields of a signal file from its generator's info: the preshower-threshold loss in the
+    box (:func:`.signal.ps_threshold_loss`; absent for samples whose generator does not measure it, and
+    None when no generated event fell in the box)."""
+    loss = info.get("ps_threshold_loss")
+    return {} if loss is None else {"signal_ps_threshold_loss": float(loss)}
 
 
 def simulate_dimuon_samples(datasets_path: str | Path, *, out_dir: str | Path, n_events: int,

@@ -33,7 +33,9 @@ def ps_threshold_loss(ecal_e: np.ndarray, ecal_ps_e: np.ndarray, *, box_ecal_max
     > 99.7% of E0: the x -> 1 tail of the A' spectrum, which no preshower model can trigger on).
 
     Published: a PS-threshold correction <~ (5 +- 3)% (S001 Sec. VI.A); the simulation gives 13-16% for
-    m_A' >= 100 MeV, almost all from that tail (docs/simulator_tuning.md, "PS-threshold loss")."""
+    m_A' >= 100 MeV, almost all from that tail (docs/simulator_tuning.md, "PS-threshold loss"). The loss
+    goes into the sample's datasets.json entry (``signal_ps_threshold_loss``, campaign.py), where the
+    efficiency stage reads it and corrects the efficiency to the published loss (na64ana.efficiency)."""
     thr = float(pub("trigger.ps_min_GeV"))
     with np.errstate(invalid="ignore"):
         box = (ecal_e < box_ecal_max) & (ecal_e < pub("trigger.ecal_max_GeV"))
