@@ -140,6 +140,12 @@ def published_inputs(source: str) -> bool:
     return source.split(" (")[0].endswith("_published")
 
 
+def _search_experiment(res: Results) -> str:
+    """The experiment label of the search figure: what every other figure says (Simulation, Internal, ...)."""
+    ll = _llabel(res)
+    return ll if ll.startswith("Reinterpretation") else f"NA64 {ll}"
+
+
 def _llabel(res: Results) -> str:
     """The experiment label's text: "Simulation" only for simulated data; "published inputs" for NA64's
     own published yields; "Reinterpretation" (no NA64 claim, see :func:`plots.label`) for any other
@@ -657,6 +663,16 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
         ("alpha_d_limits", "limits", alpha),
         ("optimisation", "optimise", opt),
     ]
+    # the search figure of another search (search_plots.search_sections shows it; drawn here with the rest)
+    try:
+        lim = res.limits()
+        spec = (search_plots.search_figure_spec(lim, experiment=_search_experiment(res)) if lim is not None
+                else None)
+    except Exception as exc:  # noqa: BLE001 - search_sections reports the failure in its section
+        log.debug("no search figure job: %s", exc)
+        spec = None
+    if spec is not None:
+        jobs.append((spec[0], "limits", spec[1]))
     return jobs
 
 
@@ -1393,9 +1409,7 @@ def _sections(res: Results, ps: PlotSet) -> list[tuple[str, Callable[[Results, P
     """SECTIONS plus the extra search sections (hook: ``search_sections(res, ps)`` in
     presentation/search_plots.py, inserted after "Limits")."""
     out = list(SECTIONS)
-    ll = _llabel(res)  # the search figure says what every other figure says (Simulation, Internal, ...)
-    extra = list(search_plots.search_sections(
-        res, ps, experiment=ll if ll.startswith("Reinterpretation") else f"NA64 {ll}"))
+    extra = list(search_plots.search_sections(res, ps, experiment=_search_experiment(res)))
     if extra:
         i = [t for t, _ in out].index("Limits") + 1
         out[i:i] = extra

@@ -11,7 +11,8 @@ the module imports matplotlib/mplhep and nothing of the statistics layer.
 * :func:`plot_eps_production`: the dark-photon eps limit with the annihilation dip and the
   bremsstrahlung-only expectation (dashed);
 * :func:`plot_band`: the visible-mode excluded band in (m_A', eps) with X17 (16.7 MeV) marked;
-* :func:`search_figure`: the figure of any limits record (dispatch on ``search``/``production``);
+* :func:`search_figure`: the figure of any limits record (dispatch on ``search``/``production``;
+  :func:`search_figure_spec`: its name and caption, drawn later);
 * :func:`search_sections`: the report hook (``presentation.report._sections``): extra markdown sections
   with the search figure, drawn into the report's plot folder;
 * :func:`save`: PNG and PDF next to each other.
@@ -20,7 +21,7 @@ the module imports matplotlib/mplhep and nothing of the statistics layer.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from ..physics import g2
 from . import plots as pp
 
 __all__ = ["COUPLING_LABELS", "X17_MASS_GeV", "plot_band", "plot_closed_region", "plot_coupling_limits",
-           "plot_eps_production", "save", "search_figure", "search_sections"]
+           "plot_eps_production", "save", "search_figure", "search_figure_spec", "search_sections"]
 X17_MASS_GeV = 0.0167
 
 COUPLING_LABELS = {
@@ -277,20 +278,22 @@ def plot_band(record: Mapping[str, Any], *, llabel: str = "Simulation", rlabel: 
     return fig
 
 
-def search_figure(record: Any, *, experiment: str | None = None) -> tuple[str, Any, str] | None:
-    """(figure name, Figure, caption) of a limits record beyond the brem-only dark photon, else None.
-    ``experiment``: the report's experiment label ("NA64 Simulation", ...; default: from the record's
-    ``analysis``, see :func:`experiment_label`)."""
+def search_figure_spec(record: Any, *, experiment: str | None = None
+                       ) -> tuple[str, Callable[[], Any], str] | None:
+    """(figure name, builder of the Figure, caption) of a limits record beyond the brem-only dark photon,
+    else None: what the figure is called and says without drawing it (the report draws it with its other
+    figures). ``experiment``: the report's experiment label ("NA64 Simulation", ...; default: from the
+    record's ``analysis``, see :func:`experiment_label`)."""
     rec = _as_dict(record)
     search = rec.get("search")
     name = str((rec.get("model") or {}).get("name", ""))
     cl = f"{100 * float(rec.get('cl', 0.9)):.0f}% CL"
     if search == "visible":
         status = (experiment or experiment_label(rec)).removeprefix("NA64").strip().strip("()")
-        return ("search_visible_band", plot_band(rec, llabel=status, rlabel=None),
+        return ("search_visible_band", lambda: plot_band(rec, llabel=status, rlabel=None),
                 f"{cl} excluded band in eps for A' -> e+e- (lower and upper edges); X17 at 16.7 MeV marked.")
     if search == "alp":
-        return ("search_alp_region", plot_closed_region(rec, experiment=experiment),
+        return ("search_alp_region", lambda: plot_closed_region(rec, experiment=experiment),
                 f"{cl} closed excluded region in (m_a, g_agg): lower edge from the yield, upper from decays "
                 "before the signal regions.")
     if search == "vector":
@@ -300,21 +303,33 @@ def search_figure(record: Any, *, experiment: str | None = None) -> tuple[str, A
             if masses:
                 lo, hi = g2.preferred_band(np.asarray(masses, dtype=float))
                 band = (masses, lo, hi)
-        return (f"search_{name or 'vector'}_coupling", plot_coupling_limits(rec, g2_band=band,
-                                                                            experiment=experiment),
+        return (f"search_{name or 'vector'}_coupling",
+                lambda: plot_coupling_limits(rec, g2_band=band, experiment=experiment),
                 f"{cl} upper limit on {rec.get('coupling', 'the coupling')} of the {name} model"
                 + (" with the muon g-2 preferred band." if band else "."))
     if len(rec.get("production") or []) > 1:
-        return ("search_eps_production", plot_eps_production(rec, experiment=experiment),
+        return ("search_eps_production", lambda: plot_eps_production(rec, experiment=experiment),
                 f"{cl} eps limit with " + " + ".join(rec["production"]) + " (solid) and the expectation with "
                 "bremsstrahlung only (dashed): the resonant annihilation dip.")
     return None
 
 
+def search_figure(record: Any, *, experiment: str | None = None) -> tuple[str, Any, str] | None:
+    """(figure name, Figure, caption) of a limits record beyond the brem-only dark photon, else None
+    (:func:`search_figure_spec`, drawn)."""
+    spec = search_figure_spec(record, experiment=experiment)
+    if spec is None:
+        return None
+    name, build, caption = spec
+    return name, build(), caption
+
+
 def search_sections(res: Any, ps: Any, *, experiment: str | None = None) -> list[tuple[str, Any]]:
     """Report hook: the search figure of the results' limits.json as one extra section (empty for the
     brem-only dark photon, whose figures the report already has); ``experiment``: the report's label of
-    its other figures (a chain run with ``--data`` has no "simulated" in its record's analysis)."""
+    its other figures (a chain run with ``--data`` has no "simulated" in its record's analysis). The figure
+    is the one the report drew with its others (``ps.made``; ``ps.missing`` says why it could not be),
+    else it is drawn here into the report's plot folder."""
     try:
         rec = res.limits()
     except Exception:  # noqa: BLE001 -- the report shows what it can
@@ -323,16 +338,18 @@ def search_sections(res: Any, ps: Any, *, experiment: str | None = None) -> list
         return []
     extra = _crosscheck_section(rec)
     try:
-        made = search_figure(rec, experiment=experiment)
+        spec = search_figure_spec(rec, experiment=experiment)
+        if spec is None:
+            return extra
+        name, build, caption = spec
+        if name not in ps.made:
+            why = getattr(ps, "missing", {}).get(name)
+            if why is not None:
+                raise RuntimeError(why)
+            ps.made[name] = pp.save(build(), ps.folder, name, pdf=getattr(ps, "pdf", True))[0]
     except Exception as exc:  # noqa: BLE001
         return [("Search limits", lambda res, ps, exc=exc: f"> **Figure not available** ({exc}).\n"), *extra]
-    if made is None:
-        return extra
-    name, fig, caption = made
-
-    paths = pp.save(fig, ps.folder, name, pdf=getattr(ps, "pdf", True))
-    ps.made[name] = paths[0]
-    rel = paths[0].relative_to(Path(ps.folder).parent).as_posix()
+    rel = ps.made[name].relative_to(Path(ps.folder).parent).as_posix()
     title = {"visible": "Visible-mode band", "alp": "ALP closed region",
              "vector": "Coupling limits"}.get(str(rec.search), "Limits by production mechanism")
     body = f"![{caption}]({rel})\n\n*{caption}*\n" + _numbers(rec)
