@@ -75,6 +75,7 @@ def test_simulator_tuning_rows_are_typed_and_sourced():
     keys = {r.key: r for r in rows}
     assert keys["published.toml:dimuon.rate_per_eot"].role == "target"
     assert keys["published.toml:background.prl2019.total"].role == "normalisation"
+    assert keys["published.toml:trigger.ps_threshold_loss"].role == "comparison"
     assert any(k.startswith("datasets.json:campaigns.prl2019.runs.III.efficiency") for k in keys)
 
 

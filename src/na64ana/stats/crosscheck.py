@@ -302,7 +302,7 @@ class TuningRow(BaseModel):
     value: str
     source: str
     key: str = Field(description="where it lives: published.toml key, datasets.json path")
-    role: Literal["input", "target", "normalisation"]
+    role: Literal["input", "target", "normalisation", "comparison"]
     used_as: str
     closure: str = Field(description="what agreement with this number therefore does NOT validate")
 
@@ -328,6 +328,9 @@ _PUBLISHED_USE: tuple[tuple[str, str, str, str], ...] = (
      "the VETO inefficiency on simulated muons"),
     ("detector.ecal_shower_chi2_max", "target", "ecal.chi2_scale_em set so ~95% of e-m showers pass",
      "the shower-shape efficiency"),
+    ("trigger.ps_threshold_loss", "comparison", "not used: the simulated PS-threshold loss of heavy A' "
+     "(13-16%) is recorded against it; efficiency ps_correction=True (off by default) corrects to it",
+     "- (with the correction off, a genuine comparison)"),
     ("efficiency.prd2018_run3_ecal", "target", "ecal.chi2_scale_em (0.93 incl. re-weighting)",
      "the ECAL selection efficiency"),
     ("efficiency.prl2019_track", "target", "beam.track_none_prob, track_multi_prob",
