@@ -4,6 +4,7 @@ PNG only unless PDFs are asked for, many-sample cut-flow legends."""
 
 from __future__ import annotations
 
+import gc
 import json
 from types import SimpleNamespace
 
@@ -106,6 +107,7 @@ def test_figures_drawn_in_parallel_equal_serial_and_record_what_children_read(tm
     res_s, res_p = Results(root), Results(root)
     serial = report.draw_all(res_s, jobs_of(res_s), tmp_path / "s", pdf=False, workers=1)
     parallel = report.draw_all(res_p, jobs_of(res_p), tmp_path / "p", pdf=False, workers=2)
+    assert gc.get_freeze_count() == 0  # the heap frozen while drawing is handed back to the collector
     assert len(serial) == 3
     assert [(n, why) for n, _, why, _ in parallel] == [(n, why) for n, _, why, _ in serial]
     for (n, png_s, _, _), (_, png_p, _, _) in zip(serial, parallel, strict=True):

@@ -743,7 +743,11 @@ def draw_cost(name: str) -> float:
 def _frozen_heap() -> Iterator[None]:
     """The objects alive now (modules, parsed inputs) moved out of the garbage collector's reach while the
     figures are drawn: drawing leaves many reference cycles, and each full collection otherwise walks the
-    whole heap again (~15% of the drawing time; in forked processes it also un-shares the pages)."""
+    whole heap again (~15% of the drawing time; in forked processes it also un-shares the pages). A caller
+    that froze the heap itself keeps it as it was."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield
