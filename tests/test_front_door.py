@@ -46,3 +46,36 @@ def test_dir_and_help_show_the_stages_and_types():
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         na.nonsense  # noqa: B018
+
+
+# every analysis module: the package minus the simulator, the CLI and the demo pipeline (which drive it)
+NOT_ANALYSIS = ("na64ana.simulation", "na64ana.cli", "na64ana.pipeline")
+IMPORT_ALL_ANALYSIS = f"""
+import importlib, pkgutil, sys
+import na64ana
+
+def walk(path, prefix):
+    for m in pkgutil.iter_modules(path, prefix):
+        if m.name.startswith({NOT_ANALYSIS!r}):
+            continue
+        mod = importlib.import_module(m.name)
+        yield m.name
+        if m.ispkg:
+            yield from walk(mod.__path__, m.name + ".")
+
+names = [*walk(na64ana.__path__, "na64ana."), "na64ana.processors", "na64ana.selections"]
+for n in names[-2:]:
+    importlib.import_module(n)
+print(len(names))
+print(" ".join(sorted(m for m in sys.modules if m.startswith("na64ana.simulation"))))
+"""
+
+
+def test_the_analysis_never_imports_the_simulator():
+    """Importing every analysis module (stages, studies, stats, processing, presentation, bookkeeping,
+    processors) loads no na64ana.simulation module: a collaborator's real ntuples need no simulator."""
+    res = subprocess.run([sys.executable, "-c", IMPORT_ALL_ANALYSIS], capture_output=True, text=True,
+                         check=True)
+    count, bad = (res.stdout.splitlines() + [""])[:2]
+    assert int(count) > 40, res.stdout  # the walk reached the subpackages
+    assert bad == "", f"the analysis imported {bad}"

@@ -35,6 +35,7 @@ def _n0_limit(s_tot: float, a_shared: float, a_chan: list[float], s_chan: list[f
     return optimize.brentq(lambda mu: cls0(mu) - (1 - cl), 1e-3, 100 / s_tot, xtol=1e-12)
 
 
+@pytest.mark.slow  # ~4 s of seeded band toys; make test runs it
 def test_very_wide_background_optimisation_reproducer():
     """studies.optimise: run III background 0.144 +- 2.37 (kappa ~ 17.5). Before the budgets the outcome
     grid of three runs grew to ~23 GB; now the band comes from seeded toys, n = 0 quantiles stay exact."""

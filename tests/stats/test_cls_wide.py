@@ -200,6 +200,7 @@ def test_workspaces_the_exact_calculation_would_get_wrong_are_refused():
         counting_model_from_spec(spec)
 
 
+@pytest.mark.slow  # ~3 s (two-run enumerations at kappa = 4); make test runs it
 @pytest.mark.parametrize("kappa", [(4.0, 0.1)])
 def test_background_correlated_across_runs(kappa):
     """One background nuisance shared by two runs whose signal/background ratio is equal: the likelihood

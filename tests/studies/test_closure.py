@@ -10,8 +10,6 @@ the observation is n = 0 in ~90% of the seeds and then sits on the median).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from scipy import stats
@@ -49,15 +47,6 @@ def test_scaled_datasets_scale_every_run(tmp_path):
     for cname, camp in old.campaigns.items():
         for rname, run in camp.runs.items():
             assert new.campaigns[cname].runs[rname].eot == pytest.approx(0.25 * run.eot)
-
-
-def test_the_studies_never_import_the_simulator():
-    """The closure receives simulated inputs from its caller (the CLI), the optimisation reads the signal-MC
-    coverage from efficiency.json: importing either study loads no na64ana.simulation module."""
-    code = ("import sys, na64ana.studies.closure, na64ana.studies.optimise; "
-            "print(sorted(m for m in sys.modules if m.startswith('na64ana.simulation')))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert res.stdout.strip() == "[]"
 
 
 def test_run_closure_needs_an_efficiency_output(tmp_path):

@@ -139,6 +139,7 @@ def test_read_only_folder_is_one_line(synth_campaign, tmp_path, monkeypatch, cap
     assert "read-only" in _one_error(capsys.readouterr().err)
 
 
+@pytest.mark.dask  # imports dask.distributed and tries the scheduler (~2 s); make test runs it
 def test_unreachable_dask_scheduler_is_one_line(synth_campaign, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(execute, "SCHEDULER_TIMEOUT_S", 2)
     out = tmp_path / "o"
