@@ -259,10 +259,10 @@ def load_run_outputs(out: Path) -> tuple[dict, dict, dict]:
 
 @pytest.fixture(scope="session")
 def built_reports(tmp_path_factory) -> dict[str, Path]:
-    """Full reports (every figure, PNG and PDF, report.md/html) of the synthetic results folder of
-    tests/results_factory.py, unblinded ("open") and blinded ("blind"), built once per session. READ-ONLY:
-    a test that writes into a report folder copies it first."""
-    from na64ana.presentation.report import build_report  # matplotlib: only the report tests pay for it
+    """Full reports (every figure, report.md/html) of the synthetic results folder of
+    tests/results_factory.py, unblinded ("open", PNG and PDF) and blinded ("blind", PNG), built once per
+    session. READ-ONLY: a test that writes into a report folder copies it first."""
+    from na64ana.presentation.report import build_report, make_plots  # matplotlib: only report tests pay
 
     try:
         from results_factory import make_results
@@ -272,6 +272,6 @@ def built_reports(tmp_path_factory) -> dict[str, Path]:
     out = {}
     for name, blinded in (("open", False), ("blind", True)):
         root = make_results(tmp_path_factory.mktemp(f"report_{name}"), blinded=blinded)
-        build_report(root)
+        build_report(root, plots_made=make_plots(root, pdf=not blinded))
         out[name] = root
     return out

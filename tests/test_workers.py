@@ -64,15 +64,15 @@ def test_limits_scan_on_two_processes_equals_the_serial_scan(tmp_path):
     """Three runs (one exact CLs per mass, no two masses alike), a failing mass in the middle, workspaces
     written by the children."""
     s = summary.load(EXAMPLES / "prl2019_published.json")
-    masses = [0.002, 0.01, 0.05, 0.1, 0.3]
+    masses = [0.002, 0.05, 0.3]
     s = s.model_copy(update={"masses_GeV": masses})
     rng = np.random.default_rng(7)
     yields = rng.uniform(0.5, 2.0, size=(len(s.runs), len(masses))) * 1e-9
-    yields[:, 2] = 0.0  # fails: no signal
+    yields[:, 1] = 0.0  # fails: no signal
     serial = limits.scan(s, yields=yields, out_dir=tmp_path / "serial", n_workers=1)
     forked = limits.scan(s, yields=yields, out_dir=tmp_path / "forked", n_workers=2)
     assert json.dumps(serial, sort_keys=True) == json.dumps(forked, sort_keys=True)
-    assert serial["n_failed"] == 1 and "error" in serial["points"][2]
+    assert serial["n_failed"] == 1 and "error" in serial["points"][1]
     written = sorted(p.name for p in (tmp_path / "forked" / "workspaces").iterdir())
     assert written == sorted(p.name for p in (tmp_path / "serial" / "workspaces").iterdir())
     assert len(written) == len(masses) - 1
