@@ -16,7 +16,9 @@ the selection code. Categories (per file; sizes in CATEGORIES):
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,6 +27,17 @@ import pytest
 import uproot
 
 from na64ana import contract
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The identity store (na64ana.processing.identity) of this test process lives in a fresh folder:
+    tests never write into the user's ~/.cache, and the store holds only this session's files (every run
+    reads and rewrites it, so its cost stays small). Subprocesses inherit it."""
+    if "NA64ANA_CACHE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="na64ana-test-identity-")
+        os.environ["NA64ANA_CACHE"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+
 
 CATEGORIES: dict[str, int] = {
     "golden_c": 40,

@@ -64,6 +64,21 @@ def test_hashed_once_per_identity(tmp_path, store_dir, hashes):
     assert entry["sha256"] == want and entry["size"] == 1000 and entry["mtime_ns"] == OLD * 10**9
 
 
+def test_files_that_are_gone_leave_the_store_at_the_next_write(tmp_path, store_dir, hashes):
+    """A store that remembered every temporary file ever hashed grew to MBs, rewritten on every run."""
+    files = [tmp_path / f"{i}.bin" for i in range(3)]
+    for i, f in enumerate(files):
+        f.write_bytes(b"%d" % i)
+        _old(f)
+    for f in files[:2]:
+        identity.sha256(f)
+    files[0].unlink()
+    identity.sha256(files[2])  # a write: the entry of the deleted file goes, the living one stays
+    kept = json.loads((store_dir / identity.STORE_NAME).read_text())["files"]
+    assert sorted(Path(k).name for k in kept) == ["1.bin", "2.bin"]
+    assert identity.sha256(files[1]) and hashes == ["0.bin", "1.bin", "2.bin"]  # 1.bin still from the store
+
+
 def test_any_change_rehashes_even_same_size_and_mtime(tmp_path, store_dir, hashes):
     f = tmp_path / "a.bin"
     f.write_bytes(b"a" * 100)

@@ -8,7 +8,8 @@ identity and remembered in a small JSON store:
 
 * ``$NA64ANA_CACHE/identity.json`` (else ``$NA64ANA_CACHE_DIR``, ``$XDG_CACHE_HOME/na64ana``,
   ``~/.cache/na64ana``), written atomically (temporary file + rename, merged with what another process
-  wrote meanwhile), at most :data:`MAX_ENTRIES` files (the oldest are dropped). ``NA64ANA_IDENTITY_STORE=off``
+  wrote meanwhile), at most :data:`MAX_ENTRIES` files (the oldest are dropped; files that no longer
+  exist are dropped at every write). ``NA64ANA_IDENTITY_STORE=off``
   disables it (every run hashes every input).
 * It is trusted for one thing only: skipping the re-hash of a file whose identity is exactly the stored
   one. ``ctime_ns`` is part of it because it cannot be set from user space: back-dating ``mtime`` with
@@ -107,6 +108,9 @@ def _write_store(path: Path, new: Mapping[str, dict[str, Any]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         files = _read_store(path)  # what other processes stored since we read it
         files.update(new)
+        # entries of files that are gone can never match again (a new file at the path has a new identity):
+        # dropped, so the store holds the inputs that exist and its read/write cost stays that of them
+        files = {k: v for k, v in files.items() if k in new or os.path.lexists(k)}
         if len(files) > MAX_ENTRIES:
             keep = sorted(files.items(), key=lambda kv: kv[1].get("hashed_ns", 0))[-MAX_ENTRIES:]
             files = dict(keep)
