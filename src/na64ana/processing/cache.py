@@ -28,6 +28,7 @@ content's key. The cache is pure acceleration: deleting the folder at any time i
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -92,13 +93,22 @@ def code_version() -> str:
     for path in code_files():
         h.update(f"{path.parent.name}/{path.name}\n".encode())
         h.update(path.read_bytes())
-    for lib in LIBRARIES:
-        try:
-            v = importlib_metadata.version(lib)
-        except importlib_metadata.PackageNotFoundError:
-            v = "-"
+    for lib, v in _library_versions():
         h.update(f"{lib} {v}\n".encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    """The :data:`LIBRARIES` versions, read once per process (importlib.metadata scans the installed
+    distributions on every call)."""
+    out = []
+    for lib in LIBRARIES:
+        try:
+            out.append((lib, importlib_metadata.version(lib)))
+        except importlib_metadata.PackageNotFoundError:
+            out.append((lib, "-"))
+    return tuple(out)
 
 
 def file_hashes(records: Iterable[Any]) -> dict[str, str]:
