@@ -41,7 +41,7 @@ from pyhf.infer.calculators import EmpiricalDistribution, ToyCalculator
 from pyhf.infer.test_statistics import qmu_tilde
 
 from .cls import ExactCLs
-from .model import counting_model_from_spec, pyhf_model
+from .model import MODIFIER_SETTINGS, counting_model_from_spec, pyhf_model
 
 __all__ = ["BandCheck", "PriorToyCalculator", "band_check"]
 
@@ -64,6 +64,7 @@ class PriorToyCalculator(ToyCalculator):
             raise ValueError(f"prior toys: modifiers {bad} have no unit-normal prior (normsys/histosys only)")
         self.rng = np.random.default_rng(seed)
         self._q: dict[tuple[float, tuple[float, ...]], float] = {}
+        self._batched: Any = None  # the same model evaluated for all toys at once (pyhf batch_size)
         n_main = pdf.config.nmaindata
         self.aux = np.asarray(data, dtype=float)[n_main:]
 
@@ -78,8 +79,10 @@ class PriorToyCalculator(ToyCalculator):
             n = sl.stop - sl.start
             pars[:, sl] = self.aux[offset:offset + n] + self.rng.standard_normal((self.ntoys, n))
             offset += n
-        lam = np.stack([np.asarray(self.pdf.expected_actualdata(p), dtype=float)[:cfg.nmaindata]
-                        for p in pars])
+        if self._batched is None or self._batched.batch_size != self.ntoys:
+            self._batched = pyhf.Model(self.pdf.spec, batch_size=self.ntoys, poi_name=cfg.poi_name,
+                                       modifier_settings=MODIFIER_SETTINGS)
+        lam = np.asarray(self._batched.expected_actualdata(pars), dtype=float)[:, :cfg.nmaindata]
         return self.rng.poisson(lam).astype(float)
 
     def _qtilde(self, poi: float, main: np.ndarray) -> float:
