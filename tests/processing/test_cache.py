@@ -22,6 +22,10 @@ from na64ana import selection
 from na64ana.cli import main as cli_main
 from na64ana.processing import cache, execute, outputs
 
+# make test-fast leaves this module to make test:
+# every test runs the processor two or three times (~9 s CPU for the module)
+pytestmark = pytest.mark.slow
+
 CHUNK = 64  # 272 events per data file -> 4 chunks each; the 45-event signal file -> 1 chunk
 
 

@@ -28,6 +28,10 @@ from na64ana.bookkeeping import audit
 from na64ana.cli import main as cli_main
 from na64ana.processing import outputs
 
+# make test-fast leaves this module to make test:
+# three processors, each run twice with different box contents (~4.5 s CPU)
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 SELECTIONS = HERE.parents[1] / "selections"
 INVENTORY_FILES = {"metrics.json", "run.complete", "provenance.json"}

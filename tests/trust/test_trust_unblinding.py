@@ -7,8 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from na64ana.bookkeeping import unblinding
 from na64ana.cli import main as cli_main
+
+# make test-fast leaves this module to make test:
+# blinded and unblinded runs of the processor per test (~4 s CPU for the module)
+pytestmark = pytest.mark.slow
 
 
 def _run(dsets: Path, out: Path, *extra: str) -> int:
