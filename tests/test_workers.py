@@ -1,6 +1,7 @@
 """The forked task pool (na64ana.workers) and the stages that use it: same results as the serial loop."""
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -58,6 +59,57 @@ def test_the_environment_chooses_and_a_bad_value_is_one_line(monkeypatch):
     monkeypatch.setenv(workers.ENV_WORKERS, "two")
     with pytest.raises(ValueError, match=r"\$NA64ANA_WORKERS: expected a whole number, got 'two'"):
         workers.worker_count(10)
+
+
+def _branch(log: logging.Logger, fail: bool = False) -> int:
+    log.info("branch %s", "first")
+    try:
+        raise KeyError("inner")
+    except KeyError:
+        log.exception("branch caught")
+    if fail:
+        raise RuntimeError("branch failed")
+    return os.getpid()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_branch_beside_logs_after_the_block_never_interleaved(caplog, enabled):
+    """The branch's records (message formatted, traceback kept) come after the block's, whether the branch
+    ran in a child or in line: a log reads the same either way."""
+    log = logging.getLogger("na64ana.test_beside")
+    with caplog.at_level(logging.INFO, logger="na64ana"):
+        with workers.beside(lambda: _branch(log), enabled=enabled) as branch:
+            log.info("block")
+        pid = branch()
+        assert branch() == pid  # asked twice: ran and logged once
+    assert (pid != os.getpid()) is enabled
+    assert [r.getMessage() for r in caplog.records] == ["block", "branch first", "branch caught"]
+    assert "KeyError: 'inner'" in caplog.text
+
+
+def test_a_failing_branch_logs_its_records_then_raises(caplog):
+    log = logging.getLogger("na64ana.test_beside")
+    with caplog.at_level(logging.INFO, logger="na64ana"):
+        with pytest.raises(RuntimeError, match="branch failed"):
+            with workers.beside(lambda: _branch(log, fail=True)) as branch:
+                log.info("block")
+            branch()
+    assert [r.getMessage() for r in caplog.records] == ["block", "branch first", "branch caught"]
+
+
+def test_the_result_is_asked_for_after_the_block():
+    with workers.beside(lambda: 1, enabled=False) as branch:
+        with pytest.raises(RuntimeError, match="known when the with block has ended"):
+            branch()
+    assert branch() == 1
+
+
+def test_a_branch_never_asked_for_still_logs(caplog):
+    log = logging.getLogger("na64ana.test_beside")
+    with caplog.at_level(logging.INFO, logger="na64ana"):
+        with workers.beside(lambda: _branch(log)):
+            log.info("block")
+    assert [r.getMessage() for r in caplog.records] == ["block", "branch first", "branch caught"]
 
 
 def test_limits_scan_on_two_processes_equals_the_serial_scan(tmp_path):

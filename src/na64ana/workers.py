@@ -8,7 +8,9 @@ are a few parameters, and OpenBLAS's threads only spin (the limits stage cost 53
 without, on 2 cores).
 
 :func:`beside` runs one branch of work in a forked process while this process goes on with another
-(the demo simulates and measures the signal MC while it simulates and processes the data).
+(the demo simulates and measures the signal MC while it simulates and processes the data). The branch's
+log records are held in the child and logged here, in their order, when its result is asked for: a log
+reads the same whether the branch ran beside or in line (never two stages' lines interleaved).
 
 Serial, in this process, when: one worker is asked for (``NA64ANA_WORKERS=1`` or ``workers=1``), there is
 one task, the platform cannot fork, or this process is itself a pool worker (no nested pools).
@@ -21,7 +23,9 @@ Examples:
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -82,12 +86,56 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None
             _TASK = previous
 
 
+class _RecordsHeld(logging.Handler):
+    """Holds every record that reaches a handler of this process (each once, although a record may reach
+    several loggers' handlers), ready to be pickled: the message formatted, the traceback as text."""
+
+    def __init__(self, held: list[logging.LogRecord]) -> None:
+        super().__init__(logging.NOTSET)
+        self.held = held
+        self._seen: set[int] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if id(record) in self._seen:
+            return
+        self._seen.add(id(record))
+        record.msg = record.getMessage()
+        record.args = None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        self.held.append(record)
+
+
+def _holding_logs(fn: Callable[[], R]) -> tuple[bool, Any, list[logging.LogRecord]]:
+    """In the child: ``fn()`` with every logger's handlers replaced by one that holds the records; returns
+    (ok, result or the exception with its remote traceback, records)."""
+    held: list[logging.LogRecord] = []
+    holder = _RecordsHeld(held)
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        if lg.handlers:
+            lg.handlers = [holder]
+    try:
+        return True, fn(), held
+    except BaseException as exc:  # raised in the parent, after the records before it are logged
+        return False, multiprocessing.pool.ExceptionWithTraceback(exc, exc.__traceback__), held
+
+
+def _log_held(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+
+
 @contextmanager
 def beside(fn: Callable[[], R], *, enabled: bool = True) -> Iterator[Callable[[], R]]:
-    """Run ``fn()`` in a forked process while the ``with`` block runs here; the handle returns its result
-    (or raises its exception) when called. ``fn`` must not need this process's later state, and its
-    result must pickle. Serial when ``enabled`` is false or :func:`worker_count` allows one process:
-    then ``fn`` runs when the handle is called. Leaving the block by an exception stops the child.
+    """Run ``fn()`` in a forked process while the ``with`` block runs here. When the block ends normally,
+    the records ``fn`` logged are logged here (see the module docstring); the handle then returns ``fn``'s
+    result or raises its exception (the handle is meant to be called after the block). ``fn`` must not
+    need this process's later state, and its result must pickle. Serial when ``enabled`` is false or
+    :func:`worker_count` allows one process: then ``fn`` runs when the block ends. Leaving the block by an
+    exception stops the child (``fn`` never runs in the serial case).
 
     Examples:
         >>> from na64ana.workers import beside
@@ -97,15 +145,31 @@ def beside(fn: Callable[[], R], *, enabled: bool = True) -> Iterator[Callable[[]
         51
     """
     global _TASK
+    outcome: list[tuple[bool, Any]] = []  # (ok, result or exception), set when the block ends normally
+
+    def result() -> R:
+        if not outcome:
+            raise RuntimeError("beside: the branch's result is known when the with block has ended")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
     if not enabled or worker_count(2) < 2:
-        yield fn
+        yield result
+        try:
+            outcome.append((True, fn()))
+        except Exception as exc:  # raised by the handle, as in the forked case
+            outcome.append((False, exc))
         return
-    previous, _TASK = _TASK, (lambda _: fn(), [None])
+    previous, _TASK = _TASK, (lambda _: _holding_logs(fn), [None])
     try:
         with mp.get_context("fork").Pool(1) as pool:
             pending = pool.apply_async(_run, (0,))
             _TASK = previous  # the child has its copy
-            yield lambda: pending.get()
-            pending.wait()  # the block ended normally but never asked: still wait, do not kill the child
+            yield result
+            ok, value, records = pending.get()  # wait: never kill a child that is still working
+            _log_held(records)
+            outcome.append((ok, value))
     finally:
         _TASK = previous
