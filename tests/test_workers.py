@@ -90,10 +90,12 @@ def test_a_branch_beside_logs_after_the_block_never_interleaved(caplog, enabled)
 def test_a_failing_branch_logs_its_records_then_raises(caplog):
     log = logging.getLogger("na64ana.test_beside")
     with caplog.at_level(logging.INFO, logger="na64ana"):
-        with pytest.raises(RuntimeError, match="branch failed"):
+        with pytest.raises(RuntimeError, match="branch failed") as raised:
             with workers.beside(lambda: _branch(log, fail=True)) as branch:
                 log.info("block")
             branch()
+    cause = raised.value.__cause__
+    assert isinstance(cause, workers.ChildTraceback) and 'in _branch\n    raise RuntimeError' in str(cause)
     assert [r.getMessage() for r in caplog.records] == ["block", "branch first", "branch caught"]
 
 

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import multiprocessing.pool
 import os
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ENV_WORKERS", "beside", "map_ordered", "worker_count"]
+__all__ = ["ENV_WORKERS", "ChildTraceback", "beside", "map_ordered", "worker_count"]
 
 ENV_WORKERS = "NA64ANA_WORKERS"
 
@@ -86,6 +86,13 @@ def map_ordered(fn: Callable[[T], R], items: Iterable[T], *, workers: int | None
             _TASK = previous
 
 
+class ChildTraceback(Exception):
+    """The cause of an exception raised in a forked branch: its traceback there, as text."""
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.args[0]}\"\"\""
+
+
 class _RecordsHeld(logging.Handler):
     """Holds every record that reaches a handler of this process (each once, although a record may reach
     several loggers' handlers), ready to be pickled: the message formatted, the traceback as text."""
@@ -109,7 +116,7 @@ class _RecordsHeld(logging.Handler):
 
 def _holding_logs(fn: Callable[[], R]) -> tuple[bool, Any, list[logging.LogRecord]]:
     """In the child: ``fn()`` with every logger's handlers replaced by one that holds the records; returns
-    (ok, result or the exception with its remote traceback, records)."""
+    (ok, result or (the exception, its traceback as text), records)."""
     held: list[logging.LogRecord] = []
     holder = _RecordsHeld(held)
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
@@ -119,8 +126,8 @@ def _holding_logs(fn: Callable[[], R]) -> tuple[bool, Any, list[logging.LogRecor
             lg.handlers = [holder]
     try:
         return True, fn(), held
-    except BaseException as exc:  # raised in the parent, after the records before it are logged
-        return False, multiprocessing.pool.ExceptionWithTraceback(exc, exc.__traceback__), held
+    except Exception as exc:  # raised in the parent, after the records before it are logged
+        return False, (exc, "".join(traceback.format_exception(exc))), held
 
 
 def _log_held(records: list[logging.LogRecord]) -> None:
@@ -170,6 +177,10 @@ def beside(fn: Callable[[], R], *, enabled: bool = True) -> Iterator[Callable[[]
             yield result
             ok, value, records = pending.get()  # wait: never kill a child that is still working
             _log_held(records)
+            if not ok:  # the exception, its cause the traceback in the child
+                error, text = value
+                error.__cause__ = ChildTraceback(text)
+                value = error
             outcome.append((ok, value))
     finally:
         _TASK = previous
