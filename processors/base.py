@@ -80,11 +80,12 @@ def read_columns(events: Any, branches: list[str],
             not str(md["filename"]).startswith(("root:", "http:", "https:", "s3:")):
         import uproot
 
-        from na64ana.processing.sources import KeptOpenSource
+        from na64ana.processing.sources import KeptOpenSource, decompression_executor
 
         with uproot.open({md["filename"]: None}, handler=KeptOpenSource, array_cache=None) as f:
             arrays = f[md["treename"]].arrays(names, entry_start=md["entrystart"], entry_stop=md["entrystop"],
-                                             library="np", how=dict)
+                                             library="np", how=dict,
+                                             decompression_executor=decompression_executor())
         return {b: arrays[n] for b, n in zip(branches, names, strict=True)}
     return {b: ak.to_numpy(events[n]) for b, n in zip(branches, names, strict=True)}
 

@@ -534,7 +534,8 @@ def default_production(campaign: ds.Campaign) -> str:
 def run_stage(signal_datasets: str | Path, out: str | Path, *, masses: Iterable[float] | None = None,
               campaign: str | None = None, runs: Sequence[str] | None = None, production: str | None = None,
               executor: str = "iterative", workers: int = 2, scheduler: str | None = None,
-              chunksize: int | None = None, syst: bool = True, ps_correction: bool = False) -> EfficiencyTable:
+              chunksize: int | None = None, syst: bool = True,
+              ps_correction: bool = False) -> EfficiencyTable:
     """The efficiency stage: signal MC (listed in ``signal_datasets``; made by ``na64ana simulate
     --signal-sample`` or the pipeline, never here: the analysis does not import the simulator) -> the
     search's processor -> ``out/efficiency.json`` + ``.md``.

@@ -160,3 +160,22 @@ def test_processor_registry_matches_cli():
     from na64ana.processors import PROCESSORS
 
     assert tuple(PROCESSORS) == execute.PROCESSOR_NAMES
+
+
+def test_decompression_threads_change_nothing(jobs, monkeypatch):
+    """The iterative executor decompresses each chunk on a small thread pool (sources.py): the same cut
+    flows and histograms as decompressing in the processing thread, and the pool is really used."""
+    from na64ana.processing import sources
+
+    used: list[object] = []
+    real = sources.decompression_executor
+    monkeypatch.setattr(sources, "decompression_executor", lambda: used.append(real()) or used[-1])
+    monkeypatch.setattr(execute, "READ_THREADS", 2)
+    monkeypatch.setattr(execute.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    threaded = _summary(execute.run(jobs, "invisible", chunksize=300))
+    assert used and all(u is not None for u in used)
+    used.clear()
+    monkeypatch.setattr(execute, "READ_THREADS", 1)
+    _assert_same(_summary(execute.run(jobs, "invisible", chunksize=300)), threaded)
+    assert used and all(u is None for u in used)
+    assert sources.decompression_executor() is None  # the pool is gone after the run

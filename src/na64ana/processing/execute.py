@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import io
 import logging
+import os
 import re
 import resource
 import signal
@@ -48,6 +49,9 @@ DEFAULT_CHUNKSIZE = 2_000_000
 # the file for every chunk: KeptOpenSource maps each unchanged file once per process (sources.py).
 # No array cache: a kept TTree would otherwise hold up to 100 MB of old chunks' arrays per file.
 UPROOT_OPTIONS = {"handler": sources.KeptOpenSource, "array_cache": None}
+#: threads decompressing the baskets of a chunk for the iterative executor (never more than this process's
+#: cores; the pool and dask executors decompress in their workers' own thread: sources.py)
+READ_THREADS = 2
 # dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap threshold at
 # 128 kB: every column array of every chunk is then mmap'ed, page-faulted and unmapped again, which cost ~2x
 # CPU per event in a worker compared with the same code in one process. Our chunks are fixed-size, so let
@@ -336,8 +340,11 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
         checkpointer.remove_stale_tmp()
         if not unblind:  # a blinded run leaves no opened-box chunk output behind (issue #13 item 5)
             checkpointer.purge_unblinded()
+    threads = 1
     if executor == "iterative" and scheduler is None:
         tune_malloc()
+        threads = min(READ_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1))
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
     runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
                               metadata_cache={}, align_clusters=align_clusters, checkpointer=checkpointer)
@@ -345,7 +352,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     try:
         # coffea's rich progress bars ignore status=False (cosmetic bug): swallow them explicitly.
         quiet = contextlib.nullcontext() if status else contextlib.redirect_stdout(io.StringIO())
-        with quiet:
+        with quiet, sources.decompression_threads(threads):
             output, cmetrics = runner(fileset(jobs), processor_instance=proc, uproot_options=UPROOT_OPTIONS)
     except Exception as exc:
         inputs.confirm_unchanged(checked)  # a file changed under the run: that is the error to report

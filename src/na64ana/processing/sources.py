@@ -103,6 +103,38 @@ def shared_map(path: str, dtype: Any) -> _Mapped | None:
         return entry
 
 
+# --- decompression threads (iterative executor only) -----------------------------------------------------
+# The chunk of the iterative executor is read and processed by one thread, and the cores beside it idle.
+# Decompressing the baskets of one ``TTree.arrays`` call on a small thread pool (lz4/zstd/zlib release
+# the GIL; the page faults of the map happen in those threads too) lets the read use them: plain
+# ``uproot.iterate`` (the benchmark floor) likewise reads its byte ranges on fsspec's threads. Off in pool
+# and dask workers, which have a core each already (``execute.run`` turns it on for the iterative executor).
+_READ_POOL: Any = None
+
+
+@contextlib.contextmanager
+def decompression_threads(n: int) -> Any:
+    """Within the block, :func:`decompression_executor` is a pool of ``n`` threads (none if ``n`` < 2)."""
+    global _READ_POOL
+    if n < 2:
+        yield
+        return
+    import uproot.source.futures
+
+    previous, _READ_POOL = _READ_POOL, uproot.source.futures.ThreadPoolExecutor(max_workers=n)
+    try:
+        yield
+    finally:
+        pool, _READ_POOL = _READ_POOL, previous
+        pool.shutdown()
+
+
+def decompression_executor() -> Any:
+    """The executor for ``TTree.arrays(decompression_executor=...)`` of this process, or None (uproot's
+    default: decompress in the calling thread)."""
+    return _READ_POOL
+
+
 def release() -> int:
     """Close every kept map of this process (after a run); returns how many were open."""
     with _LOCK:
