@@ -416,7 +416,13 @@ for job in jobs:
         flow += [len(keep)] + [np.count_nonzero(m) for m in passed[1:]]  # row 0: all events read
         e, h = values["ecal_e"], values["hcal_e"]
         k_iv, k_final = len(sel.plane_i_iv), len(sel.plane_final)
-        planes = (("plane_loose", keep), ("plane_i_iv", passed[k_iv]), ("plane_final", passed[k_final]))
+        # the loose plane of data: after the beam preselection (the last of the track/SRD cuts present), as
+        # processors/base.py fills it; of simulation: every event outside the box
+        cut_names = [c.name for c in sel.cuts]
+        k_pre = min(max((cut_names.index(c) + 1 for c in ("track", "srd") if c in cut_names), default=1),
+                    ncut)
+        loose = keep if job.kind == "mc" else passed[k_pre]
+        planes = (("plane_loose", loose), ("plane_i_iv", passed[k_iv]), ("plane_final", passed[k_final]))
         for name, m in planes:
             hp = H(name, job.key, reg("ecal", None), reg("hcal", None))
             hp.fill(run=job.key, ecal=pick(e, m), hcal=pick(h, m))
@@ -467,23 +473,27 @@ def e2e_floor(dj: Path, out: Path, step: int) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def same_hists(floor_dir: Path, cli_dir: Path) -> str:
-    """Whether the floor process filled the same histograms (names, run categories, bin contents)."""
+def same_hists(floor_dir: Path, cli_out: Path) -> str:
+    """Whether the floor process filled the same histograms (names, run categories, bin contents) as the
+    run folder ``cli_out`` holds (its hists/*.json, read as the package reads them)."""
     import pickle
 
-    names = sorted(p.stem for p in cli_dir.glob("*.pkl"))
+    from na64ana.processing import outputs
+
+    names = outputs.list_hists(cli_out)
     missing = [n for n in names if not (floor_dir / f"{n}.pkl").exists()]
     differ = []
     for n in names:
         if n in missing:
             continue
-        with open(floor_dir / f"{n}.pkl", "rb") as f0, open(cli_dir / f"{n}.pkl", "rb") as f1:
-            h0, h1 = pickle.load(f0), pickle.load(f1)
+        with open(floor_dir / f"{n}.pkl", "rb") as f0:  # our own file, written by E2E_FLOOR above
+            h0 = pickle.load(f0)
+        h1 = outputs.load_hist(cli_out, n)
         h0 = h0[{"run": sorted(h0.axes["run"])}] if list(h0.axes["run"]) != sorted(h0.axes["run"]) else h0
         if list(h0.axes["run"]) != list(h1.axes["run"]) or not np.array_equal(h0.values(flow=True),
                                                                                h1.values(flow=True)):
             differ.append(n)
-    ok = not missing and not differ
+    ok = bool(names) and not missing and not differ  # no histogram compared is no agreement
     return (f"{len(names)} histograms, {'all identical' if ok else 'MISMATCH'}"
             + (f"; missing in the floor: {missing}" if missing else "")
             + (f"; differ: {differ}" if differ else ""))
@@ -640,6 +650,7 @@ def main(argv: list[str] | None = None) -> int:
           f" files); processor columns ({len(branches)}): {', '.join(branches)}")
     print(f"chunksize {args.chunksize}, align_clusters {args.align_clusters}, reps {args.reps}")
     results = []
+    hists_verdict = ""  # the end-to-end peers' histograms compared (e)
 
     def report(r: dict | None, cores: int) -> None:
         if r is None:
@@ -706,7 +717,8 @@ def main(argv: list[str] | None = None) -> int:
                   ("(e1) na64ana run (CLI process)", lambda: e2e_cli(edj, tmp / "cli", ejobs), 1)]
         for r in interleaved(epeers, args.reps):
             report(r, r["cores"])
-        print(f"end-to-end peers: {same_hists(tmp / 'floor' / 'hists', tmp / 'cli' / 'hists')}")
+        hists_verdict = same_hists(tmp / 'floor' / 'hists', tmp / 'cli')
+        print(f"end-to-end peers: {hists_verdict}")
     if "d" in args.only:
         if Path(args.rdf_python).exists():
             report(rdf(jobs, args.rdf_python, args.reps), 1)
@@ -717,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     finals = {r["final"] for r in main_results}
     events = {r["events"] for r in main_results}
     e2e = [r for r in results if r["label"].startswith("(e")]
-    if len({r["final"] for r in e2e}) > 1 or len({r["events"] for r in e2e}) > 1:
+    if len({r["final"] for r in e2e}) > 1 or len({r["events"] for r in e2e}) > 1 \
+            or "MISMATCH" in hists_verdict:
         finals.add(-1)  # the end-to-end peers disagree
     ok = len(finals) <= 1 and len(events) <= 1
     print(f"consistency: events {sorted(events)}, final-cut counts {sorted(finals)} -> "
