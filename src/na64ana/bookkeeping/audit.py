@@ -484,7 +484,8 @@ def _check_hist(ctx: _Ctx, p: Path) -> None:
     except (safeio.UnsafeContent, OSError) as exc:
         ctx.add(p, "file", f"not a histogram in the safe format ({exc})", kind="unsafe")
         return
-    meta = h.metadata if isinstance(h.metadata, dict) else {}
+    meta = safeio.hist_meta(h)
+    meta = meta if isinstance(meta, dict) else {}
     name = str(meta.get("name") or p.stem)
     regions = meta.get("blinded_region") or {}
     folder = p.parent.parent if p.parent.name == "hists" else p.parent

@@ -36,13 +36,13 @@ from .. import blinding
 from ..blinding import SignalBox
 from ..bookkeeping import provenance
 from ..errors import InputError
+from ..processing import safeio
 from ..records import BackgroundRun, SidebandFit, SimplifiedCheck
 from . import plots, search_plots
 from .results import (
     BENCHMARK_MASSES_GEV,
     Results,
     hist_blinded,
-    hist_meta,
     interp_loglog,
     model_info,
     relic_targets,
@@ -243,7 +243,7 @@ def _intensities(res: Results) -> dict[str, float] | None:
 def _cut_window(res: Results, cut: str, var: str, h: Any) -> tuple[float | None, float | None] | None:
     """Kept window of ``var`` in ``cut``: from the resolved selection in provenance (``requires`` min/max or
     equals) or hist metadata ``window``; None when unknown."""
-    meta = hist_meta(h)
+    meta = safeio.hist_meta(h)
     if isinstance(meta, dict) and meta.get("window") is not None:
         lo, hi = meta["window"]
         return lo, hi
@@ -577,7 +577,7 @@ def _plot_jobs(res: Results, compare: dict[str, tuple[np.ndarray, np.ndarray]] |
                 xlabel=_axis_label(h, var),
                 llabel=ll,
                 blinded=blinded,
-                title=(f"{(hist_meta(h) or {}).get('processor', '')} selection, without the "
+                title=(f"{(safeio.hist_meta(h) or {}).get('processor', '')} selection, without the "
                        f"{cut.replace('_', ' ')} cut").strip(),
             )
 

@@ -301,13 +301,8 @@ def _has_campaign_sample(run_dir: Path) -> bool:
 
 
 # --- adapters (pure functions on the parsed JSON) ----------------------------------------------------
-def hist_meta(h: Any) -> Any:
-    """A hist's metadata or None (reading an unset ``.metadata`` warns in boost-histogram 1.8)."""
-    return vars(h).get("metadata") if hasattr(h, "__dict__") else None
-
-
 def hist_blinded(h: Any) -> bool:
-    meta = hist_meta(h)
+    meta = safeio.hist_meta(h)
     return bool(isinstance(meta, dict) and meta.get("blinded"))
 
 

@@ -142,6 +142,12 @@ def load_hist_bytes(blob: bytes) -> hist.Hist:
     return hist_from_dict(d)
 
 
+def hist_meta(h: Any) -> Any:
+    """A hist's metadata or None (reading an unset ``.metadata`` warns in boost-histogram 1.8 and raises
+    from 1.9)."""
+    return vars(h).get("metadata") if hasattr(h, "__dict__") else None
+
+
 def write_hist(path: str | Path, h: hist.Hist) -> None:
     """One histogram to ``path`` (uhi JSON), atomically."""
     path = Path(path)
