@@ -522,8 +522,11 @@ def e2e_cli(dj: Path, out: Path, jobs: list) -> dict:
 RDF_SCRIPT = r"""
 import json, sys, time
 import ROOT
-ROOT.ROOT.DisableImplicitMT()
 cfg = json.loads(sys.argv[1])
+if cfg["threads"] > 1:
+    ROOT.ROOT.EnableImplicitMT(cfg["threads"])
+else:
+    ROOT.ROOT.DisableImplicitMT()
 walls, cpus = [], []
 for _ in range(cfg["reps"]):
     t0, c0 = time.perf_counter(), time.process_time()
@@ -555,8 +558,9 @@ def _cpp_req(r) -> str:
     return "(" + " && ".join(parts) + ")"
 
 
-def rdf(jobs: list, python: str, reps: int) -> dict | None:
-    """Same columns, derived variables and final cut in RDataFrame; None if ``python`` has no ROOT."""
+def rdf(jobs: list, python: str, reps: int, threads: int = 1) -> dict | None:
+    """Same columns, derived variables and final cut in RDataFrame (``threads`` > 1: implicit
+    multithreading on that many threads); None if ``python`` has no ROOT."""
     defines = [
         ("hcal_e", "(double)hcal_e0 + (double)hcal_e1 + (double)hcal_e2 + (double)hcal_e3"),
         ("veto_e_max", "std::fmax(std::fmax(veto_e0, veto_e1), veto_e2) + 0*veto_e0*veto_e1*veto_e2"),
@@ -573,7 +577,7 @@ def rdf(jobs: list, python: str, reps: int) -> dict | None:
         cuts = {c.name: c for c in j.selection.cuts}
         final = " && ".join(_cpp_req(r) for c in j.selection.plane_final for r in cuts[c].requires)
         cfg_jobs.append({"tree": j.tree, "files": [str(p) for p in j.files], "final": final})
-    cfg = {"jobs": cfg_jobs, "defines": defines, "reps": reps}
+    cfg = {"jobs": cfg_jobs, "defines": defines, "reps": reps, "threads": threads}
     try:
         out = subprocess.run([python, "-c", RDF_SCRIPT, json.dumps(cfg)], capture_output=True, text=True,
                              timeout=3600)
@@ -584,7 +588,8 @@ def rdf(jobs: list, python: str, reps: int) -> dict | None:
         print(f"(d) skipped: {python} failed: {out.stderr.strip().splitlines()[-1:]}")
         return None
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    r.update(label="(d) RDataFrame, 1 thread", wall=statistics.median(r["walls"]), load1=[os.getloadavg()[0]],
+    r.update(label=f"(d) RDataFrame, {threads} thread{'s' if threads > 1 else ''}",
+             wall=statistics.median(r["walls"]), load1=[os.getloadavg()[0]],
              cpu=statistics.median(r["cpus"]))
     return r
 
@@ -624,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="events of the end-to-end comparison e (default: %(default)g)")
     ap.add_argument("--rdf-python", default="/tmp/rootvenv/bin/python",
                     help="a Python with the ROOT wheel for (d); skipped if absent (default: %(default)s)")
+    ap.add_argument("--rdf-threads", type=int, nargs="+", default=[1, 2],
+                    help="RDataFrame thread counts for (d); > 1 is implicit multithreading "
+                         "(default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="1e6 events, 3 reps (a smoke run)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
@@ -721,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"end-to-end peers: {hists_verdict}")
     if "d" in args.only:
         if Path(args.rdf_python).exists():
-            report(rdf(jobs, args.rdf_python, args.reps), 1)
+            for n in args.rdf_threads:
+                report(rdf(jobs, args.rdf_python, args.reps, n), n)
         else:
             print(f"(d) skipped: no {args.rdf_python} (create a venv with the ROOT wheel there)")
 
