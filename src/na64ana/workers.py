@@ -9,7 +9,7 @@ without, on 2 cores).
 
 :func:`beside` runs one branch of work in a forked process while this process goes on with another
 (the demo simulates and measures the signal MC while it simulates and processes the data). The branch's
-log records are held in the child and logged here, in their order, when its result is asked for: a log
+log records are held in the child and logged here, in their order, when the ``with`` block ends: a log
 reads the same whether the branch ran beside or in line (never two stages' lines interleaved).
 
 Serial, in this process, when: one worker is asked for (``NA64ANA_WORKERS=1`` or ``workers=1``), there is
