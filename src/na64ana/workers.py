@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["ENV_WORKERS", "ChildTraceback", "beside", "map_ordered", "worker_count"]
+__all__ = ["ENV_WORKERS", "ChildTraceback", "available_cores", "beside", "map_ordered", "worker_count"]
 
 ENV_WORKERS = "NA64ANA_WORKERS"
 
@@ -43,6 +43,11 @@ R = TypeVar("R")
 # the task of the pool being run: set before the fork, so the children inherit it (a closure need not be
 # picklable); one pool at a time per process (pools are never nested, see worker_count)
 _TASK: tuple[Callable[[Any], Any], Sequence[Any]] | None = None
+
+
+def available_cores() -> int:
+    """The cores this process may use (its CPU affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def worker_count(n_tasks: int, workers: int | None = None) -> int:
@@ -56,8 +61,7 @@ def worker_count(n_tasks: int, workers: int | None = None) -> int:
             except ValueError:
                 raise ValueError(f"${ENV_WORKERS}: expected a whole number, got {env!r}") from None
         else:
-            workers = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                       else (os.cpu_count() or 1))
+            workers = available_cores()
     if mp.current_process().daemon or "fork" not in mp.get_all_start_methods():
         return 1
     return max(1, min(int(workers), n_tasks))

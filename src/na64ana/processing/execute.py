@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import io
 import logging
-import os
 import re
 import resource
 import signal
@@ -32,6 +31,7 @@ from .. import blinding, contract
 from .. import datasets as ds
 from .. import selection as selmod
 from ..errors import DataError, InputError
+from ..workers import available_cores
 from . import inputs, sources
 
 log = logging.getLogger(__name__)
@@ -343,8 +343,7 @@ def run(jobs: list[Job], processor_name: str = "invisible", *, executor: str = "
     threads = 1
     if executor == "iterative" and scheduler is None:
         tune_malloc()
-        threads = min(READ_THREADS, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else (os.cpu_count() or 1))
+        threads = min(READ_THREADS, available_cores())
     ex, close = make_executor(executor, workers=workers, scheduler=scheduler, retries=retries, status=status)
     runner = processor.Runner(ex, schema=BaseSchema, chunksize=chunksize, savemetrics=True,
                               metadata_cache={}, align_clusters=align_clusters, checkpointer=checkpointer)
