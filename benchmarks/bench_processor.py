@@ -9,8 +9,9 @@ Generates its own seeded trigger-level sample with the simulator (``na64ana.simu
       (cluster started once per size, outside the timing; its start-up time is printed separately)
   (p) 1 and 2 copies of (b) at once in forked processes (``--only p1 p2``): this machine's own
       2-process ceiling for the same work, the peer of the dask ratio (c2)/(c1)
-  (d) optionally ROOT RDataFrame, single-threaded, on the same files and cuts (``--rdf-python`` = a Python
-      with the pip ``ROOT`` wheel, e.g. a venv under /tmp: never a runtime dependency of na64ana)
+  (d) optionally ROOT RDataFrame, on 1 and on 2 threads (``--rdf-threads``), on the same files and cuts
+      (``--rdf-python`` = a Python with the pip ``ROOT`` wheel, e.g. a venv under /tmp: never a runtime
+      dependency of na64ana)
 
 the median of ``--reps`` wall times, events/s and events/s per core, plus the load average before each
 measurement. All paths must agree on the number of events passing the final cut (checked).
@@ -217,7 +218,8 @@ def cpu_seconds() -> float:
 
 
 def interleaved(items: list[tuple[str, Callable[[], dict], int]], reps: int) -> list[dict]:
-    """Like :func:`timed` for several peers at once, interleaved: rep 1 of every item, then rep 2, ...
+    """Median wall and CPU time (all processes involved) of ``reps`` calls of each peer's function (which
+    returns a dict with 'events' and 'final'), interleaved: rep 1 of every item, then rep 2, ...
 
     On a shared machine the load changes from minute to minute; measuring the peers in turn puts each
     ratio's numerator and denominator under the same conditions. Returns one result per item."""
@@ -236,25 +238,6 @@ def interleaved(items: list[tuple[str, Callable[[], dict], int]], reps: int) -> 
                  cpu=statistics.median(a["cpus"]), cpus=a["cpus"], load1=a["load1"], cores=cores)
         out.append(r)
     return out
-
-
-def timed(fn: Callable[[], dict], reps: int, label: str) -> dict:
-    """Median wall time (and CPU time) of ``reps`` calls of ``fn`` (returns dict with 'events' and 'final').
-
-    The machine is shared: the CPU seconds of the measured processes give a load-independent events/s per
-    busy core beside the wall-clock figure.
-    """
-    walls, cpus, loads, res = [], [], [], {}
-    for _ in range(reps):
-        loads.append(os.getloadavg()[0])
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        res = fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append(cpu_seconds() - c0)
-    res = dict(res)
-    res.update(label=label, walls=walls, wall=statistics.median(walls), cpu=statistics.median(cpus),
-               load1=loads)
-    return res
 
 
 # ------------------------------------------------------------------------------------------------------
