@@ -19,11 +19,11 @@ demo: $(STAMP)  ## simulate runs I-III -> cut flows -> background -> limits -> r
 	$(BIN)/na64ana demo --out results
 
 test: $(STAMP)  ## the whole test suite (unit, integration, regression, notebooks) and the docstring examples
-	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests
+	$(BIN)/python -m pytest -q --doctest-modules src/na64ana processors tests
 
 # test-fast: --dist loadscope keeps each test module on one process, so a module fixture is built once.
 test-fast: $(STAMP)  ## unit tests and docstring examples only (the edit loop), on 2 processes (pytest-xdist)
-	$(BIN)/python -m pytest -q --doctest-modules src/na64ana tests -m "not slow and not dask" \
+	$(BIN)/python -m pytest -q --doctest-modules src/na64ana processors tests -m "not slow and not dask" \
 		--ignore=tests/integration -n 2 --dist loadscope
 
 lint: $(STAMP)  ## ruff on everything, mypy on the package

@@ -7,8 +7,9 @@ Generates its own seeded trigger-level sample with the simulator (``na64ana.simu
   (b) ``na64ana.processing.execute.run(..., executor="iterative")`` (coffea ``processor.Runner``, one core)
   (c) the same through the dask executor on a ``LocalCluster`` of 1 and of 2 worker processes
       (cluster started once per size, outside the timing; its start-up time is printed separately)
-  (p) 1 and 2 copies of (b) at once in forked processes (``--only p1 p2``): this machine's own
-      2-process ceiling for the same work, the peer of the dask ratio (c2)/(c1)
+  (p) 1 and 2 copies of (b) at once in forked processes, each reading on one thread as a dask worker
+      does (``--only p1 p2``): this machine's own 2-process ceiling for the same work, the peer of the
+      dask ratio (c2)/(c1)
   (d) optionally ROOT RDataFrame, on 1 and on 2 threads (``--rdf-threads``), on the same files and cuts
       (``--rdf-python`` = a Python with the pip ``ROOT`` wheel, e.g. a venv under /tmp: never a runtime
       dependency of na64ana)
@@ -280,12 +281,17 @@ _POOL_JOBS: list = []
 
 
 def _one_copy(chunksize: int) -> dict:
+    from na64ana.processing import execute
+
+    # like a dask worker: the chunk is read and decompressed on the one thread that processes it (the
+    # iterative executor's 2 decompression threads would make one copy use ~1.25 cores)
+    execute.READ_THREADS = 1
     return processor_run(_POOL_JOBS, chunksize)
 
 
 def copies_at_once(jobs: list, chunksize: int, copies: int) -> dict:
-    """(p1)/(p2): ``copies`` processes each running (b) on the whole sample at the same time; events and the
-    final count are per copy times ``copies`` (the throughput of the machine)."""
+    """(p1)/(p2): ``copies`` processes each running (b) with one read thread on the whole sample at the same
+    time; events and the final count are per copy times ``copies`` (the throughput of the machine)."""
     import multiprocessing as mp
 
     _POOL_JOBS[:] = jobs
@@ -341,15 +347,14 @@ def processor_run(jobs: list, chunksize: int, *, executor: str = "iterative", sc
 
 
 def local_cluster(n: int):
-    """A LocalCluster as ``execute.make_executor`` makes it (worker malloc settings included)."""
+    """A LocalCluster as ``execute.make_executor`` makes it (worker malloc settings and config included)."""
     import dask
     from distributed import LocalCluster
 
     from na64ana.processing import execute
 
     t0 = time.perf_counter()
-    env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in execute.WORKER_ENV.items()}
-    with dask.config.set(env):
+    with dask.config.set(execute.local_cluster_config()):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
     return cluster, time.perf_counter() - t0
 

@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_memory as bm  # noqa: E402
 import bench_processor as bp  # noqa: E402
@@ -49,14 +51,19 @@ def start_cluster(workdir: Path, nworkers: int, memory_limit: str) -> tuple[str,
         if procs[0].poll() is not None or time.monotonic() - t0 > 60:
             raise RuntimeError(f"scheduler did not start; see {logs / 'scheduler.log'}")
         time.sleep(0.1)
-    # the worker malloc settings of execute.WORKER_ENV, through a dask config file (see docs/distributed.md)
+    # execute.WORKER_ENV and WORKER_CONFIG (malloc, no profiler), through a dask config file (docs/distributed.md)
     from na64ana.processing import execute
 
     cfg = workdir / "dask-config"
     cfg.mkdir(exist_ok=True)
-    (cfg / "na64ana-workers.yaml").write_text(
-        "distributed:\n  nanny:\n    pre-spawn-environ:\n"
-        + "".join(f"      {k}: {v}\n" for k, v in execute.WORKER_ENV.items()))
+    nested: dict = {}
+    for dotted, value in execute.local_cluster_config().items():
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    (cfg / "na64ana-workers.yaml").write_text(yaml.safe_dump(nested))
     env = dict(os.environ, DASK_CONFIG=str(cfg))
     procs.append(subprocess.Popen([str(dask), "worker", "--scheduler-file", str(sfile), "--nworkers",
                                    str(nworkers), "--nthreads", "1", "--no-dashboard", "--memory-limit",

@@ -57,7 +57,21 @@ READ_THREADS = 2
 # CPU per event in a worker compared with the same code in one process. Our chunks are fixed-size, so let
 # the heap keep up to 256 MB and serve arrays below 32 MB from it (see docs/distributed.md for own clusters).
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(2**28), "MALLOC_MMAP_THRESHOLD_": str(2**25)}
+# dask's workers sample their threads' stacks every 10 ms for the dashboard's profile page. Each sample takes
+# the GIL from the task thread: with the profiler off a 1-worker LocalCluster ran 6e7 events in 3.02 s
+# instead of 3.25 s (benchmarks/RESULTS.md). Clusters we start go without it; see docs/distributed.md.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 _MALLOC_TUNED = False
+
+
+def local_cluster_config() -> dict[str, Any]:
+    """The dask config under which a ``LocalCluster`` of ours is created (its nannies hand it to the workers):
+    :data:`WORKER_ENV` in the workers' environment and :data:`WORKER_CONFIG`.
+
+    >>> local_cluster_config()["distributed.worker.profile.enabled"]
+    False
+    """
+    return {**{f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}, **WORKER_CONFIG}
 
 
 def tune_malloc() -> bool:
@@ -199,8 +213,7 @@ def make_executor(name: str, *, workers: int = 2, scheduler: str | None = None, 
         else:
             import dask  # local: dask/distributed only for --executor dask
 
-            env = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_ENV.items()}
-            with dask.config.set(env):
+            with dask.config.set(local_cluster_config()):
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                        dashboard_address=":0")  # a free port: never clash on 8787
             client = Client(cluster)
