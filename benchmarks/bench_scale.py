@@ -51,7 +51,7 @@ def start_cluster(workdir: Path, nworkers: int, memory_limit: str) -> tuple[str,
         if procs[0].poll() is not None or time.monotonic() - t0 > 60:
             raise RuntimeError(f"scheduler did not start; see {logs / 'scheduler.log'}")
         time.sleep(0.1)
-    # execute.WORKER_ENV and WORKER_CONFIG (malloc, no profiler), through a dask config file (docs/distributed.md)
+    # execute.local_cluster_config() (malloc, no profiler) through a dask config file (docs/distributed.md)
     from na64ana.processing import execute
 
     cfg = workdir / "dask-config"
