@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hist
 import numpy as np
 import pytest
+from coffea.processor import accumulate
+from na64ana.processors.base import new_hist, stack_runs
 
 from na64ana.processing import execute, outputs
 
@@ -158,3 +161,33 @@ def test_dimuon_processor(tmp_path, synth):
     mod = outputs.load_hist(tmp_path / "out", "dimuon_hcal_module")[{"run": "I"}]
     assert mod[{"module": "HCAL2"}].sum().value == n_mu
     assert outputs.load_hist(tmp_path / "out", "dimuon_hcal").sum().value == n_mu
+
+
+def test_stacked_runs_equal_boost_histograms_own_merge():
+    """Chunk outputs keep one histogram per run until postprocess stacks them: the stacked histogram equals
+    boost-histogram's own merge of the run categories (values, variances, flow bins), whatever the order in
+    which chunks of the runs arrive, and with the runs sorted."""
+    rng = np.random.default_rng(5)
+    keys = ["III", "I", "II", "I", "III", "II", "I"]  # chunks of three runs, interleaved
+    chunks = []
+    for key in keys:
+        h = new_hist(key, hist.axis.Regular(10, 0.0, 1.0, name="x"), hist.axis.Regular(4, -1, 1, name="y"))
+        n = 500
+        h.fill(run=key, x=rng.uniform(-0.2, 1.2, n), y=rng.normal(0, 1, n), weight=rng.uniform(0.5, 2.0, n))
+        chunks.append(h)
+    reference = chunks[0].copy()  # boost-histogram's own merge of the differing categories
+    for h in chunks[1:]:
+        reference = reference + h
+    for order in (list(range(len(keys))), list(reversed(range(len(keys)))), list(rng.permutation(len(keys)))):
+        merged = accumulate([{"h": {keys[i]: chunks[i].copy()}} for i in order])["h"]
+        stacked = stack_runs(merged)
+        assert list(stacked.axes["run"]) == ["I", "II", "III"]
+        for key in ("I", "II", "III"):
+            np.testing.assert_allclose(stacked[{"run": key}].values(flow=True),
+                                       reference[{"run": key}].values(flow=True), rtol=1e-12)
+            np.testing.assert_allclose(stacked[{"run": key}].variances(flow=True),
+                                       reference[{"run": key}].variances(flow=True), rtol=1e-12)
+        assert stacked.sum(flow=True).value == pytest.approx(reference.sum(flow=True).value, rel=1e-12)
+    wrong = new_hist("II", hist.axis.Regular(2, 0, 1, name="x"))
+    with pytest.raises(ValueError, match="'I' has run categories \\['II'\\]"):
+        stack_runs({"I": wrong})
