@@ -6,6 +6,8 @@ elsewhere (the real chain through the CLI: tests/integration/test_pipeline.py)."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -54,6 +56,24 @@ def test_every_stage_has_a_subcommand():
     for name in ("simulate", "run", "background", "efficiency", "summary", "limits", "optimise", "closure",
                  "report", "export", "demo", "verify"):
         assert name in sub
+
+
+def _help_in_fresh_process(*argv: str) -> list[str]:
+    """The help text of ``na64ana *argv`` from a fresh interpreter, then the heavy modules it imported."""
+    code = (f"import sys\nfrom na64ana.cli import main\ntry:\n    main({list(argv)!r})\nexcept SystemExit:\n"
+            "    pass\nprint(sorted(m for m in ('uproot', 'awkward', 'coffea') if m in sys.modules))")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()
+
+
+def test_a_command_imports_only_its_own_module():
+    """``na64ana report`` builds the parser of ``report`` alone: the modules of ``run`` (uproot, awkward,
+    coffea) are not imported. The top-level help still lists every command (and imports them)."""
+    out = _help_in_fresh_process("report", "--help")
+    assert out[0].startswith("usage: na64ana report") and out[-1] == "[]"
+    assert list(build_parser("report")._subparsers._group_actions[0].choices) == ["report"]  # type: ignore
+    listing = _help_in_fresh_process("--help")
+    assert all(name in "\n".join(listing) for name in SUBCOMMANDS) and "uproot" in listing[-1]
 
 
 def test_run_calls_the_run_stage(patch, tmp_path):
