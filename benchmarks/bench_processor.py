@@ -404,12 +404,9 @@ for job in jobs:
         flow += [len(keep)] + [np.count_nonzero(m) for m in passed[1:]]  # row 0: all events read
         e, h = values["ecal_e"], values["hcal_e"]
         k_iv, k_final = len(sel.plane_i_iv), len(sel.plane_final)
-        # the loose plane of data: after the beam preselection (the last of the track/SRD cuts present), as
-        # processors/base.py fills it; of simulation: every event outside the box
-        cut_names = [c.name for c in sel.cuts]
-        k_pre = min(max((cut_names.index(c) + 1 for c in ("track", "srd") if c in cut_names), default=1),
-                    ncut)
-        loose = keep if job.kind == "mc" else passed[k_pre]
+        # the loose plane of data: after the beam preselection, as processors/base.py fills it; of
+        # simulation: every event outside the box
+        loose = keep if job.kind == "mc" else passed[sel.preselection_rows]
         planes = (("plane_loose", loose), ("plane_i_iv", passed[k_iv]), ("plane_final", passed[k_final]))
         for name, m in planes:
             hp = H(name, job.key, reg("ecal", None), reg("hcal", None))

@@ -38,9 +38,9 @@ PLANE_ECAL = (240, 0.0, 120.0)
 PLANE_HCAL = (240, 0.0, 120.0)
 
 
-def run_axis(key: str) -> hist.axis.StrCategory:
-    # Created with its key so that a chunk with no entries still yields the run's category.
-    return hist.axis.StrCategory([key], growth=True, name="run", label="run")
+def run_axis(*keys: str) -> hist.axis.StrCategory:
+    # Created with its key(s) so that a chunk with no entries still yields the run's category.
+    return hist.axis.StrCategory(list(keys), growth=True, name="run", label="run")
 
 
 def ecal_axis() -> hist.axis.Regular:
@@ -298,7 +298,7 @@ class SelectionProcessor(processor.ProcessorABC):
         # Data: the loose plane after the beam preselection (SRD-tagged electrons, as NA64 shows it), not
         # every event outside the box: "all events read" minus the integral of an all-outside plane would be
         # the box count before any cut (#13 item 3). Simulation keeps every event (weight scale).
-        loose = keep if mc else ps.passed(preselection_rows(sel))
+        loose = keep if mc else ps.passed(sel.preselection_rows)
         final = ps.passed_all(sel.plane_final)
         for name, mask in (("plane_loose", loose), ("plane_i_iv", ps.passed_all(sel.plane_i_iv)),
                            ("plane_final", final)):
@@ -351,17 +351,6 @@ class SelectionProcessor(processor.ProcessorABC):
         return accumulator
 
 
-#: the cuts of the beam preselection: the loose plane of data is filled after the last of them present
-PRESELECTION = ("track", "srd")
-
-
-def preselection_rows(sel: Resolved) -> int:
-    """How many leading cuts form the beam preselection (at least the first cut)."""
-    names = [c.name for c in sel.cuts]
-    k = max((names.index(c) + 1 for c in PRESELECTION if c in names), default=1)
-    return min(k, len(names))
-
-
 def stack_runs(parts: Mapping[str, hist.Hist]) -> hist.Hist:
     """One histogram with a ``run`` category per key of ``parts`` (``{key: histogram of that key}``, each
     with the one-category run axis of :func:`new_hist`), in sorted key order.
@@ -380,8 +369,7 @@ def stack_runs(parts: Mapping[str, hist.Hist]) -> hist.Hist:
     for key in keys:
         if list(parts[key].axes["run"]) != [key]:
             raise ValueError(f"histogram of {key!r} has run categories {list(parts[key].axes['run'])}")
-    out = hist.Hist(hist.axis.StrCategory(keys, growth=True, name="run", label="run"), *first.axes[1:],
-                    storage=first.storage_type())
+    out = hist.Hist(run_axis(*keys), *first.axes[1:], storage=first.storage_type())
     view = out.view(flow=True)
     for i, key in enumerate(keys):
         view[i] = parts[key].view(flow=True)[0]

@@ -273,6 +273,10 @@ class ResolvedCut:
         return tuple(dict.fromkeys(r.variable for r in self.requires))
 
 
+#: the cuts of the beam preselection: the loose plane of data is filled after the last of them present
+PRESELECTION = ("track", "srd")
+
+
 @dataclass(frozen=True)
 class Resolved:
     """A selection resolved for one campaign + run: plain numbers, ready to apply and to hash."""
@@ -316,6 +320,13 @@ class Resolved:
     @property
     def branches(self) -> list[str]:
         return branches_for(self.variables)
+
+    @property
+    def preselection_rows(self) -> int:
+        """How many leading cuts form the beam preselection (:data:`PRESELECTION`; at least the first cut)."""
+        names = [c.name for c in self.cuts]
+        k = max((names.index(c) + 1 for c in PRESELECTION if c in names), default=1)
+        return min(k, len(names))
 
 
 # ------------------------------------------------------------------------------------------------------
